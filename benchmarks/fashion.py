@@ -1,0 +1,158 @@
+"""Fashion-MNIST use case figures: data pipeline, training and test accuracy, TFLite compression.
+
+Renders the template with ``starter=fashion`` into a scratch folder and runs the use case on
+the local profile: the data pipeline (collect the four idx files, keep their train/test
+split as PNG items, validate, idx labels), then the MLP baseline and the CNN option
+(``model/const.yaml`` with ``arch`` and ``epochs`` set), each evaluated by the gate on the
+held-out test set, then TFLite post-training quantization of the CNN.
+
+    .venv/bin/python benchmarks/fashion.py [--train 6000 --test 1000] [--epochs 5]
+
+The real Fashion-MNIST files cannot be downloaded on this machine, so by default it
+generates them (class patterns shifted and noised; ``--noise`` and ``--shift`` set the
+difficulty). To reproduce on the real data, put the four files
+(``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``, ``t10k-images-idx3-ubyte.gz``,
+``t10k-labels-idx1-ubyte.gz`` from http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/)
+in a folder and run ``benchmarks/fashion.py --mirror FOLDER --epochs 10``; targets on the real
+data: MLP baseline test accuracy >= 0.88, CNN >= 0.91.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import yaml  # noqa: E402
+
+from cdl.config import Settings, load_settings  # noqa: E402
+from cdl.data import pipeline  # noqa: E402
+from cdl.data.names import SPLITS, validated_repo  # noqa: E402
+from cdl.data.runner import run_pipelines  # noqa: E402
+from cdl.data.store import open_store  # noqa: E402
+from rendering import render, snapshot_template  # noqa: E402
+from use_cases.fashion_data import write_mirror  # noqa: E402
+
+TARGETS = {"mlp": 0.88, "cnn": 0.91}
+
+
+def timed(step, *args):  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    result = step(*args)
+    return result, time.monotonic() - started
+
+
+def data_pipeline(settings: Settings) -> dict[str, float]:
+    """Seconds of each data step."""
+    store = open_store(settings)
+    quiet = lambda _line: None  # noqa: E731
+    validate = [validated_repo(settings, name) for name in SPLITS]
+    steps = {
+        "collect (read + check 4 idx files, commit)": lambda: pipeline.collect(
+            settings, store, quiet),
+        "split (official split -> PNG items)": lambda: pipeline.split(settings, store, quiet),
+        "validate (both pipelines)": lambda: run_pipelines(settings, store, validate, quiet),
+        "labels (idx labels -> Label Studio -> table)": lambda: pipeline.label(
+            settings, store, quiet),
+    }
+    return {name: timed(step)[1] for name, step in steps.items()}
+
+
+def experiment(settings: Settings, arch: str, epochs: int) -> Path:
+    config = yaml.safe_load(settings.path("model/const.yaml").read_text())
+    config["name"] = f"{config['name']}-{arch}"
+    config["hyperparameters"].update({"arch": arch, "epochs": epochs})
+    path = settings.path(f"model/const.{arch}.yaml")
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train", type=int, default=6000, help="generated training images")
+    parser.add_argument("--test", type=int, default=1000, help="generated test images")
+    parser.add_argument("--noise", type=float, default=0.35, help="generated pixel noise")
+    parser.add_argument("--shift", type=int, default=4, help="largest generated offset (px)")
+    parser.add_argument("--epochs", type=int, default=5, help="training epochs per model")
+    parser.add_argument("--mirror", type=Path, help="a folder with the four real idx files")
+    parser.add_argument("--no-compress", action="store_true", help="skip TFLite compression")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    args = parser.parse_args(argv)
+
+    from cdl.deploy.compression import compress_version
+    from cdl.model.evaluate import evaluate_version
+    from cdl.model.train import train_local
+
+    scratch = Path(tempfile.mkdtemp(prefix="cdl-fashion-bench-"))
+    try:
+        if args.mirror:
+            mirror, origin = args.mirror.resolve(), f"real files in {args.mirror}"
+        else:
+            mirror, seconds = timed(write_mirror, scratch / "mirror", args.train, args.test, 0,
+                                    True, args.noise, args.shift)
+            origin = (f"generated ({args.train} train / {args.test} test, noise {args.noise}, "
+                      f"shift {args.shift} px, {seconds:.1f} s to write)")
+        template = snapshot_template(scratch / "template")
+        root = render(template, scratch / "project",
+                      {"starter": "fashion", "project_name": "Fashion benchmark"})
+        os.environ["CDL_DATA_MIRROR"] = str(mirror)
+        for name in ("CDL_PROFILE", "CDL_CONFIG", "CDL_MODEL_VERSION"):
+            os.environ.pop(name, None)
+        settings = load_settings(root / "cdl.yaml")
+        print(f"Fashion-MNIST use case, local profile, {os.cpu_count()} CPUs; data: {origin}")
+
+        steps = data_pipeline(settings)
+        counts = {name: pipeline.validation_summary(settings, open_store(settings), name)
+                  for name in SPLITS}
+        items = sum(summary["total"] for summary in counts.values())
+        print(f"\ndata pipeline ({counts['train']['kept']} train + {counts['test']['kept']} "
+              f"test images kept of {items})")
+        for name, seconds in steps.items():
+            print(f"  {name:<46} {seconds:7.1f} s")
+        total = sum(steps.values())
+        print(f"  {'total':<46} {total:7.1f} s  ({items / total:.0f} images/s)")
+
+        print(f"\ntraining ({args.epochs} epochs, batch 64) and the gate "
+              f"(threshold {settings.config.training.accuracy_threshold})")
+        print(f"  {'model':<5} {'train s':>8} {'val acc':>8} {'test acc':>9}  gate    "
+              "real-data target")
+        versions = {}
+        for arch in ("mlp", "cnn"):
+            result = train_local(settings, experiment(settings, arch, args.epochs))
+            assert result.version is not None
+            versions[arch] = result.version.version
+            evaluation = evaluate_version(settings, version=result.version.version)
+            gate = "passes" if evaluation.passed else "fails "
+            print(f"  {arch:<5} {result.wall_seconds:8.1f} "
+                  f"{result.validation.get('validation_accuracy', float('nan')):8.4f} "
+                  f"{evaluation.accuracy:9.4f}  {gate}  >= {TARGETS[arch]}"
+                  + (f" ({'met' if evaluation.accuracy >= TARGETS[arch] else 'NOT met'})"
+                     if args.mirror else ""))
+
+        if not args.no_compress:
+            compressed, seconds = timed(compress_version, settings, versions["cnn"])
+            c = compressed.comparison
+            size, latency, acc = c["size_bytes"], c["latency_ms"], c["accuracy"]
+            print(f"\nTFLite dynamic-range quantization of the CNN ({seconds:.1f} s)")
+            print(f"  size {size['original']:,} -> {size['compressed']:,} bytes "
+                  f"(x{size['ratio']:.3f}); single-image latency p50 "
+                  f"{latency['original']['p50']:.2f} -> {latency['compressed']['p50']:.2f} ms; "
+                  f"test accuracy {acc['original']:.4f} -> {acc['compressed']:.4f}")
+    finally:
+        if args.keep:
+            print(f"\nkept {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Wall time of a rendered project's whole ``dev`` pipeline under gitlab-ci-local.
+
+Renders the news starter on the local profile from this work tree, publishes this work
+tree's CI components to a fake GitLab instance (bare repositories reached through git's
+``url.<file-url>.insteadOf``), generates a tiny dataset, and runs the ``dev`` pipeline with
+gitlab-ci-local 4.73.0 (shell executor, jobs isolated, artifacts passed between jobs, the
+manual training job started): data -> train -> evaluate -> compress -> package + local serve
++ smoke test. Prints the wall time of every job and of the whole pipeline (goal: under
+5 minutes on 2 cores).
+
+    .venv/bin/python benchmarks/pipeline.py [--per-class 24] [--keep]
+
+Needs the tools of scripts/install-ci-tools.sh (installed when missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "ci"))
+
+import cdl_ci_harness as h
+
+GOAL_SECONDS = 300.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--per-class", type=int, default=24, help="generated articles per class")
+    parser.add_argument("--keep", action="store_true", help="keep the working folder")
+    args = parser.parse_args(argv)
+
+    missing = h.ensure_tools()
+    if missing:
+        print(
+            f"missing tools: {', '.join(missing)} (run scripts/install-ci-tools.sh)",
+            file=sys.stderr,
+        )
+        return 2
+    root = Path(tempfile.mkdtemp(prefix="cdl-pipeline-bench-"))
+    try:
+        sandbox = h.Sandbox(root / "gitlab")
+        version = h.cdl_version()
+        sandbox.publish_library(version)
+        template = h.snapshot_template(root / "template", sandbox)
+        (project, setup_s) = h.timed(h.prepare_local_project, root, sandbox, template, version)
+        wheel = h.build_cdl_wheel(root / "wheel")
+        archive = h.make_news_archive(
+            root / "mirror" / "bbc-fulltext.zip", per_class=args.per_class
+        )
+        run = h.run_local_pipeline(project, sandbox, wheel, archive)
+
+        print(
+            f"rendered project pipeline (dev, local profile), {len(h.NEWS_CLASSES)} classes x "
+            f"{args.per_class} articles, {os.cpu_count()} CPUs, gitlab-ci-local {h.GCL_VERSION}"
+        )
+        print(f"render + commit: {setup_s:.1f} s")
+        print(f"{'job':<24} {'status':<9} {'wall s':>8}")
+        for job, seconds in run.durations.items():
+            if job == "pipeline":
+                continue
+            print(f"{job:<24} {run.status.get(job, '-'):<9} {seconds:>8.1f}")
+        total = run.durations.get("pipeline", run.wall_seconds)
+        print(f"{'pipeline (gitlab-ci-local)':<34} {total:>8.1f}")
+        print(f"{'pipeline (wall, incl. parsing)':<34} {run.wall_seconds:>8.1f}")
+        if run.result.returncode == 0:
+            verdict = "within" if run.wall_seconds <= GOAL_SECONDS else "over"
+            print(f"goal {GOAL_SECONDS:.0f} s: {verdict}")
+        if run.result.returncode != 0:
+            print(
+                "\nthe pipeline failed; the end of its log:\n" + run.output[-6000:], file=sys.stderr
+            )
+            return 1
+        return 0
+    finally:
+        if args.keep:
+            print(f"kept {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Serving figures: the local Seldon server under bounded loopback load vs raw ``predict``.
+
+Usage: python benchmarks/serving.py [--requests 2000] [--seconds 30] [--clients 4]
+                                    [--threads 4] [--workers 1] [--project DIR --version N]
+
+Without ``--project`` it builds a news-sized PyTorch text baseline (10,000-stem vocabulary,
+widths 512/256/128/64, untrained weights cost the same as trained ones) in a temporary
+project. It packages and serves the model with the real ``seldon-core-microservice`` on
+127.0.0.1 (scoring data into the project's SQLite store, as ``cdl deploy serve`` does), then
+sends single-item requests of article-length texts from ``--clients`` keep-alive clients until
+``--requests`` are done or ``--seconds`` have passed, and prints requests/s, p50/p99 latency
+and errors; then the same model's in-process ``predict_proba`` on the same inputs (p50/p99)
+and the overhead ratio. Only loopback traffic; the server is always stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "deploy"))
+
+from deploy_models import (  # noqa: E402
+    make_project,
+    news_sized_texts,
+    register,
+    torch_text_checkpoint,
+)
+
+from cdl.config import load_settings  # noqa: E402
+from cdl.deploy import local  # noqa: E402
+from cdl.deploy.loading import load_artifact  # noqa: E402
+
+
+def client(
+    port: int, bodies: list[bytes], deadline: float, budget: list[int], lock: threading.Lock,
+    latencies: list[float], errors: list[str],
+) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    index = 0
+    while time.monotonic() < deadline:
+        with lock:
+            if budget[0] <= 0:
+                break
+            budget[0] -= 1
+        body = bodies[index % len(bodies)]
+        index += 1
+        started = time.perf_counter()
+        try:
+            connection.request(
+                "POST", "/api/v1.0/predictions", body, {"Content-Type": "application/json"}
+            )
+            response = connection.getresponse()
+            payload = response.read()
+            elapsed = time.perf_counter() - started
+            if response.status != 200:
+                errors.append(f"HTTP {response.status}: {payload[:200]!r}")
+            with lock:
+                latencies.append(elapsed)
+        except (OSError, http.client.HTTPException) as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+            connection.close()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.close()
+
+
+def load_test(port: int, texts: list[str], requests: int, seconds: float, clients: int) -> dict:
+    bodies = [json.dumps({"data": {"ndarray": [text]}}).encode() for text in texts]
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    budget = [requests]
+    started = time.perf_counter()
+    deadline = time.monotonic() + seconds
+    threads = [
+        threading.Thread(
+            target=client, args=(port, bodies[i::clients] or bodies, deadline, budget, lock,
+                                 latencies, errors)
+        )
+        for i in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    return {
+        "requests": len(latencies) + len([e for e in errors if not e.startswith("HTTP")]),
+        "wall_s": wall,
+        "rps": len(latencies) / wall,
+        "p50_ms": float(np.percentile(latencies, 50) * 1000) if latencies else float("nan"),
+        "p99_ms": float(np.percentile(latencies, 99) * 1000) if latencies else float("nan"),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else "",
+    }
+
+
+def raw_predict(predictor, texts: list[str], count: int, seconds: float) -> dict:
+    timings = []
+    deadline = time.monotonic() + seconds
+    for i in range(count):
+        if time.monotonic() > deadline:
+            break
+        started = time.perf_counter()
+        predictor.predict_proba([texts[i % len(texts)]])
+        timings.append(time.perf_counter() - started)
+    return {
+        "calls": len(timings),
+        "p50_ms": float(np.percentile(timings, 50) * 1000),
+        "p99_ms": float(np.percentile(timings, 99) * 1000),
+        "per_s": len(timings) / sum(timings),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--project", type=Path, help="A trained CDL project (cdl.yaml folder).")
+    parser.add_argument("--version", type=int, default=None)
+    args = parser.parse_args()
+    args.requests = min(args.requests, 20_000)
+    args.seconds = min(args.seconds, 120.0)
+
+    with tempfile.TemporaryDirectory(prefix="cdl-bench-serving-") as scratch:
+        if args.project:
+            settings = load_settings(args.project / "cdl.yaml")
+            version = args.version
+            what = f"{settings.config.model.name} from {args.project}"
+        else:
+            settings = make_project(Path(scratch) / "news", "pytorch", "text", "news-bench")
+            checkpoint = torch_text_checkpoint(Path(scratch) / "ckpt", news_sized=True)
+            version = register(settings, checkpoint)
+            what = "news-sized PyTorch text baseline (synthetic)"
+        texts = news_sized_texts(200, seed=3)
+        os.environ["CDL_MAX_TEXT_CHARS"] = "100000"  # article-length inputs (server override)
+        info, process = local.serve(
+            settings, version, local.free_port(), local.free_port(),
+            workers=args.workers, threads=args.threads,
+        )
+        try:
+            for text in texts[:20]:  # warm-up
+                local.post_json(local.predictions_url(info.url), {"data": {"ndarray": [text]}})
+            served = load_test(info.port, texts, args.requests, args.seconds, args.clients)
+        finally:
+            local.stop(settings)
+            local.stop_group(process.pid, grace=5)
+        _, predictor = load_artifact(Path(info.artifact))
+        predictor.predict_proba(texts[:5])
+        raw = raw_predict(predictor, texts, served["requests"] or 500, args.seconds)
+
+    print(f"model: {what}, v{info.version}")
+    print(f"server: seldon-core-microservice, {args.workers} worker(s) x {args.threads} threads; "
+          f"{args.clients} keep-alive clients on 127.0.0.1")
+    print(f"served  {served['requests']} requests in {served['wall_s']:.1f} s: "
+          f"{served['rps']:.1f} requests/s, p50 {served['p50_ms']:.2f} ms, "
+          f"p99 {served['p99_ms']:.2f} ms, errors {served['errors']}")
+    if served["first_error"]:
+        print(f"        first error: {served['first_error']}")
+    print(f"raw     {raw['calls']} predict_proba calls in-process: p50 {raw['p50_ms']:.2f} ms, "
+          f"p99 {raw['p99_ms']:.2f} ms, {raw['per_s']:.1f} calls/s (one thread)")
+    print(f"overhead ratio (served p50 / raw p50): {served['p50_ms'] / raw['p50_ms']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from cdl.cli import main
+
+main()

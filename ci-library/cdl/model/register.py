@@ -1,0 +1,92 @@
+"""Register a trained checkpoint in the model registry with its metrics and lineage."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from cdl.config import Settings
+from cdl.model.expconf import data_ref
+from cdl.registry.base import ModelVersion
+
+logger = logging.getLogger(__name__)
+
+
+def data_version(settings: Settings, split: str, ref: str | None) -> dict[str, str]:
+    """``{repo, branch, commit}`` of a labelled split at ``ref`` (default: the data branch)."""
+    from cdl.data.dataset import load_split
+
+    version = load_split(settings, split, ref=ref).version
+    return {"repo": version.repo, "branch": version.branch, "commit": version.commit}
+
+
+def register_checkpoint(
+    settings: Settings,
+    *,
+    checkpoint_uuid: str,
+    checkpoint_path: Path,
+    steps_completed: int,
+    exp_conf: dict[str, Any],
+    hparams: dict[str, Any],
+    experiment_id: int,
+    trial_id: int | None,
+    validation: dict[str, float],
+    train_data: dict[str, str],
+    wall_seconds: float,
+    slots: int,
+    tensorboard: Path | None,
+    search_wall_seconds: float | None = None,
+) -> ModelVersion:
+    """Register the checkpoint as the next version of the project's model."""
+    from cdl import lineage
+    from cdl.registry import Checkpoint, open_registry
+    from cdl.registry.experiments import open_experiment_registry
+
+    name = settings.config.model.name
+    test_data = data_version(settings, "test", data_ref(exp_conf.get("data"), "test"))
+    cost: dict[str, Any] = {
+        "wall_seconds": round(wall_seconds, 3),
+        "device_hours": round(wall_seconds / 3600.0 * slots, 6),
+    }
+    if search_wall_seconds is not None:
+        cost["search_wall_seconds"] = round(search_wall_seconds, 3)
+    record = lineage.build_lineage(
+        code=lineage.code_version(settings.root),
+        data={"train": train_data, "test": test_data},
+        experiment={
+            "id": experiment_id,
+            "config": exp_conf,
+            "hparams": hparams,
+            "trial_id": trial_id,
+        },
+        checkpoint={"uuid": checkpoint_uuid, "steps_completed": int(steps_completed)},
+        metrics={"validation": validation},
+        hardware=lineage.hardware(),
+        environment=lineage.environment(),
+        cost=cost,
+        logs={
+            "tensorboard": str(tensorboard) if tensorboard else None,
+            "experiment_registry": str(open_experiment_registry(settings).path),
+        },
+    )
+    registry = open_registry(settings)
+    registry.create_model(
+        name,
+        description=f"{settings.config.project.name}: {settings.config.model.task} classifier",
+        labels=(settings.config.model.framework, settings.config.model.task),
+    )
+    metadata = {
+        "framework": settings.config.model.framework,
+        "task": settings.config.model.task,
+        "experiment_id": experiment_id,
+        "trial_id": trial_id,
+        "hparams": hparams,
+        "metrics": {"validation": validation},
+        "lineage": record,
+    }
+    version = registry.register_version(
+        name, Checkpoint(checkpoint_uuid, Path(checkpoint_path)), metadata
+    )
+    logger.info("registered %s v%d (checkpoint %s)", name, version.version, checkpoint_uuid)
+    return version

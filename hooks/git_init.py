@@ -1,0 +1,73 @@
+"""Copier task: make the rendered project a git repository with `main` and `dev`.
+
+The paper's workflow develops on `dev` and deploys production from `main`: the
+project starts with one initial commit on `main` and `dev` branched from it,
+checked out. Runs with the Python that runs Copier (stdlib only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+FALLBACK_IDENTITY = {
+    "user.name": "CDL template",
+    "user.email": "cdl-template@users.noreply.invalid",
+}
+
+
+def _git(project: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", *args], cwd=project, check=True, capture_output=True, text=True
+    )
+    return result.stdout.strip()
+
+
+def _identity_args(project: Path) -> list[str]:
+    """`-c user.name=...` options when git has no identity configured (CI, fresh machines)."""
+    args: list[str] = []
+    for key, fallback in FALLBACK_IDENTITY.items():
+        env_key = "GIT_AUTHOR_NAME" if key == "user.name" else "GIT_AUTHOR_EMAIL"
+        configured = subprocess.run(
+            ["git", "config", key], cwd=project, capture_output=True, text=True
+        ).stdout.strip()
+        if not configured and not os.environ.get(env_key):
+            args += ["-c", f"{key}={fallback}"]
+    return args
+
+
+def init_repository(project: Path) -> None:
+    """`git init -b main`, commit everything, create and check out `dev`."""
+    if (project / ".git").exists():
+        print(f"{project} is already a git repository: branches left as they are")
+        return
+    _git(project, "init", "--quiet", "--initial-branch=main")
+    _git(project, "add", "--all")
+    message = "Initial commit from the CDL template"
+    _git(project, *_identity_args(project), "commit", "--quiet", "-m", message)
+    _git(project, "branch", "dev")
+    _git(project, "checkout", "--quiet", "dev")
+    print(f"git repository created in {project}: branches main and dev (checked out: dev)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--project-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        init_repository(args.project_dir.resolve())
+    except FileNotFoundError:
+        print("git is not installed: the project was rendered but is not a git repository yet",
+              file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as exc:
+        print(f"git {' '.join(exc.cmd[1:])} failed: {exc.stderr.strip()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Installs the tools the CI-component tests need, project-locally and idempotently:
+#   - gitlab-ci-local 4.73.0 (npm, into .tools/node; 4.74+ needs Node 22)
+#   - check-jsonschema (its own venv .venv-tools: it needs jsonschema>=4, the main
+#     venv keeps jsonschema<4 for seldon-core)
+#   - rsync (gitlab-ci-local copies the work tree with it), via apt-get when missing
+# Usage: scripts/install-ci-tools.sh [--check]   (--check: report, install nothing)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+GCL_VERSION="4.73.0"
+CJS_VERSION="0.39.0"
+NODE_PREFIX="${CDL_TOOLS_NODE_PREFIX:-$ROOT/.tools/node}"
+TOOLS_VENV="${CDL_TOOLS_VENV:-$ROOT/.venv-tools}"
+PYTHON="${PYTHON:-python3}"
+CHECK_ONLY=0
+[[ "${1:-}" == "--check" ]] && CHECK_ONLY=1
+
+log() { printf 'install-ci-tools: %s\n' "$*" >&2; }
+missing=0
+
+# -- rsync --------------------------------------------------------------------
+if command -v rsync >/dev/null 2>&1; then
+  log "rsync: $(command -v rsync)"
+elif (( CHECK_ONLY )); then
+  log "rsync: missing"; missing=1
+else
+  log "rsync: installing with apt-get"
+  if [[ $(id -u) -eq 0 ]]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq rsync >/dev/null
+fi
+
+# -- gitlab-ci-local ------------------------------------------------------------
+GCL="$NODE_PREFIX/bin/gitlab-ci-local"
+have_gcl=""
+if [[ -x "$GCL" ]]; then have_gcl="$("$GCL" --version 2>/dev/null || true)"; fi
+if [[ "$have_gcl" == "$GCL_VERSION" ]]; then
+  log "gitlab-ci-local $GCL_VERSION: $GCL"
+elif (( CHECK_ONLY )); then
+  log "gitlab-ci-local $GCL_VERSION: missing (found '${have_gcl:-none}')"; missing=1
+else
+  command -v npm >/dev/null 2>&1 || { log "npm is needed (Node 20)"; exit 1; }
+  log "gitlab-ci-local: npm install -g --prefix $NODE_PREFIX gitlab-ci-local@$GCL_VERSION"
+  mkdir -p "$NODE_PREFIX"
+  npm install --global --prefix "$NODE_PREFIX" --no-audit --no-fund --loglevel=error \
+    "gitlab-ci-local@$GCL_VERSION" >&2
+  [[ "$("$GCL" --version)" == "$GCL_VERSION" ]] || { log "gitlab-ci-local install failed"; exit 1; }
+fi
+
+# -- check-jsonschema -----------------------------------------------------------
+CJS="$TOOLS_VENV/bin/check-jsonschema"
+have_cjs=""
+if [[ -x "$CJS" ]]; then have_cjs="$("$CJS" --version 2>/dev/null | awk '{print $NF}' || true)"; fi
+if [[ "$have_cjs" == "$CJS_VERSION" ]]; then
+  log "check-jsonschema $CJS_VERSION: $CJS"
+elif (( CHECK_ONLY )); then
+  log "check-jsonschema $CJS_VERSION: missing (found '${have_cjs:-none}')"; missing=1
+else
+  log "check-jsonschema $CJS_VERSION: installing into $TOOLS_VENV"
+  [[ -x "$TOOLS_VENV/bin/pip" ]] || "$PYTHON" -m venv "$TOOLS_VENV"
+  # (the grep drops pip's notes about configured local indexes that do not exist here)
+  "$TOOLS_VENV/bin/pip" install --quiet --disable-pip-version-check "check-jsonschema==$CJS_VERSION" \
+    2> >(grep -v "^WARNING: Location" >&2)
+  [[ "$("$CJS" --version | awk '{print $NF}')" == "$CJS_VERSION" ]] || { log "check-jsonschema install failed"; exit 1; }
+fi
+
+if (( CHECK_ONLY )); then exit "$missing"; fi
+log "done: gitlab-ci-local=$GCL check-jsonschema=$CJS"

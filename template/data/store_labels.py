@@ -1,0 +1,14 @@
+"""Import Label Studio exports into the labels table: the step of the ``*-store-labels`` pipelines.
+
+Reads ``/pfs/labels/*.json`` (exports) and the validated data commit id of input ``data``;
+upserts one row per task (idempotent) into SQLite (local profile) or PostgreSQL (cluster
+profile, DSN from the secret named in the spec) and writes ``labels-import.json`` to /pfs/out.
+"""
+
+from __future__ import annotations
+
+from cdl.data.labeling import store_labels_step
+from cdl.data.script import run_script
+
+if __name__ == "__main__":
+    run_script(store_labels_step)

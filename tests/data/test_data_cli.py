@@ -1,0 +1,145 @@
+"""``cdl data ...`` end to end on the local profile: the pipeline, labels, load_split.
+
+One project runs the whole pipeline once (module fixture); the tests read it, rerun steps
+(no-ops) and add commits only on other branches.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from data_helpers import CLASSES, create_project, make_corpus
+
+from cdl.cli import cli
+from cdl.cli.data_cmd import data
+from cdl.config import Settings
+from cdl.data.dataset import load_split
+from cdl.data.local_store import LocalStore
+
+if "data" not in cli.commands:
+    cli.add_command(data)
+
+
+def invoke(settings: Settings, *args: str) -> Result:
+    return CliRunner(mix_stderr=False).invoke(
+        cli, ["--config", str(settings.root / "cdl.yaml"), "data", *args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Result]:
+    """A project whose `cdl data pipeline` ran on a generated BBC-layout zip."""
+    tmp = tmp_path_factory.mktemp("cli")
+    expected = make_corpus(tmp / "corpus" / "bbc", per_class=10)
+    archive = tmp / "bbc.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for path in expected:
+            handle.write(tmp / "corpus" / "bbc" / path, f"bbc/{path}")
+    settings = create_project(tmp / "project", source=archive.as_uri())
+    return settings, invoke(settings, "pipeline")
+
+
+def test_pipeline_summary_and_labels(ran: tuple[Settings, Result]) -> None:
+    settings, result = ran
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert "collect: 37 files" in out and "skipped 1: bbc/README.TXT" in out
+    assert "demo-train-validate: ran 1 datum(s)" in out
+    assert "store-labels (train):" in out and "0 rejected" in out
+    store = LocalStore(settings.state_dir / "data")
+    summaries = {s: json.loads(store.read(f"demo-{s}-validate", "master", "summary.json"))
+                 for s in ("train", "test")}
+    assert sum(s["total"] for s in summaries.values()) == 37  # README skipped at collection
+    reasons: dict[str, int] = {}
+    for summary in summaries.values():
+        for reason, count in summary["reasons"].items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    assert reasons == {"binary": 1, "empty": 2, "extension": 1, "oversized": 1, "too_short": 1}
+    for split, summary in summaries.items():
+        assert f"{split}: {summary['total']} items, {summary['kept']} kept" in out
+
+    split = load_split(settings, "train")
+    assert split.classes == CLASSES
+    assert split.version.repo == "demo-train-validate"
+    assert split.version.commit == store.resolve("demo-train-validate", "master").id
+    assert len(split.items) == summaries["train"]["kept"]
+    assert all(path.startswith(label + "/") for path, label, _ in split.items)
+    assert not split.unlabeled and not split.missing_files
+    assert split.labels_version.count == len(split.items)
+
+
+def test_rerun_is_a_no_op(ran: tuple[Settings, Result]) -> None:
+    settings, _ = ran
+    store = LocalStore(settings.state_dir / "data")
+    heads = {repo: store.list_branches(repo) for repo in store.list_repos()}
+    before = load_split(settings, "train").labels_version
+    for step in ("collect", "split"):
+        assert invoke(settings, step).exit_code == 0
+    rerun = invoke(settings, "run")
+    assert rerun.exit_code == 0
+    assert rerun.stdout.count("up to date") == 4
+    assert {repo: store.list_branches(repo) for repo in store.list_repos()} == heads
+    assert load_split(settings, "train").labels_version == before
+
+
+def test_load_split_reports_unlabeled_and_missing(ran: tuple[Settings, Result]) -> None:
+    settings, _ = ran
+    store = LocalStore(settings.state_dir / "data")
+    kept = [p for p in store.list_files("demo-test-validate", "master") if p != "summary.json"]
+    store.create_branch("demo-test-validate", "edited", "master")
+    new = {p: store.read("demo-test-validate", "master", p) for p in kept[1:]}
+    new["sport/new.txt"] = b"n" * 100
+    store.put("demo-test-validate", "edited", new)
+    split = load_split(settings, "test", ref="edited")
+    assert split.missing_files == [kept[0]]
+    assert split.unlabeled == ["sport/new.txt"]
+    assert len(split.items) == len(kept) - 1
+    assert len(load_split(settings, "test").items) == len(kept)
+
+
+def test_label_commands(ran: tuple[Settings, Result], tmp_path: Path) -> None:
+    settings, _ = ran
+    tasks = tmp_path / "tasks.json"
+    result = invoke(settings, "labels", "export-tasks", "--split", "test", "-o", str(tasks))
+    assert result.exit_code == 0
+    payload = json.loads(tasks.read_text())
+    assert payload and {"path", "text", "repo", "branch", "commit"} <= set(payload[0]["data"])
+    export = tmp_path / "export.json"
+    result = invoke(settings, "labels", "generate", "--split", "test", "-o", str(export))
+    assert result.exit_code == 0
+    entries = json.loads(export.read_text())
+    assert len(entries) == len(payload)
+    entries.append({"id": "broken"})
+    export.write_text(json.dumps(entries))
+    result = invoke(settings, "labels", "import", str(export), "--split", "test")
+    assert result.exit_code == 0
+    # the pipeline imported the same folder labels already: idempotent
+    assert f"0 inserted, 0 updated, {len(entries) - 1} unchanged, 1 rejected" in result.stdout
+    assert "task broken" in result.stderr
+    listing = invoke(settings, "ls")
+    assert "demo-raw" in listing.stdout and "demo-test-validate" in listing.stdout
+    log = invoke(settings, "log", "demo-test-validate")
+    assert "input demo-test@" in log.stdout
+
+
+def test_lint_command(project: Settings) -> None:
+    ok = invoke(project, "lint")
+    assert ok.exit_code == 0 and "4 pipeline spec(s) valid" in ok.stdout
+    spec = project.root / "data" / "pipelines" / "train-validate.json"
+    spec.write_text(spec.read_text().replace('"cmd"', '"cmdd"'))
+    bad = invoke(project, "lint", str(spec))
+    assert bad.exit_code == 1
+    assert f"{spec}: transform.cmdd: unknown field (did you mean cmd?)" in bad.stderr
+
+
+def test_deploy_dry_run_fills_the_image_tag(
+    project: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI_REGISTRY_IMAGE", "registry.example.org/ml/demo")
+    monkeypatch.setenv("CDL_IMAGE_TAG", "0123abcd")
+    result = invoke(project, "deploy", "--dry-run")
+    assert result.exit_code == 0
+    assert '"image": "registry.example.org/ml/demo/data:0123abcd"' in result.stdout

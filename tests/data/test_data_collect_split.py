@@ -1,0 +1,110 @@
+"""Collection from folders, archives and file:// mirrors; the reproducible, leak-free split."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cdl.config import Settings
+from cdl.data.collect import collect, read_source
+from cdl.data.errors import DataError
+from cdl.data.local_store import LocalStore
+from cdl.data.split import split, split_files
+
+
+def _zip(path: Path, files: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return path
+
+
+FILES = {
+    "bbc/README.TXT": b"readme",
+    "bbc/business/001.txt": b"b1",
+    "bbc/business/002.txt": b"b2",
+    "bbc/sport/001.txt": b"s1",
+}
+
+
+def test_zip_with_top_folder_and_readme(tmp_path: Path) -> None:
+    collected = read_source(_zip(tmp_path / "a.zip", FILES))
+    assert sorted(collected.files) == ["business/001.txt", "business/002.txt", "sport/001.txt"]
+    assert collected.skipped == ["bbc/README.TXT"]
+
+
+def test_tar_gz_without_top_folder(tmp_path: Path) -> None:
+    path = tmp_path / "a.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in {"business/1.txt": b"x", "sport/2.txt": b"y", "LICENSE": b"l"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    collected = read_source(path)
+    assert collected.files == {"business/1.txt": b"x", "sport/2.txt": b"y"}
+    assert collected.skipped == ["LICENSE"]
+
+
+def test_unsafe_and_hidden_entries_are_skipped(tmp_path: Path) -> None:
+    collected = read_source(_zip(tmp_path / "a.zip", {
+        "w/c/../../evil.txt": b"x", "w/c/.hidden": b"h", "w/c/ok.txt": b"ok",
+        "__MACOSX/w/c/._ok.txt": b""}))
+    assert collected.files == {"c/ok.txt": b"ok"}
+
+
+def test_bad_source(tmp_path: Path) -> None:
+    (tmp_path / "x.bin").write_bytes(b"plain bytes")
+    with pytest.raises(DataError, match="not a folder, zip or tar"):
+        read_source(tmp_path / "x.bin")
+    with pytest.raises(DataError, match="no such file"):
+        read_source(tmp_path / "missing.zip")
+
+
+def test_collect_from_mirror_env_overrides_source(
+    make_project: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = _zip(tmp_path / "mirror.zip", FILES)
+    settings = make_project(source="http://unreachable.invalid/bbc.zip")
+    monkeypatch.setenv("CDL_DATA_MIRROR", archive.as_uri())
+    store = LocalStore(settings.state_dir / "data")
+    first = collect(settings, store)
+    assert first.file_count == 3
+    assert collect(settings, store).id == first.id  # unchanged source: same commit
+
+
+def test_collect_without_source(project: Settings, store: LocalStore) -> None:
+    with pytest.raises(DataError, match="no data source"):
+        collect(project, store)
+
+
+def test_split_is_reproducible_stratified_and_deduplicated() -> None:
+    files = {f"{label}/{i:03d}.txt": f"{label} {i}".encode() for label in "ab" for i in range(40)}
+    files["a/dup.txt"] = files["a/001.txt"]  # exact duplicate within a class
+    files["b/clash.txt"] = files["a/002.txt"]  # same content under two classes
+    result = split_files(files, seed=3, test_ratio=0.25)
+    assert result.duplicates == [("a/dup.txt", "a/001.txt")]
+    assert sorted(result.conflicts) == ["a/002.txt", "b/clash.txt"]
+    assert not set(result.train) & set(result.test)
+    train_contents = set(result.train.values())
+    assert not any(content in train_contents for content in result.test.values())
+    assert sum(p.startswith("a/") for p in result.test) == 10  # 39 * 0.25, rounded half up
+    assert sum(p.startswith("b/") for p in result.test) == 10
+    again = split_files(dict(reversed(list(files.items()))), seed=3, test_ratio=0.25)
+    assert again.test == result.test
+    assert split_files(files, seed=4, test_ratio=0.25).test != result.test
+
+
+def test_split_commits_with_provenance(project: Settings, store: LocalStore) -> None:
+    store.create_repo("demo-raw")
+    raw = store.put("demo-raw", "master", {f"c{i % 2}/{i}.txt": f"{i}".encode() for i in range(20)})
+    commits = split(project, store)
+    assert commits["train"].file_count + commits["test"].file_count == 20
+    assert commits["test"].file_count == 6  # 10 * 0.25 rounded half up, per class
+    for commit in commits.values():
+        assert [str(ref) for ref in commit.provenance.inputs] == [f"demo-raw@{raw.id}"]
+    assert split(project, store) == commits  # reproducible: same ids

@@ -1,0 +1,141 @@
+"""Fixtures of the deployment tests: tiny trained models, projects, real Seldon servers."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from deploy_models import (  # noqa: E402
+    keras_image_checkpoint,
+    make_project,
+    register,
+    torch_text_checkpoint,
+)
+
+from cdl.config import Settings  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CDL_PROFILE", "CDL_CONFIG", "CDL_SCORING_URL", "CDL_ARTIFACT_DIR",
+                 "CI_COMMIT_SHA", "CI_COMMIT_BRANCH", "CI_COMMIT_REF_NAME", "CI_REGISTRY_IMAGE",
+                 "KUBECONFIG", "KUBECONFIG_B64", "CDL_MAX_BATCH", "CDL_MAX_TEXT_CHARS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def text_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return torch_text_checkpoint(tmp_path_factory.mktemp("ckpt") / "text")
+
+
+@pytest.fixture(scope="session")
+def image_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return keras_image_checkpoint(tmp_path_factory.mktemp("ckpt") / "image")
+
+
+@pytest.fixture
+def text_project(tmp_path: Path, text_checkpoint: Path) -> Settings:
+    """A PyTorch text project with v1 registered."""
+    settings = make_project(tmp_path / "news", "pytorch", "text", "news-demo")
+    register(settings, text_checkpoint)
+    return settings
+
+
+@pytest.fixture
+def image_project(tmp_path: Path, image_checkpoint: Path) -> Settings:
+    """A Keras image project with v1 registered."""
+    settings = make_project(tmp_path / "fashion", "keras", "image", "fashion-demo")
+    register(settings, image_checkpoint)
+    return settings
+
+
+def _postgres_available() -> bool:
+    try:
+        import psycopg
+
+        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres",
+                        connect_timeout=3).close()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL server, dropped afterwards."""
+    if not _postgres_available():
+        pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable")
+    import psycopg
+
+    name = f"cdl_deploy_test_{uuid.uuid4().hex[:10]}"
+    admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Served:
+    """A running local server of a test project."""
+
+    def __init__(self, settings: Settings, info) -> None:
+        self.settings = settings
+        self.info = info
+        self.url = info.url
+        self.predict_url = f"{info.url}/api/v1.0/predictions"
+        self.metrics_url = f"http://127.0.0.1:{info.metrics_port}/metrics"
+
+
+def _serve(settings: Settings, scoring_url: str | None = None) -> Iterator[Served]:
+    from cdl.deploy import local
+
+    previous = os.environ.get("CDL_SCORING_URL")
+    if scoring_url:
+        os.environ["CDL_SCORING_URL"] = scoring_url
+    try:
+        info, process = local.serve(
+            settings, 1, local.free_port(), local.free_port(), threads=2
+        )
+    finally:
+        if scoring_url:
+            if previous is None:
+                os.environ.pop("CDL_SCORING_URL", None)
+            else:
+                os.environ["CDL_SCORING_URL"] = previous
+    try:
+        yield Served(settings, info)
+    finally:
+        local.stop(settings)
+        local.stop_group(process.pid, grace=5)
+
+
+@pytest.fixture(scope="module")
+def text_server(tmp_path_factory: pytest.TempPathFactory, text_checkpoint: Path):
+    """The PyTorch text model served by the real seldon-core microservice (SQLite scoring)."""
+    settings = make_project(tmp_path_factory.mktemp("served") / "news", "pytorch", "text",
+                            "news-demo")
+    register(settings, text_checkpoint)
+    yield from _serve(settings)
+
+
+@pytest.fixture(scope="module")
+def image_server(
+    tmp_path_factory: pytest.TempPathFactory, image_checkpoint: Path, postgres_url: str
+):
+    """The Keras image model served by the real microservice, scoring into PostgreSQL."""
+    settings = make_project(tmp_path_factory.mktemp("served") / "fashion", "keras", "image",
+                            "fashion-demo")
+    register(settings, image_checkpoint)
+    yield from _serve(settings, scoring_url=postgres_url)

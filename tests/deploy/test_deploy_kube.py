@@ -1,0 +1,146 @@
+"""apply / rollback through a fake ``kubectl`` on PATH (the process boundary)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from deploy_models import register
+
+from cdl.cli import AppContext
+from cdl.cli.deploy_cmd import deploy
+from cdl.deploy import kube
+from cdl.registry import LocalRegistry, production_version
+
+SHA1 = "1111111111111111111111111111111111111111"
+SHA2 = "2222222222222222222222222222222222222222"
+DSN = "postgresql://scorer:hunter2@db.example.org:5432/scoring"
+KUBECONFIG = "apiVersion: v1\nclusters: [{name: c, cluster: {server: https://k8s}}]\n# s3cr3t\n"
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def kubectl_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put a fake kubectl first on PATH; returns the file its calls are recorded in."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "kubectl"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{HERE / "fake_kubectl.py"}" "$@"\n')
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    log = tmp_path / "kubectl.jsonl"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_KUBECTL_LOG", str(log))
+    monkeypatch.setenv("CDL_TEST_POSTGRES_DSN", DSN)
+    monkeypatch.setenv("KUBECONFIG_B64", base64.b64encode(KUBECONFIG.encode()).decode())
+    monkeypatch.setenv("CI_COMMIT_BRANCH", "main")
+    monkeypatch.setattr(kube, "APPEAR_POLL", 0.01)
+    return log
+
+
+def _calls(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def _registry(settings) -> LocalRegistry:
+    return LocalRegistry(settings.state_dir / "registry")
+
+
+def test_apply_applies_waits_and_records(text_project, kubectl_log: Path) -> None:
+    registry = _registry(text_project)
+    image = f"registry.example.org/group/demo/news-demo:{SHA1}"
+    result = kube.apply(text_project, registry, "production", image)
+    calls = _calls(kubectl_log)
+    verbs = [call["argv"][0] for call in calls]
+    assert verbs == ["apply", "apply", "get", "rollout"]
+    secret = json.loads(calls[0]["stdin"])
+    assert secret["kind"] == "Secret" and secret["metadata"]["name"] == "news-demo-scoring"
+    assert secret["stringData"]["CDL_SCORING_URL"].startswith("postgresql+psycopg://scorer:")
+    assert "kind: SeldonDeployment" in calls[1]["stdin"] and image in calls[1]["stdin"]
+    assert calls[3]["argv"][:3] == [
+        "rollout", "status", "deployment/news-demo-production-default-0-classifier"
+    ]
+    assert "-n" in calls[3]["argv"] and "demo-ns" in calls[3]["argv"]
+    for call in calls:  # secrets only ever travel through stdin and a private file
+        assert "hunter2" not in " ".join(call["argv"])
+        assert call["kubeconfig_text"] == KUBECONFIG and call["kubeconfig_mode"] == "0o600"
+    assert not Path(calls[0]["kubeconfig"]).exists()  # the temporary kubeconfig is gone
+    record = registry.get_version("news-demo", 1).metadata["deployments"]["production"]
+    assert record["image"] == image and record["namespace"] == "demo-ns" and record["at"]
+    assert production_version(registry, "news-demo").version == 1
+    assert result.version == 1 and "successfully rolled out" in result.output[-1]
+
+
+def test_rollback_reapplies_the_previous_version(
+    text_project, text_checkpoint: Path, kubectl_log: Path
+) -> None:
+    registry = _registry(text_project)
+    register(text_project, text_checkpoint, uuid="ckpt-0002")
+    image1 = f"registry.example.org/group/demo/news-demo:{SHA1}"
+    image2 = f"registry.example.org/group/demo/news-demo:{SHA2}"
+    kube.apply(text_project, registry, "production", image1, version=1)
+    kube.apply(text_project, registry, "production", image2, version=2)
+    assert production_version(registry, "news-demo").version == 2
+    kubectl_log.unlink()
+    result = kube.rollback(text_project, registry, "production")
+    assert result.version == 1 and result.image == image1
+    applied = _calls(kubectl_log)[1]["stdin"]
+    assert image1 in applied and image2 not in applied
+    assert production_version(registry, "news-demo").version == 1
+    retired = registry.get_version("news-demo", 2).metadata["deployments"]
+    assert retired["production"] is None and retired["retired"]["production"]["image"] == image2
+    with pytest.raises(kube.KubeError, match="nothing to roll back"):
+        kube.rollback(text_project, registry, "production")
+
+
+def test_failures_never_leak_secrets(
+    text_project, kubectl_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_KUBECTL_FAIL", "apply")
+    image = f"registry.example.org/group/demo/news-demo:{SHA1}"
+    with pytest.raises(kube.KubeError) as info:
+        kube.apply(text_project, _registry(text_project), "staging", image)
+    message = str(info.value)
+    assert "failed" in message and "hunter2" not in message and "***" in message
+    assert "deployments" not in _registry(text_project).get_version("news-demo", 1).metadata
+
+
+def test_production_only_from_main(text_project, kubectl_log: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CI_COMMIT_BRANCH", "dev")
+    image = f"registry.example.org/group/demo/news-demo:{SHA1}"
+    with pytest.raises(kube.KubeError, match="only from the main branch"):
+        kube.apply(text_project, _registry(text_project), "production", image)
+    kube.apply(text_project, _registry(text_project), "staging", image)  # dev -> staging is fine
+
+
+def test_missing_credentials(text_project, kubectl_log: Path, monkeypatch) -> None:
+    monkeypatch.delenv("KUBECONFIG_B64")
+    image = f"registry.example.org/group/demo/news-demo:{SHA1}"
+    with pytest.raises(kube.KubeError, match="KUBECONFIG"):
+        kube.apply(text_project, _registry(text_project), "staging", image)
+    monkeypatch.setenv("KUBECONFIG", str(text_project.root / "my-kubeconfig"))
+    (text_project.root / "my-kubeconfig").write_text(KUBECONFIG)
+    kube.apply(text_project, _registry(text_project), "staging", image)
+    assert _calls(kubectl_log)[-1]["kubeconfig"] == str(text_project.root / "my-kubeconfig")
+
+
+def test_cli_apply_needs_cluster_profile_and_prints_no_secret(
+    text_project, kubectl_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = CliRunner()
+    local_app = AppContext(text_project.root / "cdl.yaml", None)
+    refused = runner.invoke(deploy, ["apply", "--env", "staging", "--tag", SHA1], obj=local_app)
+    assert refused.exit_code != 0 and "cluster profile" in str(refused.exception)
+    monkeypatch.setattr("cdl.registry.open_registry", lambda settings: _registry(settings))
+    cluster_app = AppContext(text_project.root / "cdl.yaml", "cluster")
+    result = runner.invoke(deploy, ["apply", "--env", "staging", "--tag", SHA1], obj=cluster_app)
+    assert result.exit_code == 0, result.output
+    assert "deployed news-demo v1 to staging" in result.output
+    encoded = base64.b64encode(KUBECONFIG.encode()).decode()
+    for secret in ("hunter2", "s3cr3t", encoded, "scorer"):
+        assert secret not in result.output

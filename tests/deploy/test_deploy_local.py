@@ -1,0 +1,127 @@
+"""Local serving life cycle: clear start-up errors, foreground Ctrl-C, process groups."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from cdl.deploy import local
+from cdl.deploy.local import ServeError
+
+
+def test_port_in_use_is_refused_before_starting(text_project) -> None:
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ServeError, match=f"port {port} is in use"):
+            local.serve(text_project, 1, port, local.free_port())
+    assert local.read_server(text_project) is None
+
+
+def test_missing_wrapper_is_a_clear_error(text_project) -> None:
+    (text_project.root / "deployment" / "NewsDemo.py").unlink()
+    with pytest.raises(ServeError, match=r"NewsDemo\.py is missing"):
+        local.serve(text_project, 1, local.free_port(), local.free_port())
+
+
+def test_class_name_scheme() -> None:
+    assert local.model_class_name("news") == "News"
+    assert local.model_class_name("news-classifier") == "NewsClassifier"
+    assert local.model_class_name("bbc-news2") == "BbcNews2"
+
+
+def test_predict_payloads(tmp_path: Path) -> None:
+    from cdl.cli.deploy_cmd import _payload
+
+    assert _payload(("a", "b"), None) == {"data": {"ndarray": ["a", "b"]}}
+    raw = tmp_path / "r.json"
+    raw.write_text(json.dumps({"strData": "x"}))
+    assert _payload((), raw) == {"strData": "x"}
+    raw.write_text(json.dumps([[0.0, 1.0]]))
+    assert _payload((), raw) == {"data": {"ndarray": [[0.0, 1.0]]}}
+
+
+@pytest.mark.slow
+def test_server_that_dies_reports_its_log(text_project) -> None:
+    """A tampered artifact fails the worker's checksum check: the error shows the log tail."""
+    from cdl.deploy.package import ensure_packaged
+
+    artifact, _ = ensure_packaged(text_project, 1)
+    (artifact / "classes.json").write_text('["x", "y", "z"]')
+    with pytest.raises(ServeError) as info:
+        _serve_tampered(text_project, artifact)
+    message = str(info.value)
+    assert "exited with code" in message or "did not answer" in message
+    assert "classes.json does not match its checksum" in message
+    assert local.read_server(text_project) is None
+
+
+def _serve_tampered(settings, artifact: Path) -> None:
+    process = local.start_server(
+        "NewsDemo", settings.root / "deployment", artifact, port=local.free_port(),
+        metrics_port=local.free_port(), log_path=settings.state_dir / "logs" / "bad.log",
+        scoring_url=None,
+    )
+    try:
+        local.wait_ready(process, _port_of(process), 90, settings.state_dir / "logs" / "bad.log")
+    finally:
+        local.stop_group(process.pid, grace=5)
+
+
+def _port_of(process: subprocess.Popen) -> int:
+    argv = process.args
+    return int(argv[argv.index("--http-port") + 1])
+
+
+@pytest.mark.slow
+def test_foreground_serve_stops_cleanly_on_ctrl_c(text_project) -> None:
+    port, metrics = local.free_port(), local.free_port()
+    script = (
+        "import sys; from cdl.cli import AppContext; from cdl.cli.deploy_cmd import deploy; "
+        "deploy.main(sys.argv[1:], obj=AppContext(None, None), standalone_mode=True)"
+    )
+    env = {**os.environ, "CDL_CONFIG": str(text_project.root / "cdl.yaml")}
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, "serve", "--port", str(port), "--metrics-port",
+         str(metrics), "--foreground"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        ready = False
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ping", timeout=2):
+                    ready = local.read_server(text_project) is not None  # pid file written
+            except OSError:
+                pass
+            if ready:
+                break
+            time.sleep(0.3)
+        assert ready, process.stdout.read() if process.poll() is not None else "not ready"
+        info = local.read_server(text_project)
+        assert info.port == port
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+        assert process.returncode == 0, output
+        assert "stopped" in output
+        assert not local._group_alive(info.pid)
+        assert local.read_server(text_project) is None
+    finally:
+        if process.poll() is None:  # Ctrl-C also stops a server that is still starting
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        local.stop(text_project)

@@ -1,0 +1,72 @@
+"""Request validation without a server: every bad-input class and its reason."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cdl.deploy import validation as v
+
+
+def _reason(call, *args) -> str:
+    with pytest.raises(v.InvalidRequest) as info:
+        call(*args)
+    assert info.value.message
+    return info.value.reason
+
+
+def test_texts() -> None:
+    assert v.parse_texts(np.array(["a b", "c"]), 4, 10) == ["a b", "c"]
+    assert v.parse_texts("one text", 4, 10) == ["one text"]
+    assert v.parse_texts(np.array("zero-d"), 4, 10) == ["zero-d"]
+    assert v.parse_texts(["x", "y"], 4, 10) == ["x", "y"]
+    assert _reason(v.parse_texts, np.array([]), 4, 10) == v.EMPTY_INPUT
+    assert _reason(v.parse_texts, np.array(["ok", " "]), 4, 10) == v.EMPTY_INPUT
+    assert _reason(v.parse_texts, np.array([1, 2]), 4, 10) == v.NOT_TEXT
+    assert _reason(v.parse_texts, ["x", 3], 4, 10) == v.NOT_TEXT
+    assert _reason(v.parse_texts, b"bytes", 4, 10) == v.NOT_TEXT
+    assert _reason(v.parse_texts, {"text": "x"}, 4, 10) == v.WRONG_TYPE
+    assert _reason(v.parse_texts, np.array([["a"], ["b"]]), 4, 10) == v.WRONG_SHAPE
+    assert _reason(v.parse_texts, np.array(["a"] * 5), 4, 10) == v.TOO_MANY_ITEMS
+    assert _reason(v.parse_texts, np.array(["x" * 11]), 4, 10) == v.TEXT_TOO_LONG
+
+
+def test_images() -> None:
+    shape = (28, 28)
+    one = v.parse_images(np.zeros(shape), shape, 4)
+    assert len(one) == 1 and one[0].shape == shape and one[0].dtype == np.float32
+    assert len(v.parse_images(np.zeros((3, 28, 28, 1)), shape, 4)) == 3
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((28, 28), 255, dtype=np.uint8)).save(buffer, format="PNG")
+    decoded = v.parse_images(buffer.getvalue(), shape, 4)
+    assert decoded[0].shape == shape and float(decoded[0].min()) == 1.0
+    assert _reason(v.parse_images, b"\x89PNG\r\n\x1a\n" + b"0" * 10, shape, 4) == v.BAD_IMAGE
+    with pytest.raises(v.InvalidRequest, match="28x28") as info:
+        v.parse_images(np.zeros((2, 27, 28)), shape, 4)
+    assert info.value.reason == v.WRONG_SHAPE
+    assert _reason(v.parse_images, np.zeros((0, 28, 28)), shape, 4) == v.EMPTY_INPUT
+    assert _reason(v.parse_images, np.array([["a"] * 28] * 28), shape, 4) == v.WRONG_TYPE
+    assert _reason(v.parse_images, "text", shape, 4) == v.WRONG_TYPE
+    assert _reason(v.parse_images, np.full((1, 28, 28), np.nan), shape, 4) == v.BAD_VALUE
+    assert _reason(v.parse_images, -np.ones((1, 28, 28)), shape, 4) == v.BAD_VALUE
+    assert _reason(v.parse_images, np.zeros((5, 28, 28)), shape, 4) == v.TOO_MANY_ITEMS
+    assert _reason(v.parse_images, b"GIF89a....", shape, 4) == v.BAD_IMAGE
+
+
+def test_payload_structure() -> None:
+    v.check_payload({"data": {"ndarray": [[1, 2], [3, 4]]}})
+    v.check_payload({"strData": "x"})
+    v.check_payload({"data": {"tensor": {"shape": [2], "values": [1, 2]}}})
+    assert _reason(v.check_payload, {"data": {"ndarray": [[1, 2], [3]]}}) == v.WRONG_SHAPE
+    assert _reason(v.check_payload, {"data": {"tensor": {"shape": [3], "values": [1]}}}) == (
+        v.WRONG_SHAPE
+    )
+    assert _reason(v.check_payload, {"data": {"tensor": {"values": [1]}}}) == v.BAD_PAYLOAD
+    assert _reason(v.check_payload, {"data": {}}) == v.EMPTY_INPUT
+    assert _reason(v.check_payload, {"data": [1]}) == v.BAD_PAYLOAD
+    assert _reason(v.check_payload, {}) == v.BAD_PAYLOAD
+    assert _reason(v.check_payload, [1, 2]) == v.BAD_PAYLOAD

@@ -1,0 +1,89 @@
+"""The rendered wrapper class in-process: scoring to PostgreSQL, failures that never fail."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from deploy_models import KNOWN_TEXTS
+from seldon_core.flask_utils import SeldonMicroserviceException
+
+from cdl.deploy.package import package_version
+from cdl.deploy.server import SCORING_FAILURES, CDLModel
+from cdl.scoring import ScoringStore
+
+
+def _wrapper_class(settings, artifact: Path, monkeypatch: pytest.MonkeyPatch) -> type:
+    """Import ``deployment/NewsDemo.py`` as Seldon does and point it at ``artifact``."""
+    monkeypatch.setenv("CDL_ARTIFACT_DIR", str(artifact))
+    path = settings.root / "deployment" / "NewsDemo.py"
+    spec = importlib.util.spec_from_file_location("NewsDemo", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cls = module.NewsDemo
+    assert issubclass(cls, CDLModel)
+    assert cls.default_artifact_dir == path.parent / "artifact"
+    return cls
+
+
+@pytest.mark.postgres
+def test_wrapper_scores_into_postgres(text_project, postgres_url, tmp_path, monkeypatch) -> None:
+    artifact, _ = package_version(text_project, 1, tmp_path / "artifact")
+    monkeypatch.setenv("CDL_SCORING_URL", postgres_url)
+    model = _wrapper_class(text_project, artifact, monkeypatch)()
+    assert model.init_metadata()["name"] == "news-demo"
+    model.load()
+    response = model.predict(np.array(list(KNOWN_TEXTS)), ["text"])
+    assert response.tags["predictions"] == list(KNOWN_TEXTS.values())
+    assert response.data.shape == (3, 3)
+    with pytest.raises(SeldonMicroserviceException) as info:
+        model.predict(np.array([]), [])
+    assert info.value.status_code == 400 and info.value.reason == "EMPTY_INPUT"
+    assert model.writer.flush(15)
+    store = ScoringStore(postgres_url)
+    rows = [r for r in store.read(model="news-demo") if r.request_id == response.tags["request_id"]]
+    assert [r.predicted for r in rows] == list(KNOWN_TEXTS.values())
+    assert store.count(model="news-demo", status="rejected") >= 1
+    store.dispose()
+    model.writer.close()
+
+
+def test_scoring_failure_never_fails_a_prediction(text_project, tmp_path, monkeypatch) -> None:
+    artifact, _ = package_version(text_project, 1, tmp_path / "artifact")
+    monkeypatch.setenv(
+        "CDL_SCORING_URL", "postgresql+psycopg://nobody:pw@127.0.0.1:1/none?connect_timeout=1"
+    )
+    model = _wrapper_class(text_project, artifact, monkeypatch)()
+    model.load()
+    started = time.perf_counter()
+    response = model.predict("the football match", [])
+    assert time.perf_counter() - started < 1.0  # the database is not waited for
+    assert response.tags["predictions"] == ["sport"]
+    assert model.writer.flush(30) and model.writer.failed == 1
+    failures = [m for m in model.drain() if m["key"] == SCORING_FAILURES]
+    assert failures and failures[0]["value"] == 1 and failures[0]["type"] == "COUNTER"
+    assert model.health_status()["scoring"] == {"written": 0, "failed": 1}
+    model.writer.close()
+
+
+def test_limits_from_environment_and_unloaded_health(text_project, tmp_path, monkeypatch) -> None:
+    artifact, _ = package_version(text_project, 1, tmp_path / "artifact")
+    monkeypatch.setenv("CDL_MAX_BATCH", "2")
+    model = _wrapper_class(text_project, artifact, monkeypatch)()
+    with pytest.raises(SeldonMicroserviceException) as info:
+        model.health_status()
+    assert info.value.status_code == 503
+    model.load()
+    assert model.writer is None  # no CDL_SCORING_URL: scoring is off, serving is not
+    with pytest.raises(SeldonMicroserviceException) as info:
+        model.send_feedback_raw({"truth": {"strData": "sport"}})
+    assert info.value.status_code == 503 and info.value.reason == "NO_SCORING_STORE"
+    with pytest.raises(SeldonMicroserviceException) as info:
+        model.predict(np.array(["a", "b", "c"]), [])
+    assert info.value.reason == "TOO_MANY_ITEMS"
+    assert model.predict(np.array(["goal", "vote"]), []).tags["predictions"] == [
+        "sport", "politics"
+    ]

@@ -1,0 +1,395 @@
+"""A real HTTP fake of the Determined 0.38 master's REST API, for tests that drive the SDK.
+
+It listens on 127.0.0.1 (free port) in a background thread, records every request and serves
+what the determined SDK calls for login, the model registry, checkpoint download and
+experiment submission/polling, with in-memory state. JSON shapes follow the SDK's generated
+bindings (``determined/common/api/bindings.py``), so the SDK parses the answers for real.
+
+    with FakeDeterminedMaster(password="S3cret-pass") as master:
+        master.add_checkpoint("ck-1", {"state_dict.pth": b"..."})
+        DeterminedRegistry(master.url).register_version("news", Checkpoint("ck-1"))
+        assert master.calls("POST")[-1] == ("POST", "/api/v1/models/news/versions")
+
+Experiments advance one step of ``experiment_states`` each time they are fetched
+(default: ACTIVE, ACTIVE, COMPLETED); each has one trial whose batches grow with it.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import io
+import itertools
+import json
+import tarfile
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import yaml
+
+from fakes.loopback import LoopbackHTTPFake
+
+PASSWORD_SALT = "GubPEmmotfiK9TMD6Zdw"  # determined.common.api.authentication.PASSWORD_SALT
+VERSION = "0.38.1"
+
+
+def salted_hash(password: str) -> str:
+    """The hash the SDK sends for a password (the same salt and SHA-512 as the SDK)."""
+    if not password:
+        return password
+    return hashlib.sha512((PASSWORD_SALT + password).encode()).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    json: Any
+    headers: dict[str, str]
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any = None
+    raw: bytes | None = None
+    content_type: str = "application/json"
+
+
+@dataclass
+class _State:
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    versions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    checkpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    checkpoint_files: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    experiments: dict[int, dict[str, Any]] = field(default_factory=dict)
+    experiment_files: dict[int, dict[str, bytes]] = field(default_factory=dict)
+    experiment_steps: dict[int, int] = field(default_factory=dict)
+    trials: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+class FakeDeterminedMaster(LoopbackHTTPFake):
+    """The fake master; use as a context manager or call start()/stop()."""
+
+    thread_name = "fake-det"
+
+    def __init__(self, username: str = "determined", password: str = "") -> None:
+        super().__init__()
+        self.username = username
+        self.password = password
+        self.token = "fake-session-token"
+        self.requests: list[RecordedRequest] = []
+        self.state = _State()
+        self.experiment_states = ["STATE_ACTIVE", "STATE_ACTIVE", "STATE_COMPLETED"]
+        self._ids = itertools.count(1)
+        self._lock = threading.RLock()
+
+    # ---- test API --------------------------------------------------------------------------
+
+    def calls(self, method: str | None = None, prefix: str = "") -> list[tuple[str, str]]:
+        return [
+            (r.method, r.path)
+            for r in self.requests
+            if (method is None or r.method == method) and r.path.startswith(prefix)
+        ]
+
+    def add_checkpoint(
+        self,
+        uuid: str,
+        files: dict[str, bytes],
+        experiment_id: int = 7,
+        trial_id: int = 11,
+        state: str = "STATE_COMPLETED",
+    ) -> dict[str, Any]:
+        """A checkpoint a trial reported; its files are served by the proxied download."""
+        checkpoint = {
+            "uuid": uuid,
+            "state": state,
+            "reportTime": _now(),
+            "resources": {name: len(data) for name, data in files.items()},
+            "metadata": {"steps_completed": 100},
+            "training": {
+                "trialId": trial_id,
+                "experimentId": experiment_id,
+                # storage the test process cannot reach, so the SDK falls back to the master
+                "experimentConfig": {
+                    "checkpoint_storage": {"type": "directory", "container_path": "/nonexistent"}
+                },
+                "hparams": {"lr": 0.01},
+            },
+        }
+        with self._lock:
+            self.state.checkpoints[uuid] = checkpoint
+            self.state.checkpoint_files[uuid] = dict(files)
+        return checkpoint
+
+    # ---- HTTP ------------------------------------------------------------------------------
+
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        split = urlsplit(handler.path)
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        request = RecordedRequest(
+            method=handler.command,
+            path=split.path,
+            query=parse_qs(split.query),
+            json=json.loads(raw) if raw else None,
+            headers={k.lower(): v for k, v in handler.headers.items()},
+        )
+        with self._lock:
+            self.requests.append(request)
+            try:
+                reply = self._respond(request)
+            except Exception as exc:  # a bug in the fake: make it visible to the test
+                reply = Reply(500, {"message": f"fake master error: {exc!r}"})
+        data = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
+        handler.send_response(reply.status)
+        handler.send_header("Content-Type", reply.content_type)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _respond(self, request: RecordedRequest) -> Reply:
+        parts = [unquote(p) for p in request.path.strip("/").split("/")]
+        if parts == ["info"]:
+            return Reply(200, self._info())
+        if request.method == "POST" and parts == ["api", "v1", "auth", "login"]:
+            return self._login(request)
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return Reply(401, {"message": "unauthenticated"})
+        route = (request.method, *parts)
+        match route:
+            case ("GET", "api", "v1", "me"):
+                return Reply(200, {"user": self._user()})
+            case ("GET", "api", "v1", "master"):
+                return Reply(200, self._info())
+            case ("GET", "api", "v1", "models"):
+                return self._page(
+                    request, "models", sorted(self.state.models.values(), key=lambda m: m["name"])
+                )
+            case ("POST", "api", "v1", "models"):
+                return self._post_model(request.json or {})
+            case ("GET", "api", "v1", "models", name):
+                if name not in self.state.models:
+                    return Reply(404, {"message": f"model {name!r} not found"})
+                return Reply(200, {"model": self.state.models[name]})
+            case ("GET", "api", "v1", "models", name, "versions"):
+                return self._list_versions(request, name)
+            case ("POST", "api", "v1", "models", name, "versions"):
+                return self._post_version(name, request.json or {})
+            case ("GET", "api", "v1", "models", name, "versions", number):
+                found = self._version(name, int(number))
+                return found if isinstance(found, Reply) else Reply(200, {"modelVersion": found})
+            case ("PATCH", "api", "v1", "models", name, "versions", number):
+                return self._patch_version(name, int(number), request.json or {})
+            case ("GET", "api", "v1", "checkpoints", uuid):
+                if uuid not in self.state.checkpoints:
+                    return Reply(404, {"message": f"checkpoint {uuid} not found"})
+                return Reply(200, {"checkpoint": self.state.checkpoints[uuid]})
+            case ("GET", "checkpoints", uuid):
+                return self._download(uuid)
+            case ("POST", "api", "v1", "experiments"):
+                return self._create_experiment(request.json or {})
+            case ("GET", "api", "v1", "experiments", number):
+                return self._get_experiment(int(number))
+            case ("GET", "api", "v1", "experiments", number, "trials"):
+                trials = self.state.trials.get(int(number))
+                if trials is None:
+                    return Reply(404, {"message": f"experiment {number} not found"})
+                return self._page(request, "trials", trials)
+        return Reply(404, {"message": f"fake master has no route {request.method} {request.path}"})
+
+    # ---- behaviour -------------------------------------------------------------------------
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "version": VERSION,
+            "masterId": "fake-master",
+            "clusterId": "fake-cluster",
+            "clusterName": "fake",
+            "hasCustomLogo": False,
+            "strictJobQueueControl": False,
+        }
+
+    def _user(self) -> dict[str, Any]:
+        return {"id": 1, "username": self.username, "admin": True, "active": True}
+
+    def _login(self, request: RecordedRequest) -> Reply:
+        body = request.json or {}
+        sent = body.get("password", "")
+        expected = salted_hash(self.password) if body.get("isHashed") else self.password
+        if body.get("username") != self.username or sent != expected:
+            return Reply(403, {"message": "invalid credentials"})
+        return Reply(200, {"token": self.token, "user": self._user()})
+
+    @staticmethod
+    def _page(request: RecordedRequest, key: str, items: list[dict[str, Any]]) -> Reply:
+        offset = int(request.query.get("offset", ["0"])[0] or 0)
+        limit = int(request.query.get("limit", ["0"])[0] or 0)
+        if request.query.get("orderBy", [""])[0] == "ORDER_BY_DESC":
+            items = list(reversed(items))
+        chunk = items[offset : offset + limit] if limit else items[offset:]
+        pagination = {
+            "offset": offset,
+            "limit": limit,
+            "startIndex": offset,
+            "endIndex": offset + len(chunk),
+            "total": len(items),
+        }
+        return Reply(200, {key: chunk, "pagination": pagination})
+
+    def _post_model(self, body: dict[str, Any]) -> Reply:
+        name = body.get("name")
+        if not name:
+            return Reply(400, {"message": "model name is required"})
+        if name in self.state.models:
+            return Reply(409, {"message": f"model {name!r} already exists"})
+        model = {
+            "id": next(self._ids),
+            "name": name,
+            "description": body.get("description") or "",
+            "metadata": body.get("metadata") or {},
+            "labels": body.get("labels") or [],
+            "creationTime": _now(),
+            "lastUpdatedTime": _now(),
+            "numVersions": 0,
+            "userId": 1,
+            "username": self.username,
+            "workspaceId": 1,
+            "archived": False,
+            "notes": "",
+        }
+        self.state.models[name] = model
+        self.state.versions[name] = []
+        return Reply(200, {"model": model})
+
+    def _version(self, name: str, number: int) -> dict[str, Any] | Reply:
+        for version in self.state.versions.get(name, []):
+            if version["version"] == number:
+                return version
+        return Reply(404, {"message": f"model {name!r} version {number} not found"})
+
+    def _list_versions(self, request: RecordedRequest, name: str) -> Reply:
+        if name not in self.state.models:
+            return Reply(404, {"message": f"model {name!r} not found"})
+        reply = self._page(request, "modelVersions", self.state.versions[name])
+        reply.body["model"] = self.state.models[name]
+        return reply
+
+    def _post_version(self, name: str, body: dict[str, Any]) -> Reply:
+        model = self.state.models.get(name)
+        if model is None:
+            return Reply(404, {"message": f"model {name!r} not found"})
+        checkpoint = self.state.checkpoints.get(body.get("checkpointUuid", ""))
+        if checkpoint is None:
+            return Reply(404, {"message": f"checkpoint {body.get('checkpointUuid')} not found"})
+        model["numVersions"] += 1
+        version = {
+            "id": next(self._ids),
+            "version": model["numVersions"],
+            "model": model,
+            "checkpoint": checkpoint,
+            "creationTime": _now(),
+            "lastUpdatedTime": _now(),
+            "metadata": body.get("metadata") or {},
+            "labels": [],
+            "name": "",
+            "comment": "",
+            "notes": "",
+        }
+        self.state.versions[name].append(version)
+        return Reply(200, {"modelVersion": version})
+
+    def _patch_version(self, name: str, number: int, body: dict[str, Any]) -> Reply:
+        found = self._version(name, number)
+        if isinstance(found, Reply):
+            return found
+        for key in ("metadata", "name", "notes", "comment", "labels"):
+            if key in body and body[key] is not None:
+                found[key] = copy.deepcopy(body[key])
+        found["lastUpdatedTime"] = _now()
+        return Reply(200, {"modelVersion": found})
+
+    def _download(self, uuid: str) -> Reply:
+        files = self.state.checkpoint_files.get(uuid)
+        if files is None:
+            return Reply(404, {"message": f"checkpoint {uuid} not found"})
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            for name, data in sorted(files.items()):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+        return Reply(200, raw=buffer.getvalue(), content_type="application/gzip")
+
+    def _create_experiment(self, body: dict[str, Any]) -> Reply:
+        try:
+            config = yaml.safe_load(body.get("config") or "") or {}
+        except yaml.YAMLError as exc:
+            return Reply(400, {"message": f"invalid experiment config: {exc}"})
+        if "searcher" not in config:
+            return Reply(400, {"message": "invalid experiment config: searcher is required"})
+        experiment_id = next(self._ids)
+        files: dict[str, bytes] = {}
+        for item in body.get("modelDefinition") or []:
+            if item.get("type") == ord(tarfile.REGTYPE):
+                files[item["path"]] = base64.b64decode(item.get("content") or "")
+        experiment = {
+            "id": experiment_id,
+            "name": config.get("name") or f"Experiment {experiment_id}",
+            "description": config.get("description") or "",
+            "labels": config.get("labels") or [],
+            "state": self.experiment_states[0],
+            "progress": 0.0,
+            "archived": False,
+            "config": config,
+            "originalConfig": body.get("config"),
+            "jobId": f"job-{experiment_id}",
+            "numTrials": 1,
+            "projectId": body.get("projectId") or 1,
+            "projectOwnerId": 1,
+            "workspaceId": 1,
+            "searcherType": config["searcher"].get("name", "single"),
+            "startTime": _now(),
+            "username": self.username,
+            "notes": "",
+        }
+        self.state.experiments[experiment_id] = experiment
+        self.state.experiment_files[experiment_id] = files
+        self.state.experiment_steps[experiment_id] = 0
+        self.state.trials[experiment_id] = [
+            {
+                "id": experiment_id * 100 + 1,
+                "experimentId": experiment_id,
+                "hparams": {},
+                "restarts": 0,
+                "startTime": _now(),
+                "state": "STATE_QUEUED",
+                "totalBatchesProcessed": 0,
+            }
+        ]
+        return Reply(200, {"experiment": experiment, "config": config})
+
+    def _get_experiment(self, experiment_id: int) -> Reply:
+        experiment = self.state.experiments.get(experiment_id)
+        if experiment is None:
+            return Reply(404, {"message": f"experiment {experiment_id} not found"})
+        step = min(self.state.experiment_steps[experiment_id], len(self.experiment_states) - 1)
+        self.state.experiment_steps[experiment_id] += 1
+        experiment["state"] = self.experiment_states[step]
+        experiment["progress"] = (step + 1) / len(self.experiment_states)
+        for trial in self.state.trials[experiment_id]:
+            finished = experiment["state"] in ("STATE_COMPLETED", "STATE_ERROR", "STATE_CANCELED")
+            trial["state"] = experiment["state"] if finished else "STATE_RUNNING"
+            trial["totalBatchesProcessed"] = 100 * (step + 1)
+        return Reply(200, {"experiment": experiment})

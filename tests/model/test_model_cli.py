@@ -1,0 +1,96 @@
+"""``cdl model``: train, evaluate, predict, report and lint from the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from model_fixtures import TEMPLATE, image_array, png_bytes, render_tree
+
+from cdl.cli import cli
+from cdl.cli.model_cmd import model
+
+if "model" not in cli.commands:
+    cli.add_command(model)
+
+
+def run(settings, *args: str, code: int = 0) -> str:
+    result = CliRunner(mix_stderr=False).invoke(
+        cli, ["--config", str(settings.root / "cdl.yaml"), "model", *args]
+    )
+    assert result.exit_code == code, (result.output, result.stderr, result.exception)
+    return result.output
+
+
+def test_cli_train_evaluate_predict_report(project_factory, tmp_path) -> None:
+    settings = project_factory("pytorch", "image", hparams={"arch": "mlp"})
+    out = run(settings, "train", "--max-steps", "4")
+    assert "registered tiny-image v1" in out and "tensorboard --logdir" in out
+    out = run(settings, "evaluate", "--report-dir", str(tmp_path / "report"))
+    assert "tiny-image v1 passes the gate" in out
+    assert (tmp_path / "report" / "metrics.txt").is_file()
+    image = tmp_path / "x.png"
+    image.write_bytes(png_bytes(image_array("stripes", np.random.default_rng(1))))
+    line = json.loads(run(settings, "predict", str(image)).splitlines()[0])
+    assert line["input"] == str(image) and set(line["probabilities"]) == {"bars", "stripes", "dots"}
+    lint = run(settings, "lint")
+    assert lint.count(": ok") == 3
+    card = run(settings, "report")
+    assert "tiny-image" in card
+    run(settings, "evaluate", "--version", "v7", code=1)
+
+
+def test_cli_gate_fails_with_exit_code(project_factory) -> None:
+    settings = project_factory("pytorch", "image", threshold=0.999, hparams={"learning_rate": 1e-7})
+    run(settings, "train", "--max-steps", "1")
+    result = CliRunner(mix_stderr=False).invoke(
+        cli, ["--config", str(settings.root / "cdl.yaml"), "model", "evaluate"]
+    )
+    assert result.exit_code == 1
+    assert "fails the gate" in result.output
+    assert run(settings, "evaluate", "--no-fail")
+
+
+@pytest.mark.parametrize("framework", ["pytorch", "keras"])
+@pytest.mark.parametrize("task", ["text", "image"])
+def test_rendered_model_code_lints_and_is_ruff_clean(tmp_path, framework, task) -> None:
+    answers = {
+        "project_slug": "demo",
+        "model_name": "my-model",
+        "framework": framework,
+        "task": task,
+        "starter": "blank",
+        "class_names": "",
+        "accuracy_threshold": 0.8,
+
+    }
+    files = render_tree("model", tmp_path, answers) + render_tree("test", tmp_path, answers)
+    names = {path.relative_to(tmp_path).as_posix() for path in files}
+    script = "model/model_def.py" if framework == "pytorch" else "model/train_keras.py"
+    assert script in names and "test/test_model_accuracy.py" in names
+    from cdl.model.config_lint import lint_paths
+
+    configs = [tmp_path / "model" / f"{name}.yaml" for name in ("const", "adaptive", "distributed")]
+    assert lint_paths(configs) == 0
+    ruff = [
+        sys.executable,
+        "-m",
+        "ruff",
+        "check",
+        "--isolated",
+        "--no-cache",
+        "--line-length",
+        "100",
+        "--select",
+        "E,F,W,I,UP,B,SIM,RUF",
+        "--target-version",
+        "py311",
+        str(tmp_path),
+    ]
+    result = subprocess.run(ruff, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert TEMPLATE.is_dir()

@@ -1,0 +1,1 @@
+"""The project's model code: the Determined trial and its experiment configs."""
