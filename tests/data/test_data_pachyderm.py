@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_pachd import FakePachd
 
 from cdl.config import Settings, load_settings
 from cdl.data.deploy import deploy_pipelines
@@ -16,6 +15,7 @@ from cdl.data.model import CommitRef, Provenance
 from cdl.data.pachyderm_store import PachydermStore
 from cdl.data.spec import lint_spec
 from cdl.data.store import open_store
+from fakes.pachd import FakePachd
 
 
 @pytest.fixture(scope="module")

@@ -110,8 +110,10 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
         experiment_id: int = 7,
         trial_id: int = 11,
         state: str = "STATE_COMPLETED",
+        validation: dict[str, float] | None = None,
     ) -> dict[str, Any]:
-        """A checkpoint a trial reported; its files are served by the proxied download."""
+        """A checkpoint a trial reported (with its validation metrics, if it had any); its
+        files are served by the proxied download."""
         checkpoint = {
             "uuid": uuid,
             "state": state,
@@ -128,6 +130,8 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
                 "hparams": {"lr": 0.01},
             },
         }
+        if validation is not None:
+            checkpoint["training"]["validationMetrics"] = {"avgMetrics": dict(validation)}
         with self._lock:
             self.state.checkpoints[uuid] = checkpoint
             self.state.checkpoint_files[uuid] = dict(files)
@@ -202,6 +206,8 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
                 return self._create_experiment(request.json or {})
             case ("GET", "api", "v1", "experiments", number):
                 return self._get_experiment(int(number))
+            case ("GET", "api", "v1", "experiments", number, "checkpoints"):
+                return self._experiment_checkpoints(request, int(number))
             case ("GET", "api", "v1", "experiments", number, "trials"):
                 trials = self.state.trials.get(int(number))
                 if trials is None:
@@ -388,8 +394,33 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
         self.state.experiment_steps[experiment_id] += 1
         experiment["state"] = self.experiment_states[step]
         experiment["progress"] = (step + 1) / len(self.experiment_states)
+        finished = experiment["state"] in ("STATE_COMPLETED", "STATE_ERROR", "STATE_CANCELED")
+        if finished:
+            experiment.setdefault("endTime", _now())
         for trial in self.state.trials[experiment_id]:
-            finished = experiment["state"] in ("STATE_COMPLETED", "STATE_ERROR", "STATE_CANCELED")
             trial["state"] = experiment["state"] if finished else "STATE_RUNNING"
             trial["totalBatchesProcessed"] = 100 * (step + 1)
         return Reply(200, {"experiment": experiment})
+
+    def _experiment_checkpoints(self, request: RecordedRequest, experiment_id: int) -> Reply:
+        """Completed checkpoints with a validation, best first by the searcher metric (the
+        master's order when no orderBy is given: ``smaller_is_better``)."""
+        experiment = self.state.experiments.get(experiment_id)
+        if experiment is None:
+            return Reply(404, {"message": f"experiment {experiment_id} not found"})
+        searcher = experiment["config"]["searcher"]
+        metric = searcher.get("metric")
+        if request.query.get("sortByAttr", [""])[0] != "SORT_BY_SEARCHER_METRIC" or not metric:
+            return Reply(400, {"message": "fake master sorts by the searcher metric only"})
+        found = [
+            c
+            for c in self.state.checkpoints.values()
+            if c["training"]["experimentId"] == experiment_id
+            and c["state"] == "STATE_COMPLETED"
+            and metric in c["training"].get("validationMetrics", {}).get("avgMetrics", {})
+        ]
+        found.sort(
+            key=lambda c: c["training"]["validationMetrics"]["avgMetrics"][metric],
+            reverse=not searcher.get("smaller_is_better", True),
+        )
+        return self._page(request, "checkpoints", found)

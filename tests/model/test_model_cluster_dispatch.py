@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from model_fixtures import render_tree, write_config
 from cdl.cli import cli
 from cdl.cli.model_cmd import model
 from cdl.config import load_settings
+from cdl.registry.base import ModelVersion
 
 if "model" not in cli.commands:
     cli.add_command(model)
@@ -32,7 +34,12 @@ def cluster_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Pa
         calls.append((settings.profile, Path(config_path), Path(context_dir), wait, overrides))
         return 41
 
+    def fake_register(settings, experiment_id, exp_conf):
+        calls.append(("register", experiment_id, exp_conf))
+        return ModelVersion("tiny-text", 3, "ck-best", datetime(2026, 11, 23, tzinfo=UTC))
+
     monkeypatch.setattr("cdl.model.cluster.submit_experiment", fake_submit)
+    monkeypatch.setattr("cdl.model.cluster.register_best_checkpoint", fake_register)
     return tmp_path, calls
 
 
@@ -42,12 +49,25 @@ def test_train_and_search_submit_on_cluster_profile(cluster_project) -> None:
     result = CliRunner().invoke(cli, [*base, "train", "--max-steps", "7"])
     assert result.exit_code == 0, result.output
     assert "experiment 41 completed" in result.output
+    assert "registered tiny-text v3" in result.output
     profile, config, context, wait, overrides = calls[0]
     assert (profile, config, context, wait) == ("cluster", root / "model/const.yaml", root, True)
     assert overrides["hyperparameters"]["batches"] == 7
     assert "epochs" not in overrides["hyperparameters"]
+    # the best checkpoint is registered with the config as submitted (overrides applied)
+    kind, experiment_id, exp_conf = calls[1]
+    assert (kind, experiment_id) == ("register", 41)
+    assert exp_conf["hyperparameters"]["batches"] == 7
+
+    result = CliRunner().invoke(cli, [*base, "train", "--no-register"])
+    assert result.exit_code == 0, result.output
+    assert "registered" not in result.output and len(calls) == 3
 
     result = CliRunner().invoke(cli, [*base, "search"])
     assert result.exit_code == 0, result.output
-    assert calls[1][1] == root / "model/adaptive.yaml" and calls[1][4] is None
+    assert calls[3][1] == root / "model/adaptive.yaml" and calls[3][4] is None
+    assert len(calls) == 4  # a search registers only when asked
+    result = CliRunner().invoke(cli, [*base, "search", "--register"])
+    assert result.exit_code == 0, result.output
+    assert calls[5][0] == "register" and "registered tiny-text v3" in result.output
     assert load_settings(root / "cdl.yaml").profile == "local"  # the file is unchanged

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import json
 import socket
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import yaml
 
 from cdl.config import load_settings
-from cdl.model.cluster import ClusterError, recorded_experiments, submit_experiment
+from cdl.data.names import validated_repo
+from cdl.data.store import open_store
+from cdl.model.checkpoint import ModelSpec
+from cdl.model.cluster import (
+    ClusterError,
+    recorded_experiments,
+    register_best_checkpoint,
+    submit_experiment,
+)
 from cdl.registry import (
     Checkpoint,
     DeterminedRegistry,
@@ -19,6 +28,7 @@ from cdl.registry import (
     production_version,
 )
 from fakes.determined_master import FakeDeterminedMaster, salted_hash
+from fakes.pachd import FakePachd
 
 PASSWORD = "Sup3r-Secret-pw"
 
@@ -210,3 +220,83 @@ def test_create_model_tolerates_a_concurrent_creator(master, monkeypatch) -> Non
     monkeypatch.setattr(DeterminedRegistry, "_model_exists", exists)
     registry.create_model("news")  # the master answers 409; no error
     assert len(master.calls("POST", "/api/v1/models")) == 2
+
+
+def _cdl_checkpoint(data: dict[str, str]) -> dict[str, bytes]:
+    spec = ModelSpec("pytorch", "text", [8], ["business", "sport"], {"lr": 0.01}, data=data)
+    return {"cdl_model.json": json.dumps(asdict(spec)).encode(), "model_state.pt": b"weights"}
+
+
+@pytest.fixture
+def pachd(monkeypatch: pytest.MonkeyPatch):
+    server = FakePachd().start()
+    monkeypatch.setenv("PACHD_ADDRESS", server.address)
+    yield server
+    server.stop()
+
+
+def test_cluster_run_registers_the_best_checkpoint_with_lineage(
+    cluster_settings, master, pachd, tmp_path: Path
+) -> None:
+    store = open_store(cluster_settings)
+    test_repo = validated_repo(cluster_settings, "test")
+    store.create_repo(test_repo)
+    test_commit = store.put(test_repo, "master", {"sport/1.txt": b"a match"}, "validated")
+    train_data = {"repo": "news-train-validate", "branch": "master", "commit": "c0ffee"}
+    context = _context(tmp_path)
+    experiment_id = submit_experiment(
+        cluster_settings, context / "const.yaml", context, poll_interval=0.01, echo=print
+    )
+    files = _cdl_checkpoint(train_data)
+    trial = experiment_id * 100 + 1
+    master.add_checkpoint("worse", files, experiment_id, trial, validation={"validation_loss": 0.4})
+    master.add_checkpoint("best", files, experiment_id, trial, validation={"validation_loss": 0.1})
+    master.add_checkpoint("unvalidated", files, experiment_id, trial)
+    master.add_checkpoint(
+        "partial", files, experiment_id, trial, "STATE_PARTIAL", {"validation_loss": 0.0}
+    )
+    master.add_checkpoint("other-experiment", files, 999, 1, validation={"validation_loss": 0.0})
+    exp_conf = yaml.safe_load((context / "const.yaml").read_text())
+    lines: list[str] = []
+
+    version = register_best_checkpoint(cluster_settings, experiment_id, exp_conf, echo=lines.append)
+
+    assert (version.model, version.version, version.checkpoint_uuid) == ("news", 1, "best")
+    assert lines == [f"best checkpoint best (trial {trial}; validation_loss 0.1000)"]
+    meta = version.metadata
+    assert meta["metrics"] == {"validation": {"validation_loss": 0.1}}
+    assert (meta["experiment_id"], meta["trial_id"]) == (experiment_id, trial)
+    lineage = meta["lineage"]
+    assert lineage["data"]["train"] == train_data
+    assert lineage["data"]["test"] == {
+        "repo": test_repo,
+        "branch": "master",
+        "commit": test_commit.id,
+    }
+    assert lineage["checkpoint"] == {"uuid": "best", "steps_completed": 100}
+    assert lineage["logs"]["experiment_registry"] == f"{master.url}/det/experiments/{experiment_id}"
+    assert lineage["cost"]["wall_seconds"] >= 0
+    assert recorded_experiments(cluster_settings)[0]["registered"] == {
+        "model": "news",
+        "version": 1,
+    }
+    assert master.calls("GET", "/checkpoints/best") == [("GET", "/checkpoints/best")]
+
+
+def test_cluster_run_without_a_usable_checkpoint_registers_nothing(
+    cluster_settings, master, pachd, tmp_path: Path
+) -> None:
+    context = _context(tmp_path)
+    exp_conf = yaml.safe_load((context / "const.yaml").read_text())
+    experiment_id = submit_experiment(
+        cluster_settings, context / "const.yaml", context, poll_interval=0.01, echo=print
+    )
+    with pytest.raises(ClusterError, match="no completed checkpoint with a validation"):
+        register_best_checkpoint(cluster_settings, experiment_id, exp_conf)
+    # a checkpoint that is not a CDL checkpoint is refused before anything is registered
+    master.add_checkpoint(
+        "foreign", {"state_dict.pth": b"x"}, experiment_id, 1, validation={"validation_loss": 1}
+    )
+    with pytest.raises(ClusterError, match=r"foreign: .* is not a CDL checkpoint"):
+        register_best_checkpoint(cluster_settings, experiment_id, exp_conf)
+    assert master.calls("POST", "/api/v1/models") == []

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from cdl.cli import AppContext, pass_app
 from cdl.errors import CDLError
+
+if TYPE_CHECKING:
+    from cdl.config import Settings
+    from cdl.model.cluster import ClusterRun
 
 
 class GateFailed(CDLError):
@@ -41,10 +46,20 @@ def model() -> None:
     """Train, search, evaluate and report on the project's model."""
 
 
+def _echo_cluster_run(settings: Settings, run: ClusterRun) -> None:
+    click.echo(f"experiment {run.experiment_id} completed on {settings.determined_master}")
+    if run.version is not None:
+        click.echo(f"registered {run.version.model} v{run.version.version}")
+
+
 @model.command()
 @config_option
 @click.option("--max-steps", type=click.IntRange(min=1), help="Train this many batches instead.")
-@click.option("--no-register", is_flag=True, help="Local profile: do not register the checkpoint.")
+@click.option(
+    "--no-register",
+    is_flag=True,
+    help="Do not register the checkpoint (cluster: the experiment's best checkpoint).",
+)
 @pass_app
 def train(app: AppContext, config: Path | None, max_steps: int | None, no_register: bool) -> None:
     """Train one trial: off-cluster (local profile) or as a Determined experiment (cluster)."""
@@ -53,8 +68,8 @@ def train(app: AppContext, config: Path | None, max_steps: int | None, no_regist
     settings = app.settings
     path = resolve_config(settings, config, settings.config.training.config)
     if settings.profile == "cluster":
-        experiment_id = train_on_cluster(settings, path, max_steps)
-        click.echo(f"experiment {experiment_id} completed on {settings.determined_master}")
+        run = train_on_cluster(settings, path, max_steps, register=not no_register)
+        _echo_cluster_run(settings, run)
         return
     result = train_local(settings, path, max_steps=max_steps, register=not no_register)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.validation.items()))
@@ -90,8 +105,7 @@ def search(
     settings = app.settings
     path = resolve_config(settings, config, settings.config.training.search_config)
     if settings.profile == "cluster":
-        experiment_id = search_on_cluster(settings, path)
-        click.echo(f"experiment {experiment_id} completed on {settings.determined_master}")
+        _echo_cluster_run(settings, search_on_cluster(settings, path, register=register))
         return
     result = search_local(settings, path, max_trials=max_trials, output=output, register=register)
     counts = ", ".join(f"{count} {state.lower()}" for state, count in sorted(result.trials.items()))

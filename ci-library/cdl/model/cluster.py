@@ -3,7 +3,9 @@
 ``submit_experiment`` lints the config, sends it with the context folder through the
 determined SDK (``Determined.create_experiment``; ``.detignore`` is honoured by the SDK),
 records the id in ``<state_dir>/cluster-experiments.json`` and, by default, polls until the
-experiment ends, printing progress.
+experiment ends, printing progress. ``register_best_checkpoint`` then registers the
+experiment's best checkpoint (by its searcher metric) in the Determined model registry with
+the same metadata and lineage a local run records.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import contextlib
 import fcntl
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,7 @@ import yaml
 from cdl.errors import CDLError
 from cdl.fsutil import atomic_write_json
 from cdl.model.config_lint import lint_config
-from cdl.registry.base import merge_metadata
+from cdl.registry.base import ModelVersion, merge_metadata
 from cdl.registry.determined_backend import connect, master_errors
 
 RECORD_FILE = "cluster-experiments.json"
@@ -185,3 +189,107 @@ def submit_experiment(
     if state != "COMPLETED":
         raise ClusterError(f"experiment {experiment.id} ended {state} (see its logs on {master})")
     return int(experiment.id)
+
+
+def _wall_seconds(session: Any, experiment_id: int) -> float:
+    """Start to end of the experiment on the master (0 when it does not say)."""
+    from determined.common import util
+    from determined.common.api import bindings
+
+    raw = bindings.get_GetExperiment(session, experimentId=experiment_id).experiment
+    if not (raw.startTime and raw.endTime):
+        return 0.0
+    started = util.parse_protobuf_timestamp(raw.startTime)
+    ended = util.parse_protobuf_timestamp(raw.endTime)
+    return max(0.0, (ended - started).total_seconds())
+
+
+def register_best_checkpoint(
+    settings: Any,
+    experiment_id: int,
+    exp_conf: dict[str, Any],
+    *,
+    echo: Callable[[str], None] = click.echo,
+) -> ModelVersion:
+    """Register the best checkpoint of a finished experiment as the next model version.
+
+    "Best" is the master's order by the config's ``searcher.metric`` and
+    ``smaller_is_better`` (one trial for ``single``, every trial for a search). The checkpoint
+    is downloaded once to read the CDL spec inside it (the data version the trial read), so a
+    checkpoint that is not a CDL checkpoint is refused before anything is registered.
+    """
+    from cdl.model.checkpoint import read_spec
+    from cdl.model.expconf import slots_per_trial
+    from cdl.model.register import register_checkpoint
+
+    master = settings.determined_master
+    client = connect(master)
+    with master_errors(master, f"find the best checkpoint of experiment {experiment_id}"):
+        best = client.get_experiment(experiment_id).list_checkpoints(max_results=1)
+        wall = _wall_seconds(client._session, experiment_id)
+    if not best:
+        raise ClusterError(
+            f"experiment {experiment_id} has no completed checkpoint with a validation: "
+            "nothing to register (check min_validation_period / checkpoint policy)"
+        )
+    checkpoint = best[0]
+    training = checkpoint.training
+    if training is None:
+        raise ClusterError(f"checkpoint {checkpoint.uuid} has no training metadata")
+    validation = dict((training.validation_metrics or {}).get("avgMetrics") or {})
+    with tempfile.TemporaryDirectory(prefix="cdl-checkpoint-") as tmp:
+        folder = Path(tmp) / checkpoint.uuid
+        with master_errors(master, f"download checkpoint {checkpoint.uuid}"):
+            checkpoint.download(str(folder))
+        try:
+            spec = read_spec(folder)
+        except (FileNotFoundError, ValueError) as exc:
+            raise ClusterError(f"checkpoint {checkpoint.uuid}: {exc}") from exc
+        version = register_checkpoint(
+            settings,
+            checkpoint_uuid=checkpoint.uuid,
+            checkpoint_path=folder,
+            steps_completed=int((checkpoint.metadata or {}).get("steps_completed", 0)),
+            exp_conf=exp_conf,
+            hparams=dict(training.hparams or {}),
+            experiment_id=experiment_id,
+            trial_id=training.trial_id,
+            validation={k: float(v) for k, v in validation.items()},
+            train_data=spec.data,
+            wall_seconds=wall,
+            slots=slots_per_trial(exp_conf),
+            tensorboard=None,
+        )
+    record_experiment(
+        settings, experiment_id, registered={"model": version.model, "version": version.version}
+    )
+    shown = ", ".join(f"{k} {float(v):.4f}" for k, v in sorted(validation.items()))
+    echo(
+        f"best checkpoint {checkpoint.uuid} (trial {training.trial_id}; {shown or 'no metrics'})"
+    )
+    return version
+
+
+@dataclass
+class ClusterRun:
+    """A finished experiment on the master and, when registered, its model version."""
+
+    experiment_id: int
+    version: ModelVersion | None
+
+
+def run_on_cluster(
+    settings: Any,
+    config_path: Path,
+    *,
+    overrides: dict[str, Any] | None = None,
+    register: bool = True,
+) -> ClusterRun:
+    """Submit ``config_path`` (with ``overrides``), wait for it, register its best checkpoint."""
+    experiment_id = submit_experiment(
+        settings, config_path, settings.root, wait=True, overrides=overrides
+    )
+    if not register:
+        return ClusterRun(experiment_id, None)
+    exp_conf = load_experiment_config(config_path, overrides)
+    return ClusterRun(experiment_id, register_best_checkpoint(settings, experiment_id, exp_conf))

@@ -14,11 +14,23 @@ logger = logging.getLogger(__name__)
 
 
 def data_version(settings: Settings, split: str, ref: str | None) -> dict[str, str]:
-    """``{repo, branch, commit}`` of a labelled split at ``ref`` (default: the data branch)."""
-    from cdl.data.dataset import load_split
+    """``{repo, branch, commit}`` of the validated ``split`` at ``ref`` (default: data branch)."""
+    from cdl.data.model import DataVersion
+    from cdl.data.names import check_split, validated_repo
+    from cdl.data.store import open_store
 
-    version = load_split(settings, split, ref=ref).version
+    repo = validated_repo(settings, check_split(split))
+    version = DataVersion.of(open_store(settings).resolve(repo, ref or settings.config.data.branch))
     return {"repo": version.repo, "branch": version.branch, "commit": version.commit}
+
+
+def _experiment_registry(settings: Settings, experiment_id: int) -> str:
+    """Where the experiment is recorded: the master's web UI, or the local SQLite registry."""
+    if settings.profile == "cluster":
+        return f"{settings.determined_master.rstrip('/')}/det/experiments/{experiment_id}"
+    from cdl.registry.experiments import open_experiment_registry
+
+    return str(open_experiment_registry(settings).path)
 
 
 def register_checkpoint(
@@ -41,7 +53,6 @@ def register_checkpoint(
     """Register the checkpoint as the next version of the project's model."""
     from cdl import lineage
     from cdl.registry import Checkpoint, open_registry
-    from cdl.registry.experiments import open_experiment_registry
 
     name = settings.config.model.name
     test_data = data_version(settings, "test", data_ref(exp_conf.get("data"), "test"))
@@ -67,7 +78,7 @@ def register_checkpoint(
         cost=cost,
         logs={
             "tensorboard": str(tensorboard) if tensorboard else None,
-            "experiment_registry": str(open_experiment_registry(settings).path),
+            "experiment_registry": _experiment_registry(settings, experiment_id),
         },
     )
     registry = open_registry(settings)

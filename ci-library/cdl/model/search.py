@@ -18,7 +18,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -37,6 +37,9 @@ from cdl.model.recorder import TrialRecorder
 from cdl.model.runner import run_paths, run_trial
 from cdl.model.train import experiment_seed
 from cdl.registry.base import ModelVersion
+
+if TYPE_CHECKING:
+    from cdl.model.cluster import ClusterRun
 
 logger = logging.getLogger(__name__)
 
@@ -312,8 +315,9 @@ def _register_best(
     )
 
 
-def search_on_cluster(settings: Settings, config_path: Path) -> int:
-    """Submit the search to the Determined master (its own ``adaptive_asha``) and wait."""
-    from cdl.model.cluster import submit_experiment
+def search_on_cluster(settings: Settings, config_path: Path, register: bool = False) -> ClusterRun:
+    """Submit the search to the Determined master (its own ``adaptive_asha``) and wait; with
+    ``register``, register the best checkpoint over all its trials."""
+    from cdl.model.cluster import run_on_cluster
 
-    return submit_experiment(settings, config_path, settings.root, wait=True)
+    return run_on_cluster(settings, config_path, register=register)

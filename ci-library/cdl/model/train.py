@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cdl.config import Settings
 from cdl.errors import CDLError
@@ -24,6 +24,9 @@ from cdl.model.expconf import (
 from cdl.model.recorder import TrialRecorder
 from cdl.model.runner import run_paths, run_trial
 from cdl.registry.base import ModelVersion
+
+if TYPE_CHECKING:
+    from cdl.model.cluster import ClusterRun
 
 logger = logging.getLogger(__name__)
 
@@ -147,9 +150,11 @@ def train_local(
     )
 
 
-def train_on_cluster(settings: Settings, config_path: Path, max_steps: int | None = None) -> int:
-    """Submit ``config_path`` to the Determined master and wait; returns the experiment id."""
-    from cdl.model.cluster import submit_experiment
+def train_on_cluster(
+    settings: Settings, config_path: Path, max_steps: int | None = None, register: bool = True
+) -> ClusterRun:
+    """Submit ``config_path`` to the Determined master, wait, register the best checkpoint."""
+    from cdl.model.cluster import run_on_cluster
 
     exp_conf = load_experiment_config(config_path)
     overrides = None
@@ -160,7 +165,7 @@ def train_on_cluster(settings: Settings, config_path: Path, max_steps: int | Non
         overrides = {"hyperparameters": hparams}
     if slots_per_trial(exp_conf) > 1:
         logger.info("distributed training on %d slots", slots_per_trial(exp_conf))
-    return submit_experiment(settings, config_path, settings.root, wait=True, overrides=overrides)
+    return run_on_cluster(settings, config_path, overrides=overrides, register=register)
 
 
 def train_from_cli() -> None:
