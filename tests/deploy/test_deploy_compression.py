@@ -11,7 +11,7 @@ from deploy_models import IMAGE_CLASSES, KNOWN_TEXTS, images, text_corpus
 from cdl.deploy.compression import CompressionRejected, compress_version
 from cdl.deploy.loading import load_artifact
 from cdl.deploy.package import package_version
-from cdl.registry import LocalRegistry
+from cdl.registry import Checkpoint, DeterminedRegistry, LocalRegistry
 
 
 def _text_test_data() -> tuple[list, list, dict]:
@@ -128,3 +128,41 @@ def test_cli_compress_prints_the_comparison(text_project, monkeypatch) -> None:
     assert isinstance(refused.exception, CompressionRejected)
     assert refused.exception.exit_code == 3
     assert "test accuracy    1.0000 -> 0.3333" in refused.output
+
+
+def test_on_determined_the_passed_gate_is_recorded_on_the_source_version(
+    text_project, text_checkpoint: Path, det_master, monkeypatch
+) -> None:
+    from click.testing import CliRunner
+
+    from cdl.cli import AppContext
+    from cdl.cli.deploy_cmd import deploy
+
+    files = {
+        path.relative_to(text_checkpoint).as_posix(): path.read_bytes()
+        for path in text_checkpoint.rglob("*")
+        if path.is_file()
+    }
+    det_master.add_checkpoint("ckpt-0001", files)
+    registry = DeterminedRegistry(det_master.url)
+    registry.register_version("news-demo", Checkpoint("ckpt-0001"), {"framework": "pytorch"})
+
+    result = compress_version(text_project, 1, registry=registry, data=_text_test_data())
+
+    assert result.version is None and result.comparison["passed"] is True
+    assert result.comparison["format"] == "torch-int8"
+    assert [v.version for v in registry.list_versions("news-demo")] == [1]  # nothing half-made
+    source = registry.get_version("news-demo", 1)
+    assert source.metadata["compression_gate"] == result.comparison
+    assert source.metadata["framework"] == "pytorch"  # merged, not replaced
+    # the CI job (cluster profile) can run the gate again: the record is updated and it says
+    # which version stays the one to deploy
+    monkeypatch.setattr("cdl.deploy.compression.test_inputs", lambda settings: _text_test_data())
+    monkeypatch.setenv("DET_MASTER", det_master.url)
+    app = AppContext(text_project.root / "cdl.yaml", "cluster")
+    result = CliRunner().invoke(deploy, ["compress"], obj=app)
+    assert result.exit_code == 0, result.output
+    assert "recorded on v1 (compression_gate), which stays the version to deploy" in result.output
+    assert [v.version for v in registry.list_versions("news-demo")] == [1]
+    recorded = registry.get_version("news-demo", 1).metadata["compression_gate"]
+    assert recorded["passed"] is True and recorded["source_version"] == 1

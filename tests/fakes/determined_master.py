@@ -38,6 +38,9 @@ PASSWORD_SALT = "GubPEmmotfiK9TMD6Zdw"  # determined.common.api.authentication.P
 VERSION = "0.38.1"
 
 
+DET_USER = "ci-bot"
+DET_PASSWORD = "Sup3r-Secret-pw"  # the fake's test login, never a real credential
+
 def salted_hash(password: str) -> str:
     """The hash the SDK sends for a password (the same salt and SHA-512 as the SDK)."""
     if not password:

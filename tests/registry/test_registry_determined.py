@@ -27,21 +27,15 @@ from cdl.registry import (
     open_registry,
     production_version,
 )
-from fakes.determined_master import FakeDeterminedMaster, salted_hash
+from fakes.determined_master import DET_PASSWORD, FakeDeterminedMaster, salted_hash
 from fakes.pachd import FakePachd
 
-PASSWORD = "Sup3r-Secret-pw"
+PASSWORD = DET_PASSWORD
 
 
 @pytest.fixture
-def master(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "det-config"))  # SDK token store
-    monkeypatch.setenv("DET_USER", "ci-bot")
-    monkeypatch.setenv("DET_PASS", PASSWORD)
-    for name in ("DET_MASTER", "DET_USER_TOKEN", "DET_MASTER_CERT_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    with FakeDeterminedMaster(username="ci-bot", password=PASSWORD) as fake:
-        yield fake
+def master(det_master: FakeDeterminedMaster) -> FakeDeterminedMaster:
+    return det_master
 
 
 @pytest.fixture

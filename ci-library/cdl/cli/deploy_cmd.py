@@ -207,6 +207,14 @@ def compress(app: AppContext, version: int | None) -> None:
         _echo_comparison(exc.comparison)
         raise
     _echo_comparison(result.comparison)
+    if result.version is None:
+        source = result.comparison["source_version"]
+        click.echo(
+            f"the compressed model passed; this registry cannot store its files, so the "
+            f"comparison is recorded on v{source} (compression_gate), which stays the version "
+            "to deploy"
+        )
+        return
     click.echo(f"registered the compressed model as v{result.version}")
 
 

@@ -202,7 +202,22 @@ def latency_ms(predictor: Any, inputs: Sequence[Any], runs: int) -> dict[str, fl
 class CompressionResult:
     comparison: dict[str, Any]
     version: int | None
-    """The registered compressed version (None when the gate refused it)."""
+    """The registered compressed version (None when the registry cannot store one)."""
+
+
+def _record_gate_only(
+    registry: Any, name: str, version: int, comparison: dict[str, Any]
+) -> CompressionResult:
+    """On a registry that cannot hold the compressed files (Determined's references only the
+    checkpoints its trials stored), keep the passed comparison on the source version."""
+    registry.add_metadata(name, version, {"compression_gate": comparison}, overwrite=True)
+    log.warning(
+        "%s v%s: the compressed model passed the gate, but this registry cannot store its files; "
+        "the comparison is recorded on v%s (metadata compression_gate), which stays the version "
+        "to deploy",
+        name, version, version,
+    )
+    return CompressionResult(comparison, None)
 
 
 def compare(
@@ -301,6 +316,8 @@ def compress_version(
                 f"{max_drop:.4f} (deployment.compression.max_accuracy_drop): not registered",
                 comparison,
             )
+        if not registry.stores_files:
+            return _record_gate_only(registry, name, found.version, comparison)
         uuid = f"{found.checkpoint_uuid}-{fmt}"
         lineage = dict(found.metadata.get("lineage") or {})
         lineage["checkpoint"] = {

@@ -45,6 +45,10 @@ class ModelVersion:
 class ModelRegistry(Protocol):
     """The operations both backends (local, Determined) provide."""
 
+    stores_files: bool
+    """True when ``register_version`` keeps a copy of the checkpoint's files (local); False
+    when it can only reference a checkpoint the backend already stores (Determined)."""
+
     def create_model(self, name: str, description: str = "", labels: Sequence[str] = ()) -> None:
         """Create the model; does nothing if it exists."""
 

@@ -90,7 +90,13 @@ def _to_version(raw: bindings.v1ModelVersion) -> ModelVersion:
 
 
 class DeterminedRegistry:
-    """Determined's model registry with the operations of :class:`~cdl.registry.ModelRegistry`."""
+    """Determined's model registry with the operations of :class:`~cdl.registry.ModelRegistry`.
+
+    Versions reference checkpoints Determined's trials stored; files made elsewhere (a
+    compressed model) cannot become a version (``stores_files`` is False).
+    """
+
+    stores_files = False
 
     def __init__(self, master: str, client: Determined | None = None) -> None:
         self.master = master

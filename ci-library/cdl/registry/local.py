@@ -54,6 +54,8 @@ _STAGING = ".staging"
 class LocalRegistry:
     """The model registry of the local profile, safe for concurrent processes."""
 
+    stores_files = True
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.db_path = self.root / "registry.sqlite"
