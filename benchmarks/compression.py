@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "deploy"))
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "deploy")]
 
 from deploy_models import (  # noqa: E402
     images,

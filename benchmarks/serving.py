@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "deploy"))
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "deploy")]
 
 from deploy_models import (  # noqa: E402
     make_project,

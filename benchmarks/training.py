@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "model"))
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "model")]
 
 from model_fixtures import image_corpus, ingest, make_project, set_hparams  # noqa: E402
 

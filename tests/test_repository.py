@@ -7,6 +7,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 import cdl
@@ -49,3 +50,14 @@ def test_no_dataset_archives_are_tracked():
     ).stdout.split()
     offenders = [p for p in tracked if p.endswith((".zip", ".gz", ".idx", "-ubyte"))]
     assert offenders == []
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "benchmarks").glob("*.py")))
+def test_benchmark_scripts_import_and_parse_their_arguments(script: str) -> None:
+    # --help imports everything the script needs and stops before any measurement
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), "--help"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "usage:" in result.stdout
