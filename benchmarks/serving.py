@@ -1,15 +1,16 @@
 """Serving figures: the local Seldon server under bounded loopback load vs raw ``predict``.
 
-Usage: python benchmarks/serving.py [--requests 2000] [--seconds 30] [--clients 4]
-                                    [--threads 4] [--workers 1] [--project DIR --version N]
+Usage: python benchmarks/serving.py [--requests 2000] [--seconds 30] [--clients 2,4]
+                                    [--threads 2] [--workers 2] [--project DIR --version N]
 
 Without ``--project`` it builds a news-sized PyTorch text baseline (10,000-stem vocabulary,
 widths 512/256/128/64, untrained weights cost the same as trained ones) in a temporary
 project. It packages and serves the model with the real ``seldon-core-microservice`` on
 127.0.0.1 (scoring data into the project's SQLite store, as ``cdl deploy serve`` does), then
-sends single-item requests of article-length texts from ``--clients`` keep-alive clients until
+sends single-item requests of article-length texts from ``--clients`` keep-alive clients (one
+load per count in the list; the clients share the 2 cores with the server) until
 ``--requests`` are done or ``--seconds`` have passed, and prints requests/s, p50/p99 latency
-and errors; then the same model's in-process ``predict_proba`` on the same inputs (p50/p99)
+and errors for each; then the same model's in-process ``predict_proba`` on the same inputs (p50/p99)
 and the overhead ratio. Only loopback traffic; the server is always stopped.
 """
 
@@ -126,9 +127,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--clients", type=lambda text: [int(n) for n in text.split(",")], default=[2, 4],
+        help="Comma-separated client counts, one load test each (default: 2,4).",
+    )
+    parser.add_argument("--threads", type=int, default=local.DEFAULT_THREADS)
+    parser.add_argument("--workers", type=int, default=local.DEFAULT_WORKERS)
     parser.add_argument("--project", type=Path, help="A trained CDL project (cdl.yaml folder).")
     parser.add_argument("--version", type=int, default=None)
     args = parser.parse_args()
@@ -154,26 +158,30 @@ def main() -> None:
         try:
             for text in texts[:20]:  # warm-up
                 local.post_json(local.predictions_url(info.url), {"data": {"ndarray": [text]}})
-            served = load_test(info.port, texts, args.requests, args.seconds, args.clients)
+            loads = {
+                clients: load_test(info.port, texts, args.requests, args.seconds, clients)
+                for clients in args.clients
+            }
         finally:
             local.stop(settings)
             local.stop_group(process.pid, grace=5)
         _, predictor = load_artifact(Path(info.artifact))
         predictor.predict_proba(texts[:5])
-        raw = raw_predict(predictor, texts, served["requests"] or 500, args.seconds)
+        raw = raw_predict(predictor, texts, args.requests, args.seconds)
 
     print(f"model: {what}, v{info.version}")
     print(f"server: seldon-core-microservice, {args.workers} worker(s) x {args.threads} threads; "
-          f"{args.clients} keep-alive clients on 127.0.0.1")
-    print(f"served  {served['requests']} requests in {served['wall_s']:.1f} s: "
-          f"{served['rps']:.1f} requests/s, p50 {served['p50_ms']:.2f} ms, "
-          f"p99 {served['p99_ms']:.2f} ms, errors {served['errors']}")
-    if served["first_error"]:
-        print(f"        first error: {served['first_error']}")
+          "keep-alive clients on 127.0.0.1")
     print(f"raw     {raw['calls']} predict_proba calls in-process: p50 {raw['p50_ms']:.2f} ms, "
           f"p99 {raw['p99_ms']:.2f} ms, {raw['per_s']:.1f} calls/s (one thread)")
-    print(f"overhead ratio (served p50 / raw p50): {served['p50_ms'] / raw['p50_ms']:.1f}x")
-
+    for clients, served in loads.items():
+        print(f"served  {clients} clients: {served['requests']} requests in "
+              f"{served['wall_s']:.1f} s: {served['rps']:.1f} requests/s, "
+              f"p50 {served['p50_ms']:.2f} ms, p99 {served['p99_ms']:.2f} ms, "
+              f"errors {served['errors']}; overhead ratio (p50 / raw p50) "
+              f"{served['p50_ms'] / raw['p50_ms']:.1f}x")
+        if served["first_error"]:
+            print(f"        first error: {served['first_error']}")
 
 if __name__ == "__main__":
     main()

@@ -66,6 +66,26 @@ def test_server_that_dies_reports_its_log(text_project) -> None:
     assert local.read_server(text_project) is None
 
 
+def test_log_tail_keeps_an_error_that_scrolled_out_of_the_tail(tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    noise = [f"[INFO] worker {i} exiting" for i in range(60)]
+    lines = [
+        "Traceback (most recent call last):",
+        "cdl.deploy.artifact.ArtifactError: classes.json does not match its checksum",
+        *noise,
+    ]
+    log.write_text("\n".join(lines) + "\n")
+    excerpt = local.log_tail(log, lines=10).splitlines()
+    assert excerpt[:2] == [
+        "errors logged earlier:",
+        "cdl.deploy.artifact.ArtifactError: classes.json does not match its checksum",
+    ]
+    assert excerpt[-10:] == noise[-10:]
+    log.write_text("\n".join(noise) + "\n")
+    assert local.log_tail(log, lines=10).splitlines() == noise[-10:]
+    assert local.log_tail(tmp_path / "missing.log") == "(no server log)"
+
+
 def _serve_tampered(settings, artifact: Path) -> None:
     process = local.start_server(
         "NewsDemo", settings.root / "deployment", artifact, port=local.free_port(),

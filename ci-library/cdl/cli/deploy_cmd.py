@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from cdl.cli import AppContext, pass_app
+from cdl.deploy.local import DEFAULT_THREADS, DEFAULT_WORKERS
 from cdl.errors import CDLError
 
 VERSION = click.option(
@@ -60,8 +61,10 @@ def package(app: AppContext, version: int | None, out: Path | None) -> None:
               help="Prometheus metrics port (default: deployment.metrics_port).")
 @click.option("--grpc-port", type=click.IntRange(1, 65535), default=None,
               help="Also serve gRPC on this port (off by default).")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=DEFAULT_WORKERS,
+              show_default=True, help="Server processes (each loads the model).")
+@click.option("--threads", type=click.IntRange(min=1), default=DEFAULT_THREADS,
+              show_default=True, help="Threads per server process.")
 @click.option("--foreground", is_flag=True, help="Stay attached; Ctrl-C stops the server.")
 @pass_app
 def serve(
