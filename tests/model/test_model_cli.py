@@ -44,6 +44,33 @@ def test_cli_train_evaluate_predict_report(project_factory, tmp_path) -> None:
     run(settings, "evaluate", "--version", "v7", code=1)
 
 
+def test_cli_registers_an_experiment_trained_without_registering(project_factory) -> None:
+    settings = project_factory("pytorch", "image", hparams={"arch": "mlp"})
+    out = run(settings, "train", "--max-steps", "2", "--no-register")
+    assert "registered" not in out and "experiment 1:" in out
+    out = run(settings, "register", "1")
+    assert out.startswith("registered tiny-image v1 (checkpoint ")
+    card = run(settings, "report")
+    assert "tiny-image" in card
+    from cdl.registry import open_registry
+
+    version = open_registry(settings).get_version("tiny-image", 1)
+    assert (version.metadata["experiment_id"], version.metadata["trial_id"]) == (1, 1)
+    assert "validation_loss" in version.metadata["metrics"]["validation"]
+    assert version.metadata["lineage"]["data"]["train"]["commit"]
+    # the same checkpoint twice, or an unknown experiment: a clear error, nothing registered
+    again = CliRunner(mix_stderr=False).invoke(
+        cli, ["--config", str(settings.root / "cdl.yaml"), "model", "register", "1"]
+    )
+    assert again.exit_code != 0
+    assert "is already registered as tiny-image v1" in str(again.exception)
+    unknown = CliRunner(mix_stderr=False).invoke(
+        cli, ["--config", str(settings.root / "cdl.yaml"), "model", "register", "9"]
+    )
+    assert unknown.exit_code != 0 and "no experiment with id 9" in str(unknown.exception)
+    assert [v.version for v in open_registry(settings).list_versions("tiny-image")] == [1]
+
+
 def test_cli_gate_fails_with_exit_code(project_factory) -> None:
     settings = project_factory("pytorch", "image", threshold=0.999, hparams={"learning_rate": 1e-7})
     run(settings, "train", "--max-steps", "1")

@@ -13,11 +13,13 @@ import yaml
 from cdl.config import load_settings
 from cdl.data.names import validated_repo
 from cdl.data.store import open_store
+from cdl.errors import CDLError
 from cdl.model.checkpoint import ModelSpec
 from cdl.model.cluster import (
     ClusterError,
     recorded_experiments,
     register_best_checkpoint,
+    register_cluster_experiment,
     submit_experiment,
 )
 from cdl.registry import (
@@ -275,6 +277,21 @@ def test_cluster_run_registers_the_best_checkpoint_with_lineage(
         "version": 1,
     }
     assert master.calls("GET", "/checkpoints/best") == [("GET", "/checkpoints/best")]
+    # registering the experiment again (`cdl model register ID`) refuses the same checkpoint
+    with pytest.raises(CDLError, match=r"checkpoint best is already registered as news v1"):
+        register_cluster_experiment(cluster_settings, experiment_id)
+
+
+def test_cluster_experiment_registers_only_once_completed(
+    cluster_settings, master, tmp_path: Path
+) -> None:
+    master.experiment_states = ["STATE_ACTIVE"]
+    context = _context(tmp_path)
+    experiment_id = submit_experiment(
+        cluster_settings, context / "const.yaml", context, wait=False, echo=print
+    )
+    with pytest.raises(ClusterError, match=rf"experiment {experiment_id} is ACTIVE"):
+        register_cluster_experiment(cluster_settings, experiment_id)
 
 
 def test_cluster_run_without_a_usable_checkpoint_registers_nothing(

@@ -119,6 +119,26 @@ def search(
 
 
 @model.command()
+@click.argument("experiment_id", type=click.IntRange(min=1))
+@pass_app
+def register(app: AppContext, experiment_id: int) -> None:
+    """Register the best checkpoint of EXPERIMENT_ID (by its searcher metric): a local
+    experiment, or on the cluster profile one that ran on the Determined master."""
+    settings = app.settings
+    if settings.profile == "cluster":
+        from cdl.model.cluster import register_cluster_experiment
+
+        version = register_cluster_experiment(settings, experiment_id)
+    else:
+        from cdl.model.register import register_local_experiment
+
+        version = register_local_experiment(settings, experiment_id)
+    click.echo(
+        f"registered {version.model} v{version.version} (checkpoint {version.checkpoint_uuid})"
+    )
+
+
+@model.command()
 @click.option("--model", "model_name", help="Model name (default: model.name of cdl.yaml).")
 @click.option("--version", "version", help="Version (default: $CDL_MODEL_VERSION or latest).")
 @click.option(

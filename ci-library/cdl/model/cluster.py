@@ -293,3 +293,16 @@ def run_on_cluster(
         return ClusterRun(experiment_id, None)
     exp_conf = load_experiment_config(config_path, overrides)
     return ClusterRun(experiment_id, register_best_checkpoint(settings, experiment_id, exp_conf))
+
+
+def register_cluster_experiment(settings: Any, experiment_id: int) -> ModelVersion:
+    """Register the best checkpoint of an experiment that ran on the master (submitted with
+    the web UI, ``det``, or by another pipeline), with the config the master recorded."""
+    master = settings.determined_master
+    client = connect(master)
+    with master_errors(master, f"get experiment {experiment_id}"):
+        experiment = client.get_experiment(experiment_id)
+    state = experiment.state.value.removeprefix("STATE_")
+    if state != "COMPLETED":
+        raise ClusterError(f"experiment {experiment_id} is {state}: register it once it completes")
+    return register_best_checkpoint(settings, experiment_id, dict(experiment.config or {}))

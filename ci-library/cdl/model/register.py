@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cdl.config import Settings
+from cdl.errors import CDLError
 from cdl.model.expconf import data_ref
 from cdl.registry.base import ModelVersion
 
@@ -87,6 +88,12 @@ def register_checkpoint(
         description=f"{settings.config.project.name}: {settings.config.model.task} classifier",
         labels=(settings.config.model.framework, settings.config.model.task),
     )
+    for existing in registry.list_versions(name):
+        if existing.checkpoint_uuid == checkpoint_uuid:
+            raise CDLError(
+                f"checkpoint {checkpoint_uuid} is already registered as {name} "
+                f"v{existing.version}"
+            )
     metadata = {
         "framework": settings.config.model.framework,
         "task": settings.config.model.task,
@@ -101,3 +108,42 @@ def register_checkpoint(
     )
     logger.info("registered %s v%d (checkpoint %s)", name, version.version, checkpoint_uuid)
     return version
+
+
+def register_local_experiment(settings: Settings, experiment_id: int) -> ModelVersion:
+    """Register the best trial of a local experiment (``train --no-register``, a search run
+    without ``--register``): its last checkpoint, by the config's ``searcher.metric``."""
+    from cdl.model.checkpoint import read_spec
+    from cdl.model.runner import run_paths
+    from cdl.registry.experiments import open_experiment_registry
+
+    experiments = open_experiment_registry(settings)
+    experiment = experiments.get_experiment(experiment_id)  # RegistryError names a wrong id
+    searcher = experiment.config.get("searcher") or {}
+    metric = str(searcher.get("metric") or "validation_loss")
+    trial = experiments.best_trial(
+        experiment_id, metric, bool(searcher.get("smaller_is_better", True))
+    )
+    checkpoint = trial.latest_checkpoint if trial is not None else None
+    if trial is None or checkpoint is None:
+        raise CDLError(
+            f"experiment {experiment_id} has no trial with a validation {metric} and a "
+            "checkpoint: nothing to register"
+        )
+    ended = trial.ended or trial.started
+    single = len(experiment.trials) == 1
+    return register_checkpoint(
+        settings,
+        checkpoint_uuid=checkpoint.uuid,
+        checkpoint_path=checkpoint.path,
+        steps_completed=checkpoint.steps_completed,
+        exp_conf=experiment.config,
+        hparams=trial.hparams,
+        experiment_id=experiment_id,
+        trial_id=trial.id,
+        validation=dict(trial.metrics["validation"][-1].metrics),
+        train_data=read_spec(checkpoint.path).data,
+        wall_seconds=(ended - trial.started).total_seconds(),
+        slots=1,
+        tensorboard=run_paths(settings, experiment_id, None if single else trial.id).tensorboard,
+    )
