@@ -36,14 +36,20 @@ from cdl.deploy.compression import CompressionRejected, compress_version  # noqa
 def report(title: str, comparison: dict) -> None:
     size, latency, acc = comparison["size_bytes"], comparison["latency_ms"], comparison["accuracy"]
     print(f"{title} [{comparison['format']}]")
-    print(f"  size      {size['original']:>12,} -> {size['compressed']:>12,} bytes   "
-          f"ratio {size['ratio']:.3f}")
-    print(f"  latency   p50 {latency['original']['p50']:.3f} -> "
-          f"{latency['compressed']['p50']:.3f} ms, p99 {latency['original']['p99']:.3f} -> "
-          f"{latency['compressed']['p99']:.3f} ms   ratio(p50) {latency['ratio_p50']:.3f}")
-    print(f"  accuracy  {acc['original']:.4f} -> {acc['compressed']:.4f}   "
-          f"delta {acc['compressed'] - acc['original']:+.4f} on {acc['test_items']} items   gate "
-          f"{'passed' if comparison['passed'] else 'REFUSED'}")
+    print(
+        f"  size      {size['original']:>12,} -> {size['compressed']:>12,} bytes   "
+        f"ratio {size['ratio']:.3f}"
+    )
+    print(
+        f"  latency   p50 {latency['original']['p50']:.3f} -> "
+        f"{latency['compressed']['p50']:.3f} ms, p99 {latency['original']['p99']:.3f} -> "
+        f"{latency['compressed']['p99']:.3f} ms   ratio(p50) {latency['ratio_p50']:.3f}"
+    )
+    print(
+        f"  accuracy  {acc['original']:.4f} -> {acc['compressed']:.4f}   "
+        f"delta {acc['compressed'] - acc['original']:+.4f} on {acc['test_items']} items   gate "
+        f"{'passed' if comparison['passed'] else 'REFUSED'}"
+    )
 
 
 def run(settings, version, data, runs: int, title: str) -> None:
@@ -75,14 +81,24 @@ def main() -> None:
         text = _with_runs(text, runs)
         version = register(text, torch_text_checkpoint(root / "t", news_sized=True))
         texts, labels = text_corpus(100, seed=11)
-        run(text, version, ([t.encode() for t in texts], labels, {"synthetic": "text"}), runs,
-            "news-sized PyTorch text baseline")
+        run(
+            text,
+            version,
+            ([t.encode() for t in texts], labels, {"synthetic": "text"}),
+            runs,
+            "news-sized PyTorch text baseline",
+        )
 
         image = _with_runs(make_project(root / "fashion", "keras", "image", "fashion-bench"), runs)
         version = register(image, keras_image_checkpoint(root / "i"))
         pixels, labels = images(100, seed=12)
-        run(image, version, (list(pixels), labels, {"synthetic": "image"}), runs,
-            "Keras image MLP (hidden 16)")
+        run(
+            image,
+            version,
+            (list(pixels), labels, {"synthetic": "image"}),
+            runs,
+            "Keras image MLP (hidden 16)",
+        )
 
 
 def _with_runs(settings, runs: int):

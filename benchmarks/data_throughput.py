@@ -28,9 +28,30 @@ from cdl.data.validate import Rules, validate_tree
 RULES = Rules(task="text", min_chars=100, max_bytes=1_000_000, extensions=("txt",))
 DEFAULT_BBC = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "bbc-fulltext.zip"
 WORDS = (
-    "the", "market", "rose", "as", "shares", "in", "company", "gained", "after", "profits",
-    "beat", "forecasts", "while", "team", "won", "match", "with", "a", "late", "goal", "and",
-    "minister", "said", "economy",
+    "the",
+    "market",
+    "rose",
+    "as",
+    "shares",
+    "in",
+    "company",
+    "gained",
+    "after",
+    "profits",
+    "beat",
+    "forecasts",
+    "while",
+    "team",
+    "won",
+    "match",
+    "with",
+    "a",
+    "late",
+    "goal",
+    "and",
+    "minister",
+    "said",
+    "economy",
 )
 
 
@@ -72,17 +93,21 @@ def measure(name: str, files: dict[str, bytes], runs: int, tmp: Path | None) -> 
     wall = statistics.median(timings)
     rate = len(files) / wall
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary.reasons.items())) or "none"
-    print(f"{name:<12} {len(files):>7} files  wall {wall:7.3f} s = {rate:6.0f} files/s  "
-          f"cpu {statistics.median(cpu):7.3f} s = {len(files) / statistics.median(cpu):6.0f} "
-          f"files/s  (kept {summary.kept}; discarded: {reasons})")
+    print(
+        f"{name:<12} {len(files):>7} files  wall {wall:7.3f} s = {rate:6.0f} files/s  "
+        f"cpu {statistics.median(cpu):7.3f} s = {len(files) / statistics.median(cpu):6.0f} "
+        f"files/s  (kept {summary.kept}; discarded: {reasons})"
+    )
     return rate
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bbc", type=Path,
-                        default=Path(os.environ.get("CDL_BBC_ARCHIVE") or DEFAULT_BBC))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--bbc", type=Path, default=Path(os.environ.get("CDL_BBC_ARCHIVE") or DEFAULT_BBC)
+    )
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tmp", type=Path, help="folder for the corpora (default: system temp)")
@@ -96,8 +121,10 @@ def main() -> None:
         print(f"BBC archive: skipped ({args.bbc} not found; pass --bbc or set CDL_BBC_ARCHIVE)")
     small = measure("generated", generated(2_225), args.runs, args.tmp)
     large = measure("generated", generated(args.files), max(1, args.runs - 2), args.tmp)
-    print(f"throughput at {args.files} files / at 2,225 files: {large / small:.2f}"
-          f" (temp folder: {args.tmp or tempfile.gettempdir()})")
+    print(
+        f"throughput at {args.files} files / at 2,225 files: {large / small:.2f}"
+        f" (temp folder: {args.tmp or tempfile.gettempdir()})"
+    )
 
 
 if __name__ == "__main__":

@@ -57,11 +57,13 @@ def data_pipeline(settings: Settings) -> dict[str, float]:
     validate = [validated_repo(settings, name) for name in SPLITS]
     steps = {
         "collect (read + check 4 idx files, commit)": lambda: pipeline.collect(
-            settings, store, quiet),
+            settings, store, quiet
+        ),
         "split (official split -> PNG items)": lambda: pipeline.split(settings, store, quiet),
         "validate (both pipelines)": lambda: run_pipelines(settings, store, validate, quiet),
         "labels (idx labels -> Label Studio -> table)": lambda: pipeline.label(
-            settings, store, quiet),
+            settings, store, quiet
+        ),
     }
     return {name: timed(step)[1] for name, step in steps.items()}
 
@@ -96,13 +98,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.mirror:
             mirror, origin = args.mirror.resolve(), f"real files in {args.mirror}"
         else:
-            mirror, seconds = timed(write_mirror, scratch / "mirror", args.train, args.test, 0,
-                                    True, args.noise, args.shift)
-            origin = (f"generated ({args.train} train / {args.test} test, noise {args.noise}, "
-                      f"shift {args.shift} px, {seconds:.1f} s to write)")
+            mirror, seconds = timed(
+                write_mirror,
+                scratch / "mirror",
+                args.train,
+                args.test,
+                0,
+                True,
+                args.noise,
+                args.shift,
+            )
+            origin = (
+                f"generated ({args.train} train / {args.test} test, noise {args.noise}, "
+                f"shift {args.shift} px, {seconds:.1f} s to write)"
+            )
         template = snapshot_template(scratch / "template")
-        root = render(template, scratch / "project",
-                      {"starter": "fashion", "project_name": "Fashion benchmark"})
+        root = render(
+            template,
+            scratch / "project",
+            {"starter": "fashion", "project_name": "Fashion benchmark"},
+        )
         os.environ["CDL_DATA_MIRROR"] = str(mirror)
         for name in ("CDL_PROFILE", "CDL_CONFIG", "CDL_MODEL_VERSION"):
             os.environ.pop(name, None)
@@ -110,20 +125,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Fashion-MNIST use case, local profile, {os.cpu_count()} CPUs; data: {origin}")
 
         steps = data_pipeline(settings)
-        counts = {name: pipeline.validation_summary(settings, open_store(settings), name)
-                  for name in SPLITS}
+        counts = {
+            name: pipeline.validation_summary(settings, open_store(settings), name)
+            for name in SPLITS
+        }
         items = sum(summary["total"] for summary in counts.values())
-        print(f"\ndata pipeline ({counts['train']['kept']} train + {counts['test']['kept']} "
-              f"test images kept of {items})")
+        print(
+            f"\ndata pipeline ({counts['train']['kept']} train + {counts['test']['kept']} "
+            f"test images kept of {items})"
+        )
         for name, seconds in steps.items():
             print(f"  {name:<46} {seconds:7.1f} s")
         total = sum(steps.values())
         print(f"  {'total':<46} {total:7.1f} s  ({items / total:.0f} images/s)")
 
-        print(f"\ntraining ({args.epochs} epochs, batch 64) and the gate "
-              f"(threshold {settings.config.training.accuracy_threshold})")
-        print(f"  {'model':<5} {'train s':>8} {'val acc':>8} {'test acc':>9}  gate    "
-              "real-data target")
+        print(
+            f"\ntraining ({args.epochs} epochs, batch 64) and the gate "
+            f"(threshold {settings.config.training.accuracy_threshold})"
+        )
+        print(
+            f"  {'model':<5} {'train s':>8} {'val acc':>8} {'test acc':>9}  gate    "
+            "real-data target"
+        )
         versions = {}
         for arch in ("mlp", "cnn"):
             result = train_local(settings, experiment(settings, arch, args.epochs))
@@ -131,21 +154,28 @@ def main(argv: list[str] | None = None) -> int:
             versions[arch] = result.version.version
             evaluation = evaluate_version(settings, version=result.version.version)
             gate = "passes" if evaluation.passed else "fails "
-            print(f"  {arch:<5} {result.wall_seconds:8.1f} "
-                  f"{result.validation.get('validation_accuracy', float('nan')):8.4f} "
-                  f"{evaluation.accuracy:9.4f}  {gate}  >= {TARGETS[arch]}"
-                  + (f" ({'met' if evaluation.accuracy >= TARGETS[arch] else 'NOT met'})"
-                     if args.mirror else ""))
+            print(
+                f"  {arch:<5} {result.wall_seconds:8.1f} "
+                f"{result.validation.get('validation_accuracy', float('nan')):8.4f} "
+                f"{evaluation.accuracy:9.4f}  {gate}  >= {TARGETS[arch]}"
+                + (
+                    f" ({'met' if evaluation.accuracy >= TARGETS[arch] else 'NOT met'})"
+                    if args.mirror
+                    else ""
+                )
+            )
 
         if not args.no_compress:
             compressed, seconds = timed(compress_version, settings, versions["cnn"])
             c = compressed.comparison
             size, latency, acc = c["size_bytes"], c["latency_ms"], c["accuracy"]
             print(f"\nTFLite dynamic-range quantization of the CNN ({seconds:.1f} s)")
-            print(f"  size {size['original']:,} -> {size['compressed']:,} bytes "
-                  f"(x{size['ratio']:.3f}); single-image latency p50 "
-                  f"{latency['original']['p50']:.2f} -> {latency['compressed']['p50']:.2f} ms; "
-                  f"test accuracy {acc['original']:.4f} -> {acc['compressed']:.4f}")
+            print(
+                f"  size {size['original']:,} -> {size['compressed']:,} bytes "
+                f"(x{size['ratio']:.3f}); single-image latency p50 "
+                f"{latency['original']['p50']:.2f} -> {latency['compressed']['p50']:.2f} ms; "
+                f"test accuracy {acc['original']:.4f} -> {acc['compressed']:.4f}"
+            )
     finally:
         if args.keep:
             print(f"\nkept {scratch}")

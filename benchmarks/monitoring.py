@@ -39,10 +39,39 @@ from cdl.scoring.store import scoring_records
 
 CLASSES = ["business", "entertainment", "politics", "sport", "tech"]
 WORDS = [
-    "the", "market", "rose", "as", "shares", "in", "company", "gained", "after", "profits",
-    "beat", "forecasts", "while", "team", "won", "match", "with", "a", "late", "goal", "and",
-    "minister", "said", "economy", "grew", "film", "star", "award", "vote", "election", "phone",
-    "software", "network",
+    "the",
+    "market",
+    "rose",
+    "as",
+    "shares",
+    "in",
+    "company",
+    "gained",
+    "after",
+    "profits",
+    "beat",
+    "forecasts",
+    "while",
+    "team",
+    "won",
+    "match",
+    "with",
+    "a",
+    "late",
+    "goal",
+    "and",
+    "minister",
+    "said",
+    "economy",
+    "grew",
+    "film",
+    "star",
+    "award",
+    "vote",
+    "election",
+    "phone",
+    "software",
+    "network",
 ]
 FOREIGN = ["zorblat", "quimby", "frandle", "gostrel", "plinth", "wexmoor", "yarrowbe", "kelptan"]
 POOL = 2_000
@@ -73,12 +102,15 @@ def _templates(seed: int) -> list[dict[str, Any]]:
     for index in range(POOL):
         text = _document(rng, shifted=index % 2 == 1)
         probabilities = _probabilities(rng)
-        rows.append({
-            "input_kind": "text", "input_text": text[:200],
-            "input_stats": text_stats(text, vocabulary),
-            "probabilities": probabilities,
-            "predicted": max(probabilities, key=probabilities.__getitem__),
-        })
+        rows.append(
+            {
+                "input_kind": "text",
+                "input_text": text[:200],
+                "input_stats": text_stats(text, vocabulary),
+                "probabilities": probabilities,
+                "predicted": max(probabilities, key=probabilities.__getitem__),
+            }
+        )
     return rows
 
 
@@ -94,12 +126,20 @@ def fill(url: str, rows: int, now: datetime, seed: int = 0) -> None:
             batch = []
             for index in range(written, min(rows, written + INSERT_BATCH)):
                 template = templates[index % POOL]
-                batch.append({
-                    "request_id": uuid.UUID(int=rng.getrandbits(128)).hex, "item_index": 0,
-                    "ts": now - timedelta(seconds=span * (1 - index / rows)),
-                    "model": "news", "version": "1", "status": "ok", "error": None,
-                    "input_hash": None, "latency_ms": rng.uniform(3, 40), **template,
-                })
+                batch.append(
+                    {
+                        "request_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+                        "item_index": 0,
+                        "ts": now - timedelta(seconds=span * (1 - index / rows)),
+                        "model": "news",
+                        "version": "1",
+                        "status": "ok",
+                        "error": None,
+                        "input_hash": None,
+                        "latency_ms": rng.uniform(3, 40),
+                        **template,
+                    }
+                )
             conn.execute(insert(scoring_records), batch)
             written += len(batch)
     store.dispose()
@@ -120,22 +160,34 @@ def run(rows: int, tmp: Path) -> float:
     print(f"{rows:>9,} rows: filled in {time.perf_counter() - started:.1f} s (not timed)")
     store = ScoringStore(url)
     started = time.perf_counter()
-    verdict = generate(engine=store.engine, served=Served("news", 1, None, True), task="text",
-                       reference=reference(), reference_note="benchmark",
-                       since=now - timedelta(days=8), until=now + timedelta(seconds=1),
-                       policy=Policy(), out=tmp / f"report-{rows}")
+    verdict = generate(
+        engine=store.engine,
+        served=Served("news", 1, None, True),
+        task="text",
+        reference=reference(),
+        reference_note="benchmark",
+        since=now - timedelta(days=8),
+        until=now + timedelta(seconds=1),
+        policy=Policy(),
+        out=tmp / f"report-{rows}",
+    )
     seconds = time.perf_counter() - started
     store.dispose()
     assert verdict["summary"]["scored_items"] == rows, verdict["summary"]
-    print(f"{rows:>9,} rows: report in {seconds:.2f} s = {rows / seconds:,.0f} rows/s "
-          f"(verdict {verdict['verdict']}, {len(verdict['figures'])} figures)")
+    print(
+        f"{rows:>9,} rows: report in {seconds:.2f} s = {rows / seconds:,.0f} rows/s "
+        f"(verdict {verdict['verdict']}, {len(verdict['figures'])} figures)"
+    )
     return seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", default="10000,100000,1000000",
-                        help="comma-separated row counts (default 10000,100000,1000000)")
+    parser.add_argument(
+        "--rows",
+        default="10000,100000,1000000",
+        help="comma-separated row counts (default 10000,100000,1000000)",
+    )
     parser.add_argument("--tmp", type=Path, default=None, help="folder for the SQLite files")
     args = parser.parse_args()
     sizes = [int(n) for n in args.rows.split(",")]

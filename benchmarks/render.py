@@ -29,8 +29,11 @@ def main() -> None:
             timings = []
             for run in range(args.runs):
                 start = time.perf_counter()
-                render(template, root / f"{starter}-{run}", {"starter": starter,
-                                                             "framework": framework})
+                render(
+                    template,
+                    root / f"{starter}-{run}",
+                    {"starter": starter, "framework": framework},
+                )
                 timings.append(time.perf_counter() - start)
             print(
                 f"render {starter}/{framework}: median {statistics.median(timings):.3f} s, "

@@ -44,8 +44,13 @@ from cdl.deploy.loading import load_artifact  # noqa: E402
 
 
 def client(
-    port: int, bodies: list[bytes], deadline: float, budget: list[int], lock: threading.Lock,
-    latencies: list[float], errors: list[str],
+    port: int,
+    bodies: list[bytes],
+    deadline: float,
+    budget: list[int],
+    lock: threading.Lock,
+    latencies: list[float],
+    errors: list[str],
 ) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     index = 0
@@ -85,8 +90,8 @@ def load_test(port: int, texts: list[str], requests: int, seconds: float, client
     deadline = time.monotonic() + seconds
     threads = [
         threading.Thread(
-            target=client, args=(port, bodies[i::clients] or bodies, deadline, budget, lock,
-                                 latencies, errors)
+            target=client,
+            args=(port, bodies[i::clients] or bodies, deadline, budget, lock, latencies, errors),
         )
         for i in range(clients)
     ]
@@ -128,7 +133,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument(
-        "--clients", type=lambda text: [int(n) for n in text.split(",")], default=[2, 4],
+        "--clients",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[2, 4],
         help="Comma-separated client counts, one load test each (default: 2,4).",
     )
     parser.add_argument("--threads", type=int, default=local.DEFAULT_THREADS)
@@ -152,8 +159,12 @@ def main() -> None:
         texts = news_sized_texts(200, seed=3)
         os.environ["CDL_MAX_TEXT_CHARS"] = "100000"  # article-length inputs (server override)
         info, process = local.serve(
-            settings, version, local.free_port(), local.free_port(),
-            workers=args.workers, threads=args.threads,
+            settings,
+            version,
+            local.free_port(),
+            local.free_port(),
+            workers=args.workers,
+            threads=args.threads,
         )
         try:
             for text in texts[:20]:  # warm-up
@@ -170,18 +181,25 @@ def main() -> None:
         raw = raw_predict(predictor, texts, args.requests, args.seconds)
 
     print(f"model: {what}, v{info.version}")
-    print(f"server: seldon-core-microservice, {args.workers} worker(s) x {args.threads} threads; "
-          "keep-alive clients on 127.0.0.1")
-    print(f"raw     {raw['calls']} predict_proba calls in-process: p50 {raw['p50_ms']:.2f} ms, "
-          f"p99 {raw['p99_ms']:.2f} ms, {raw['per_s']:.1f} calls/s (one thread)")
+    print(
+        f"server: seldon-core-microservice, {args.workers} worker(s) x {args.threads} threads; "
+        "keep-alive clients on 127.0.0.1"
+    )
+    print(
+        f"raw     {raw['calls']} predict_proba calls in-process: p50 {raw['p50_ms']:.2f} ms, "
+        f"p99 {raw['p99_ms']:.2f} ms, {raw['per_s']:.1f} calls/s (one thread)"
+    )
     for clients, served in loads.items():
-        print(f"served  {clients} clients: {served['requests']} requests in "
-              f"{served['wall_s']:.1f} s: {served['rps']:.1f} requests/s, "
-              f"p50 {served['p50_ms']:.2f} ms, p99 {served['p99_ms']:.2f} ms, "
-              f"errors {served['errors']}; overhead ratio (p50 / raw p50) "
-              f"{served['p50_ms'] / raw['p50_ms']:.1f}x")
+        print(
+            f"served  {clients} clients: {served['requests']} requests in "
+            f"{served['wall_s']:.1f} s: {served['rps']:.1f} requests/s, "
+            f"p50 {served['p50_ms']:.2f} ms, p99 {served['p99_ms']:.2f} ms, "
+            f"errors {served['errors']}; overhead ratio (p50 / raw p50) "
+            f"{served['p50_ms'] / raw['p50_ms']:.1f}x"
+        )
         if served["first_error"]:
             print(f"        first error: {served['first_error']}")
+
 
 if __name__ == "__main__":
     main()

@@ -20,9 +20,7 @@ FALLBACK_IDENTITY = {
 
 
 def _git(project: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", *args], cwd=project, check=True, capture_output=True, text=True
-    )
+    result = subprocess.run(["git", *args], cwd=project, check=True, capture_output=True, text=True)
     return result.stdout.strip()
 
 
@@ -60,8 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         init_repository(args.project_dir.resolve())
     except FileNotFoundError:
-        print("git is not installed: the project was rendered but is not a git repository yet",
-              file=sys.stderr)
+        print(
+            "git is not installed: the project was rendered but is not a git repository yet",
+            file=sys.stderr,
+        )
         return 1
     except subprocess.CalledProcessError as exc:
         print(f"git {' '.join(exc.cmd[1:])} failed: {exc.stderr.strip()}", file=sys.stderr)

@@ -157,8 +157,9 @@ def _git(project_dir: Path, *args: str, env: dict[str, str] | None = None) -> st
         ["git", *args], cwd=project_dir, capture_output=True, text=True, env=env, check=False
     )
     if result.returncode != 0:
-        raise subprocess.CalledProcessError(result.returncode, ["git", *args],
-                                            result.stdout, result.stderr)
+        raise subprocess.CalledProcessError(
+            result.returncode, ["git", *args], result.stdout, result.stderr
+        )
     return result.stdout.strip()
 
 
@@ -171,12 +172,14 @@ def _git_auth_env(token: str) -> dict[str, str]:
     basic = base64.b64encode(f"oauth2:{token}".encode()).decode()
     env = dict(os.environ)
     count = int(env.get("GIT_CONFIG_COUNT", "0") or 0)
-    env.update({
-        "GIT_CONFIG_COUNT": str(count + 1),
-        f"GIT_CONFIG_KEY_{count}": "http.extraHeader",
-        f"GIT_CONFIG_VALUE_{count}": f"Authorization: Basic {basic}",
-        "GIT_TERMINAL_PROMPT": "0",  # fail instead of asking for a password
-    })
+    env.update(
+        {
+            "GIT_CONFIG_COUNT": str(count + 1),
+            f"GIT_CONFIG_KEY_{count}": "http.extraHeader",
+            f"GIT_CONFIG_VALUE_{count}": f"Authorization: Basic {basic}",
+            "GIT_TERMINAL_PROMPT": "0",  # fail instead of asking for a password
+        }
+    )
     return env
 
 
@@ -195,13 +198,22 @@ def _push(project_dir: Path, repo_url: str, token: str, result: Result) -> None:
                 current = _git(project_dir, "remote", "get-url", "origin")
                 if current != repo_url:
                     target = repo_url
-                    message = (f"remote 'origin' already points to {current}, left unchanged; "
-                               f"pushing to {repo_url} directly")
+                    message = (
+                        f"remote 'origin' already points to {current}, left unchanged; "
+                        f"pushing to {repo_url} directly"
+                    )
                     _warn(message)
                     result.warnings.append(message)
             upstream = ["--set-upstream"] if target == "origin" else []
-            _git(project_dir, "push", "--quiet", *upstream, target, *BRANCHES,
-                 env=_git_auth_env(token))
+            _git(
+                project_dir,
+                "push",
+                "--quiet",
+                *upstream,
+                target,
+                *BRANCHES,
+                env=_git_auth_env(token),
+            )
         except FileNotFoundError as exc:
             raise BootstrapError(step, "git is not installed") from exc
         except subprocess.CalledProcessError as exc:
@@ -251,8 +263,9 @@ def bootstrap(
     project_dir = Path(project_dir).resolve()
     namespace_path, _, name = project_path.strip("/").rpartition("/")
     if not namespace_path or not name:
-        raise BootstrapError("check arguments", f"--project-path must be namespace/name, "
-                                                f"got {project_path!r}")
+        raise BootstrapError(
+            "check arguments", f"--project-path must be namespace/name, got {project_path!r}"
+        )
     if not (project_dir / ".git").exists():
         raise BootstrapError("check arguments", f"{project_dir} is not a git repository")
     secrets = [token]
@@ -277,17 +290,21 @@ def bootstrap(
         with _step("find namespace", secrets):
             namespace = gl.namespaces.get(namespace_path)
         with _step("create project", secrets):
-            project = gl.projects.create({
-                "name": name,
-                "path": name,
-                "namespace_id": namespace.id,
-                "description": description,
-                "visibility": visibility,
-                "initialize_with_readme": False,
-            })
+            project = gl.projects.create(
+                {
+                    "name": name,
+                    "path": name,
+                    "namespace_id": namespace.id,
+                    "description": description,
+                    "visibility": visibility,
+                    "initialize_with_readme": False,
+                }
+            )
         created = True
-        _log(f"project {project_path} created (id {project.id}) in namespace "
-             f"{namespace_path} (id {namespace.id})")
+        _log(
+            f"project {project_path} created (id {project.id}) in namespace "
+            f"{namespace_path} (id {namespace.id})"
+        )
     repo_url = _clean_url(project.http_url_to_repo)
     result = Result(project.id, getattr(project, "web_url", ""), repo_url, created)
 
@@ -309,11 +326,13 @@ def bootstrap(
         else:
             if protected is not None:  # e.g. GitLab's default protection lets developers merge
                 project.protectedbranches.delete(PROTECTED_BRANCH)
-            project.protectedbranches.create({
-                "name": PROTECTED_BRANCH,
-                "push_access_level": MAINTAINER_ACCESS,
-                "merge_access_level": MAINTAINER_ACCESS,
-            })
+            project.protectedbranches.create(
+                {
+                    "name": PROTECTED_BRANCH,
+                    "push_access_level": MAINTAINER_ACCESS,
+                    "merge_access_level": MAINTAINER_ACCESS,
+                }
+            )
             _log(f"{PROTECTED_BRANCH} protected (push/merge: maintainers)")
 
     with _step("set default branch", secrets):
@@ -357,8 +376,10 @@ def _create_variables(
         result.errors.append(message)
     missing = [name for name in names if name not in invalid and not environ.get(name)]
     if missing:
-        message = (f"no value in the environment for {', '.join(missing)}: not created "
-                   "(export them and run again)")
+        message = (
+            f"no value in the environment for {', '.join(missing)}: not created "
+            "(export them and run again)"
+        )
         _warn(message)
         result.warnings.append(message)
     todo = [name for name in names if name not in invalid and name not in missing]
@@ -371,9 +392,11 @@ def _create_variables(
             value = environ[name]
             masked = MASKABLE_VALUE.fullmatch(value) is not None
             if not masked:
-                why = (f"variable {name}: its value cannot be masked by GitLab (it must be at "
-                       "least 8 characters from A-Z a-z 0-9 _ + = / @ : . ~ - with no spaces "
-                       "or newlines)")
+                why = (
+                    f"variable {name}: its value cannot be masked by GitLab (it must be at "
+                    "least 8 characters from A-Z a-z 0-9 _ + = / @ : . ~ - with no spaces "
+                    "or newlines)"
+                )
                 if not allow_unmasked:
                     message = f"{why}; skipped (use --allow-unmasked to create it unmasked)"
                     _error(message)
@@ -400,22 +423,41 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="As a Copier task, add --copier: the run then never fails (Copier would delete "
         "the rendered project) and prints the command that retries it.",
     )
-    parser.add_argument("--project-dir", type=Path, default=Path("."),
-                        help="the rendered project, a git repository with main and dev")
+    parser.add_argument(
+        "--project-dir",
+        type=Path,
+        default=Path("."),
+        help="the rendered project, a git repository with main and dev",
+    )
     parser.add_argument("--gitlab-url", required=True, help="e.g. https://gitlab.example.com")
-    parser.add_argument("--project-path", required=True,
-                        help="namespace/name, e.g. group/news-classifier (namespace must exist)")
-    parser.add_argument("--token-env", default="GITLAB_TOKEN",
-                        help="NAME of the environment variable holding the access token")
-    parser.add_argument("--variables", default="",
-                        help="comma-separated names of CI/CD variables; values are read from "
-                        "the environment variables of the same names")
-    parser.add_argument("--allow-unmasked", action="store_true",
-                        help="create variables whose values GitLab cannot mask, unmasked")
+    parser.add_argument(
+        "--project-path",
+        required=True,
+        help="namespace/name, e.g. group/news-classifier (namespace must exist)",
+    )
+    parser.add_argument(
+        "--token-env",
+        default="GITLAB_TOKEN",
+        help="NAME of the environment variable holding the access token",
+    )
+    parser.add_argument(
+        "--variables",
+        default="",
+        help="comma-separated names of CI/CD variables; values are read from "
+        "the environment variables of the same names",
+    )
+    parser.add_argument(
+        "--allow-unmasked",
+        action="store_true",
+        help="create variables whose values GitLab cannot mask, unmasked",
+    )
     parser.add_argument("--description", default="")
-    parser.add_argument("--visibility", default="private",
-                        choices=("private", "internal", "public"),
-                        help="for a newly created project (default: private)")
+    parser.add_argument(
+        "--visibility",
+        default="private",
+        choices=("private", "internal", "public"),
+        help="for a newly created project (default: private)",
+    )
     return parser
 
 

@@ -91,7 +91,10 @@ class Runner:
         print(f"\n=== {stage}: {' '.join(command)}", flush=True)
         start = time.perf_counter()
         result = subprocess.run(
-            command, cwd=self.project, env=self.env, text=True,
+            command,
+            cwd=self.project,
+            env=self.env,
+            text=True,
             stdout=subprocess.PIPE if capture else None,
         )
         self.timings.append((stage, time.perf_counter() - start))
@@ -109,17 +112,24 @@ class Runner:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workdir", type=Path, default=REPO / "out" / "main-job")
-    parser.add_argument("--keep", action="store_true",
-                        help="leave the server running (stop it with: cdl deploy stop)")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the server running (stop it with: cdl deploy stop)",
+    )
     args = parser.parse_args(argv)
 
     mirror = find_mirror()
     project = prepare_project(args.workdir.resolve())
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "CDL_PROFILE": "local"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "CDL_PROFILE": "local",
+    }
     env.pop("CDL_CONFIG", None)
     if mirror:
         env["CDL_DATA_MIRROR"] = mirror
@@ -131,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runner.run("data", cdl, "data", "pipeline")
         runner.run("train", cdl, "model", "train")
-        runner.run("evaluate", str(BIN / "python"), "-m", "pytest", "-q",
-                   "test/test_model_accuracy.py")
+        runner.run(
+            "evaluate", str(BIN / "python"), "-m", "pytest", "-q", "test/test_model_accuracy.py"
+        )
         runner.run("package", cdl, "deploy", "package")
         runner.run("serve", cdl, "deploy", "serve")
         serving = True

@@ -41,8 +41,13 @@ def render_use_case(use_case: Path, dest: Path, template: Path) -> Path:
     from copier import run_copy
 
     run_copy(
-        str(template), str(dest), data=use_case_answers(use_case), defaults=True,
-        unsafe=True, quiet=True, skip_tasks=True,
+        str(template),
+        str(dest),
+        data=use_case_answers(use_case),
+        defaults=True,
+        unsafe=True,
+        quiet=True,
+        skip_tasks=True,
     )
     return dest
 
@@ -51,10 +56,14 @@ def rendered_files(root: Path) -> list[Path]:
     return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
 
 
+def _answers(path: Path) -> dict:
+    """The Copier answers in ``path`` without the keys that change on every render."""
+    answers = yaml.safe_load(path.read_text())
+    return {k: v for k, v in answers.items() if k not in VOLATILE_KEYS}
+
+
 def _answers_equal(a: Path, b: Path) -> bool:
-    load = lambda p: {k: v for k, v in yaml.safe_load(p.read_text()).items()  # noqa: E731
-                      if k not in VOLATILE_KEYS}
-    return load(a) == load(b)
+    return _answers(a) == _answers(b)
 
 
 def differences(use_case: Path, fresh: Path) -> list[str]:
@@ -75,8 +84,10 @@ def differences(use_case: Path, fresh: Path) -> list[str]:
 def sync(use_case: Path, fresh: Path) -> None:
     for relative in rendered_files(fresh):
         target = use_case / relative
-        if relative.name == ANSWERS_FILE and target.exists() and _answers_equal(
-            target, fresh / relative
+        if (
+            relative.name == ANSWERS_FILE
+            and target.exists()
+            and _answers_equal(target, fresh / relative)
         ):
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -84,8 +95,9 @@ def sync(use_case: Path, fresh: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true")
     parser.add_argument("names", nargs="*", default=list(USE_CASES))
     args = parser.parse_args(argv)

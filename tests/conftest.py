@@ -36,9 +36,7 @@ def render_project(template_dir: Path, tmp_path: Path) -> RenderFn:
 
 
 @pytest.fixture
-def det_master(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[FakeDeterminedMaster]:
+def det_master(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDeterminedMaster]:
     """A fake Determined master the real SDK logs in to with DET_USER/DET_PASS (no DET_MASTER
     set: tests point settings at ``det_master.url``)."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "det-config"))  # SDK token store

@@ -87,9 +87,13 @@ def render_subtree(subdir: str, dest: Path, answers: dict[str, Any]) -> list[Pat
     with tempfile.TemporaryDirectory() as scratch:
         project = Path(scratch) / "project"
         run_copy(
-            str(_template_snapshot()), str(project),
+            str(_template_snapshot()),
+            str(project),
             data={"project_name": "Demo project", **answers},
-            defaults=True, unsafe=True, quiet=True, skip_tasks=True,
+            defaults=True,
+            unsafe=True,
+            quiet=True,
+            skip_tasks=True,
         )
         source = project / subdir
         written = []

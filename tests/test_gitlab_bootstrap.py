@@ -35,8 +35,9 @@ boot = _load(SCRIPT, "gitlab_bootstrap")
 
 
 def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @pytest.fixture(autouse=True)
@@ -83,8 +84,17 @@ def fake(bare: Path) -> Iterator[FakeGitLab]:
 
 
 def args(fake: FakeGitLab, project_dir: Path, *extra: str) -> list[str]:
-    return ["--project-dir", str(project_dir), "--gitlab-url", fake.url,
-            "--project-path", PROJECT, "--description", "BBC news classification", *extra]
+    return [
+        "--project-dir",
+        str(project_dir),
+        "--gitlab-url",
+        fake.url,
+        "--project-path",
+        PROJECT,
+        "--description",
+        "BBC news classification",
+        *extra,
+    ]
 
 
 def assert_no_secret(text: str) -> None:
@@ -92,8 +102,13 @@ def assert_no_secret(text: str) -> None:
     assert base64.b64encode(f"oauth2:{TOKEN}".encode()).decode() not in text
 
 
-def test_full_bootstrap(fake: FakeGitLab, project_dir: Path, bare: Path,
-                        monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+def test_full_bootstrap(
+    fake: FakeGitLab,
+    project_dir: Path,
+    bare: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv("REGISTRY_PASSWORD", "s3cr3t-Passw0rd")
     monkeypatch.setenv("DET_PASSWORD", "determined/Pa55:word")
 
@@ -128,16 +143,29 @@ def test_full_bootstrap(fake: FakeGitLab, project_dir: Path, bare: Path,
     assert created["description"] == "BBC news classification"
     assert created["visibility"] == "private"
     assert fake.find("POST", f"{p}/protected_branches")[0].json == {
-        "name": "main", "push_access_level": 40, "merge_access_level": 40}
+        "name": "main",
+        "push_access_level": 40,
+        "merge_access_level": 40,
+    }
     assert fake.find("PUT", p)[0].json == {"default_branch": "dev"}
     assert [r.json for r in fake.find("POST", f"{p}/variables")] == [
-        {"key": "REGISTRY_PASSWORD", "value": "s3cr3t-Passw0rd", "masked": True,
-         "protected": False},
-        {"key": "DET_PASSWORD", "value": "determined/Pa55:word", "masked": True,
-         "protected": False},
+        {
+            "key": "REGISTRY_PASSWORD",
+            "value": "s3cr3t-Passw0rd",
+            "masked": True,
+            "protected": False,
+        },
+        {
+            "key": "DET_PASSWORD",
+            "value": "determined/Pa55:word",
+            "masked": True,
+            "protected": False,
+        },
     ]
     assert [r.json["name"] for r in fake.find("POST", f"{p}/environments")] == [
-        "staging", "production"]
+        "staging",
+        "production",
+    ]
     assert project["default_branch"] == "dev"
 
     # main and dev pushed, origin set to the clean URL with upstreams, no token anywhere
@@ -152,9 +180,13 @@ def test_full_bootstrap(fake: FakeGitLab, project_dir: Path, bare: Path,
     assert "pushed main and dev" in out
 
 
-def test_rerun_is_idempotent(fake: FakeGitLab, project_dir: Path, bare: Path,
-                             monkeypatch: pytest.MonkeyPatch,
-                             capfd: pytest.CaptureFixture[str]) -> None:
+def test_rerun_is_idempotent(
+    fake: FakeGitLab,
+    project_dir: Path,
+    bare: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv("REGISTRY_PASSWORD", "s3cr3t-Passw0rd")
     argv = args(fake, project_dir, "--variables", "REGISTRY_PASSWORD")
     assert boot.main(argv) == 0
@@ -168,7 +200,8 @@ def test_rerun_is_idempotent(fake: FakeGitLab, project_dir: Path, bare: Path,
     pid = fake.project(PROJECT)["id"]
     assert [r.method for r in second if r.method in {"POST", "DELETE"}] == []
     assert [(r.method, r.path) for r in second if r.method == "PUT"] == [
-        ("PUT", f"/api/v4/projects/{pid}/variables/REGISTRY_PASSWORD")]
+        ("PUT", f"/api/v4/projects/{pid}/variables/REGISTRY_PASSWORD")
+    ]
     assert len(fake.state.projects) == 1
     assert list(fake.state.protected_branches[pid]) == ["main"]
     assert fake.state.variables[pid]["REGISTRY_PASSWORD"]["value"] == "r0tated-Passw0rd"
@@ -183,8 +216,10 @@ def test_existing_weaker_protection_is_replaced(fake: FakeGitLab, project_dir: P
     """GitLab's default protection lets developers merge into main: tightened to maintainers."""
     project = fake.add_project(PROJECT, default_branch="main")
     fake.state.protected_branches[project["id"]]["main"] = {
-        "name": "main", "push_access_levels": [{"access_level": 40}],
-        "merge_access_levels": [{"access_level": 30}]}
+        "name": "main",
+        "push_access_levels": [{"access_level": 40}],
+        "merge_access_levels": [{"access_level": 30}],
+    }
 
     assert boot.main(args(fake, project_dir)) == 0
 
@@ -195,7 +230,8 @@ def test_existing_weaker_protection_is_replaced(fake: FakeGitLab, project_dir: P
 
 
 def test_failing_step_is_reported_and_repo_left_intact(
-        fake: FakeGitLab, project_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    fake: FakeGitLab, project_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     fake.fail("POST", "/api/v4/projects", 403, {"message": "403 Forbidden"})
     before = {b: git(project_dir, "rev-parse", b) for b in ("main", "dev")}
 
@@ -222,8 +258,9 @@ def test_failing_step_is_reported_and_repo_left_intact(
     assert (project_dir / "README.md").exists()
 
 
-def test_push_sends_token_as_header_only(project_dir: Path,
-                                         capfd: pytest.CaptureFixture[str]) -> None:
+def test_push_sends_token_as_header_only(
+    project_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     """Over HTTP, git sends the token in the Authorization header; a failed push is redacted."""
     with FakeGitLab(token=TOKEN) as server:  # http_url_to_repo points at the fake: no git there
         server.add_namespace("group")
@@ -242,9 +279,13 @@ def test_push_sends_token_as_header_only(project_dir: Path,
 
 
 @pytest.mark.parametrize("token_env", ["GITLAB_TOKEN", "MY_GITLAB_TOKEN"])
-def test_missing_token_names_the_variable(fake: FakeGitLab, project_dir: Path, token_env: str,
-                                          monkeypatch: pytest.MonkeyPatch,
-                                          capfd: pytest.CaptureFixture[str]) -> None:
+def test_missing_token_names_the_variable(
+    fake: FakeGitLab,
+    project_dir: Path,
+    token_env: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.delenv("GITLAB_TOKEN")
     monkeypatch.setenv("MY_GITLAB_TOKEN", "  ")
 
@@ -257,8 +298,11 @@ def test_missing_token_names_the_variable(fake: FakeGitLab, project_dir: Path, t
 
 
 def test_unmaskable_variable_is_skipped_with_an_error(
-        fake: FakeGitLab, project_dir: Path, monkeypatch: pytest.MonkeyPatch,
-        capfd: pytest.CaptureFixture[str]) -> None:
+    fake: FakeGitLab,
+    project_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv("GOOD_SECRET", "abcdefgh12345")
     monkeypatch.setenv("BAD_SECRET", "has spaces!")
     monkeypatch.delenv("ABSENT_SECRET", raising=False)
@@ -281,9 +325,12 @@ def test_unmaskable_variable_is_skipped_with_an_error(
     assert "created UNMASKED" in capfd.readouterr().err
 
 
-def test_without_python_gitlab(project_dir: Path, tmp_path: Path,
-                               monkeypatch: pytest.MonkeyPatch,
-                               capfd: pytest.CaptureFixture[str]) -> None:
+def test_without_python_gitlab(
+    project_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     """python-gitlab missing: clear message, and run_from_copier prints install + retry commands.
 
     The script runs from a copy in a temporary directory, as when Copier clones a template:
@@ -294,8 +341,14 @@ def test_without_python_gitlab(project_dir: Path, tmp_path: Path,
     shutil.copy2(SCRIPT, copy)
     cloned = _load(copy, "gitlab_bootstrap_clone")
     monkeypatch.setitem(sys.modules, "gitlab", None)  # makes `import gitlab` raise ImportError
-    argv = ["--project-dir", str(project_dir), "--gitlab-url", "https://gitlab.invalid",
-            "--project-path", PROJECT]
+    argv = [
+        "--project-dir",
+        str(project_dir),
+        "--gitlab-url",
+        "https://gitlab.invalid",
+        "--project-path",
+        PROJECT,
+    ]
 
     assert cloned.main(argv) == 1
     assert "python-gitlab is not installed" in capfd.readouterr().err
@@ -309,12 +362,21 @@ def test_without_python_gitlab(project_dir: Path, tmp_path: Path,
     assert git(project_dir, "status", "--porcelain") == ""
 
 
-def test_script_entry_point_with_copier_flag(project_dir: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_script_entry_point_with_copier_flag(
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`python gitlab_bootstrap.py --copier ...` exits 0 even when the bootstrap fails."""
     monkeypatch.delenv("GITLAB_TOKEN")
-    argv = [sys.executable, str(SCRIPT), "--project-dir", str(project_dir),
-            "--gitlab-url", "http://127.0.0.1:9", "--project-path", PROJECT]
+    argv = [
+        sys.executable,
+        str(SCRIPT),
+        "--project-dir",
+        str(project_dir),
+        "--gitlab-url",
+        "http://127.0.0.1:9",
+        "--project-path",
+        PROJECT,
+    ]
     failing = subprocess.run(argv, capture_output=True, text=True, check=False)
     tolerant = subprocess.run([*argv, "--copier"], capture_output=True, text=True, check=False)
     assert failing.returncode == 1

@@ -19,7 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_repository_is_ruff_clean():
     result = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--no-cache", "."],
-        cwd=REPO, capture_output=True, text=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -57,7 +59,10 @@ def test_benchmark_scripts_import_and_parse_their_arguments(script: str) -> None
     # --help imports everything the script needs and stops before any measurement
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / script), "--help"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "usage:" in result.stdout

@@ -16,7 +16,11 @@ PIPELINES = ["data-pipeline", "model-pipeline", "deployment-pipeline"]  # workfl
 def test_the_library_has_the_components_of_the_workflow() -> None:
     # monitoring (issue 9) is added once it exists: no stub until then
     assert set(NAMES) == {
-        "data-pipeline", "model-pipeline", "deployment-pipeline", "monitoring", "full"
+        "data-pipeline",
+        "model-pipeline",
+        "deployment-pipeline",
+        "monitoring",
+        "full",
     }
 
 

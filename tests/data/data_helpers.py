@@ -12,9 +12,29 @@ from rendering import render_subtree
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ["business", "sport", "tech"]
 WORDS = (
-    "market", "growth", "shares", "profit", "team", "match", "goal", "season", "phone",
-    "software", "chip", "network", "minister", "economy", "player", "league", "device",
-    "internet", "bank", "price", "coach", "result", "data",
+    "market",
+    "growth",
+    "shares",
+    "profit",
+    "team",
+    "match",
+    "goal",
+    "season",
+    "phone",
+    "software",
+    "chip",
+    "network",
+    "minister",
+    "economy",
+    "player",
+    "league",
+    "device",
+    "internet",
+    "bank",
+    "price",
+    "coach",
+    "result",
+    "data",
 )
 
 CDL_YAML = """\
@@ -30,11 +50,21 @@ data:
 """
 
 ANSWERS: dict[str, Any] = {
-    "project_name": "Demo", "project_slug": "demo", "model_name": "demo", "starter": "news",
-    "task": "text", "framework": "pytorch", "class_names": ",".join(CLASSES),
-    "data_source": "", "profile": "local",
-    "accuracy_threshold": 0.9, "include_compression": False, "include_monitoring": False,
-    "image_prefix": "", "postgres_dsn_env": "CDL_POSTGRES_DSN", "ci_library_version": "0.1.0",
+    "project_name": "Demo",
+    "project_slug": "demo",
+    "model_name": "demo",
+    "starter": "news",
+    "task": "text",
+    "framework": "pytorch",
+    "class_names": ",".join(CLASSES),
+    "data_source": "",
+    "profile": "local",
+    "accuracy_threshold": 0.9,
+    "include_compression": False,
+    "include_monitoring": False,
+    "image_prefix": "",
+    "postgres_dsn_env": "CDL_POSTGRES_DSN",
+    "ci_library_version": "0.1.0",
 }
 
 
@@ -77,13 +107,22 @@ def make_corpus(root: Path, per_class: int = 12, seed: int = 0, bad: bool = True
     return expected
 
 
-def create_project(root: Path, task: str = "text", source: str = "",
-                   classes: list[str] | None = None, extension: str = '".txt"',
-                   render: bool = True) -> Settings:
+def create_project(
+    root: Path,
+    task: str = "text",
+    source: str = "",
+    classes: list[str] | None = None,
+    extension: str = '".txt"',
+    render: bool = True,
+) -> Settings:
     """A CDL project in ``root``: cdl.yaml and the rendered data/ folder."""
     root.mkdir(parents=True, exist_ok=True)
-    text = CDL_YAML.format(task=task, source=source, extension=extension,
-                           classes=classes if classes is not None else CLASSES)
+    text = CDL_YAML.format(
+        task=task,
+        source=source,
+        extension=extension,
+        classes=classes if classes is not None else CLASSES,
+    )
     (root / "cdl.yaml").write_text(text.replace("'", '"'), encoding="utf-8")
     if render:
         render_data_folder(root, task=task)

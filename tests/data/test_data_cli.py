@@ -26,7 +26,8 @@ if "data" not in cli.commands:
 
 def invoke(settings: Settings, *args: str) -> Result:
     return CliRunner(mix_stderr=False).invoke(
-        cli, ["--config", str(settings.root / "cdl.yaml"), "data", *args], catch_exceptions=False)
+        cli, ["--config", str(settings.root / "cdl.yaml"), "data", *args], catch_exceptions=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +51,10 @@ def test_pipeline_summary_and_labels(ran: tuple[Settings, Result]) -> None:
     assert "demo-train-validate: ran 1 datum(s)" in out
     assert "store-labels (train):" in out and "0 rejected" in out
     store = LocalStore(settings.state_dir / "data")
-    summaries = {s: json.loads(store.read(f"demo-{s}-validate", "master", "summary.json"))
-                 for s in ("train", "test")}
+    summaries = {
+        s: json.loads(store.read(f"demo-{s}-validate", "master", "summary.json"))
+        for s in ("train", "test")
+    }
     assert sum(s["total"] for s in summaries.values()) == 37  # README skipped at collection
     reasons: dict[str, int] = {}
     for summary in summaries.values():

@@ -51,9 +51,17 @@ def test_tar_gz_without_top_folder(tmp_path: Path) -> None:
 
 
 def test_unsafe_and_hidden_entries_are_skipped(tmp_path: Path) -> None:
-    collected = read_source(_zip(tmp_path / "a.zip", {
-        "w/c/../../evil.txt": b"x", "w/c/.hidden": b"h", "w/c/ok.txt": b"ok",
-        "__MACOSX/w/c/._ok.txt": b""}))
+    collected = read_source(
+        _zip(
+            tmp_path / "a.zip",
+            {
+                "w/c/../../evil.txt": b"x",
+                "w/c/.hidden": b"h",
+                "w/c/ok.txt": b"ok",
+                "__MACOSX/w/c/._ok.txt": b"",
+            },
+        )
+    )
     assert collected.files == {"c/ok.txt": b"ok"}
 
 

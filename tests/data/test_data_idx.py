@@ -93,9 +93,12 @@ def test_corrupt_gzip_is_rejected(tmp_path: Path) -> None:
 def test_short_payload_and_trailing_bytes(tmp_path: Path) -> None:
     payload = idx.encode(IMAGES, "images")
     short = gz(tmp_path, "short.gz", payload[:-100])
-    with pytest.raises(idx.IdxError, match=r"short\.gz: payload is 7740 bytes, the header "
-                                           r"promises 10 images x 784 byte\(s\) = 7840 bytes: "
-                                           r"the file is truncated \(9 complete items\)"):
+    with pytest.raises(
+        idx.IdxError,
+        match=r"short\.gz: payload is 7740 bytes, the header "
+        r"promises 10 images x 784 byte\(s\) = 7840 bytes: "
+        r"the file is truncated \(9 complete items\)",
+    ):
         idx.read_images(short)
     raw = tmp_path / "raw-idx3-ubyte"
     raw.write_bytes(payload[:-1])
@@ -121,8 +124,11 @@ def test_short_payload_and_trailing_bytes(tmp_path: Path) -> None:
 def test_count_mismatch_between_images_and_labels(tmp_path: Path) -> None:
     images = write(tmp_path, "t10k-images-idx3-ubyte.gz", IMAGES, "images")
     labels = write(tmp_path, "t10k-labels-idx1-ubyte.gz", LABELS[:9], "labels")
-    with pytest.raises(idx.IdxError, match=r"t10k-images-idx3-ubyte\.gz holds 10 images but "
-                                           r".*t10k-labels-idx1-ubyte\.gz holds 9 labels"):
+    with pytest.raises(
+        idx.IdxError,
+        match=r"t10k-images-idx3-ubyte\.gz holds 10 images but "
+        r".*t10k-labels-idx1-ubyte\.gz holds 9 labels",
+    ):
         idx.read_pair(images, labels, names=(str(images), str(labels)))
 
 

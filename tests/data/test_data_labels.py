@@ -21,10 +21,18 @@ VERSION = DataVersion("demo-train-validate", "master", "c0ffee")
 
 def entry(task_id: Any, path: str, label: str, **overrides: Any) -> dict[str, Any]:
     annotation = {
-        "id": 1, "completed_by": {"id": 3, "email": "ann@example.org"},
-        "created_at": "2026-01-02T03:04:05.000Z", "was_cancelled": False,
-        "result": [{"from_name": "label", "to_name": "item", "type": "choices",
-                    "value": {"choices": [label]}}],
+        "id": 1,
+        "completed_by": {"id": 3, "email": "ann@example.org"},
+        "created_at": "2026-01-02T03:04:05.000Z",
+        "was_cancelled": False,
+        "result": [
+            {
+                "from_name": "label",
+                "to_name": "item",
+                "type": "choices",
+                "value": {"choices": [label]},
+            }
+        ],
     }
     annotation.update(overrides.pop("annotation", {}))
     item = {"id": task_id, "data": {"text": "...", "path": path}, "annotations": [annotation]}
@@ -34,7 +42,8 @@ def entry(task_id: Any, path: str, label: str, **overrides: Any) -> dict[str, An
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def label_settings(
-    request: pytest.FixtureRequest, make_project: Callable[..., Settings],
+    request: pytest.FixtureRequest,
+    make_project: Callable[..., Settings],
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Settings]:
     settings = make_project()
@@ -81,7 +90,10 @@ def test_import_is_idempotent_and_updates(label_settings: Settings) -> None:
     ]
     assert rows[0].created == "2026-01-02T03:04:05+00:00"
     assert (rows[0].data_repo, rows[0].data_branch, rows[0].data_commit) == (
-        "demo-train-validate", "master", "c0ffee")
+        "demo-train-validate",
+        "master",
+        "c0ffee",
+    )
     assert _rows(label_settings, "test") == []  # per split
 
 
@@ -98,18 +110,30 @@ def test_malformed_entries_are_rejected_one_by_one(label_settings: Settings) -> 
         entry(9, "sport/9.txt", "weather"),
         entry(10, "sport/10.txt", "sport", annotation={"created_at": "yesterday"}),
         entry(11, "sport/11.txt", "sport", annotation={"completed_by": None}),
-        entry(12, "sport/12.txt", "sport", annotation={"result": [
-            {"type": "choices", "value": {"choices": ["sport", "tech"]}}]}),
+        entry(
+            12,
+            "sport/12.txt",
+            "sport",
+            annotation={"result": [{"type": "choices", "value": {"choices": ["sport", "tech"]}}]},
+        ),
     ]
     report = import_payload(label_settings, None, export, "train", VERSION)
     assert report.inserted == 1
     assert len(report.rejected) == 11
     text = "\n".join(report.rejected)
-    for expected in ("entry 1: not an object", "entry 2: no task id", "entry 3 (task 4): no data",
-                     "(task 5): data.path", "(task 6): no (non-cancelled) annotation",
-                     "(task 7): no (non-cancelled)", "(task 8): the annotation has no single",
-                     "(task 9): label 'weather' is not one of", "(task 10): no valid created_at",
-                     "(task 11): no labeler", "(task 12): the annotation has no single choice"):
+    for expected in (
+        "entry 1: not an object",
+        "entry 2: no task id",
+        "entry 3 (task 4): no data",
+        "(task 5): data.path",
+        "(task 6): no (non-cancelled) annotation",
+        "(task 7): no (non-cancelled)",
+        "(task 8): the annotation has no single",
+        "(task 9): label 'weather' is not one of",
+        "(task 10): no valid created_at",
+        "(task 11): no labeler",
+        "(task 12): the annotation has no single choice",
+    ):
         assert expected in text
 
 
@@ -130,7 +154,9 @@ def test_folder_labels_roundtrip(label_settings: Settings) -> None:
     assert report.inserted == 2 and not report.rejected
     rows = _rows(label_settings, "test")
     assert {(r.file_path, r.label, r.labeler) for r in rows} == {
-        ("business/1.txt", "business", FOLDER_LABELER), ("tech/2.txt", "tech", FOLDER_LABELER)}
+        ("business/1.txt", "business", FOLDER_LABELER),
+        ("tech/2.txt", "tech", FOLDER_LABELER),
+    }
     assert import_payload(label_settings, None, export, "test", VERSION).unchanged == 2
 
 
@@ -139,8 +165,9 @@ def test_export_must_be_a_list(label_settings: Settings) -> None:
         import_payload(label_settings, None, {"id": 1}, "train", VERSION)
 
 
-def test_database_urls(make_project: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch,
-                       tmp_path: Path) -> None:
+def test_database_urls(
+    make_project: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     settings = make_project()
     assert database_url(settings) == f"sqlite:///{settings.state_dir / 'labels.sqlite'}"
     cluster = load_settings(settings.root / "cdl.yaml", "cluster")

@@ -127,8 +127,12 @@ def test_deploy_sends_the_linted_specs(
     pachd.pipelines.clear()
     client = PachydermStore.from_address(pachd.address).client
     sent = deploy_pipelines(project, client)
-    assert {name for name, _ in sent} == {"demo-train-validate", "demo-test-validate",
-                                          "demo-train-store-labels", "demo-test-store-labels"}
+    assert {name for name, _ in sent} == {
+        "demo-train-validate",
+        "demo-test-validate",
+        "demo-train-store-labels",
+        "demo-test-store-labels",
+    }
     received = [json.loads(text) for text in pachd.pipelines]
     assert len(received) == 4
     for spec in received:

@@ -119,8 +119,12 @@ def _custom(
 
 
 def test_cross_of_globbed_inputs(project: Settings, store: LocalStore) -> None:
-    node = {"cross": [{"pfs": {"name": "left", "repo": "l", "glob": "/*"}},
-                      {"pfs": {"name": "right", "repo": "r", "glob": "/*", "empty_files": True}}]}
+    node = {
+        "cross": [
+            {"pfs": {"name": "left", "repo": "l", "glob": "/*"}},
+            {"pfs": {"name": "right", "repo": "r", "glob": "/*", "empty_files": True}},
+        ]
+    }
     _custom(project, store, node)
     (result,) = run_pipelines(project, store, ["custom"], _quiet)
     assert result.datums == 4
@@ -133,8 +137,12 @@ def test_cross_of_globbed_inputs(project: Settings, store: LocalStore) -> None:
 
 
 def test_union(project: Settings, store: LocalStore) -> None:
-    node = {"union": [{"pfs": {"name": "left", "repo": "l", "glob": "/*"}},
-                      {"pfs": {"name": "left", "repo": "l", "glob": "/a/*"}}]}
+    node = {
+        "union": [
+            {"pfs": {"name": "left", "repo": "l", "glob": "/*"}},
+            {"pfs": {"name": "left", "repo": "l", "glob": "/a/*"}},
+        ]
+    }
     _custom(project, store, node)
     (project.root / "data" / "step.py").write_text(
         "import os, pathlib\nroot = pathlib.Path(os.environ['CDL_PFS_ROOT'])\n"
@@ -148,8 +156,12 @@ def test_union(project: Settings, store: LocalStore) -> None:
 
 
 def test_failing_step_makes_no_commit(project: Settings, store: LocalStore) -> None:
-    node = {"cross": [{"pfs": {"name": "left", "repo": "l", "glob": "/"}},
-                      {"pfs": {"name": "right", "repo": "r", "glob": "/"}}]}
+    node = {
+        "cross": [
+            {"pfs": {"name": "left", "repo": "l", "glob": "/"}},
+            {"pfs": {"name": "right", "repo": "r", "glob": "/"}},
+        ]
+    }
     _custom(project, store, node, env={"FAIL": "1"})
     with pytest.raises(DataError, match="failed with exit code 3"):
         run_pipelines(project, store, ["custom"], _quiet)

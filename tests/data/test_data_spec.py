@@ -19,12 +19,15 @@ def sdk_spec() -> dict[str, Any]:
     """A spec built by the real SDK classes, as Pachyderm's JSON (camelCase) would carry it."""
     request = pps.CreatePipelineRequest(
         pipeline=pps.Pipeline(name="demo-train-validate", project=pfs.Project(name="default")),
-        transform=pps.Transform(image="reg/data:${CDL_IMAGE_TAG}", cmd=["python", "v.py"],
-                                env={"A": "1"}),
-        input=pps.Input(cross=[
-            pps.Input(pfs=pps.PfsInput(repo="demo-train", glob="/*", name="data")),
-            pps.Input(pfs=pps.PfsInput(repo="demo-labels", glob="/", empty_files=True)),
-        ]),
+        transform=pps.Transform(
+            image="reg/data:${CDL_IMAGE_TAG}", cmd=["python", "v.py"], env={"A": "1"}
+        ),
+        input=pps.Input(
+            cross=[
+                pps.Input(pfs=pps.PfsInput(repo="demo-train", glob="/*", name="data")),
+                pps.Input(pfs=pps.PfsInput(repo="demo-labels", glob="/", empty_files=True)),
+            ]
+        ),
         parallelism_spec=pps.ParallelismSpec(constant=2),
         datum_tries=3,
     )
@@ -40,10 +43,16 @@ def test_sdk_built_spec_passes() -> None:
 def test_rendered_specs_pass(project: Settings) -> None:
     count, problems = lint_files([project.root / "data" / "pipelines"])
     assert (count, problems) == (4, [])
-    names = {json.loads(p.read_text())["pipeline"]["name"]
-             for p in (project.root / "data" / "pipelines").glob("*.json")}
-    assert names == {"demo-train-validate", "demo-test-validate",
-                     "demo-train-store-labels", "demo-test-store-labels"}
+    names = {
+        json.loads(p.read_text())["pipeline"]["name"]
+        for p in (project.root / "data" / "pipelines").glob("*.json")
+    }
+    assert names == {
+        "demo-train-validate",
+        "demo-test-validate",
+        "demo-train-store-labels",
+        "demo-test-store-labels",
+    }
 
 
 def test_rendered_image_uses_the_prefix_or_ci_registry(tmp_path: Path) -> None:
@@ -61,23 +70,31 @@ def test_rendered_image_uses_the_prefix_or_ci_registry(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda s: s["transform"].update(cmdd=["x"]),
-         "transform.cmdd: unknown field (did you mean cmd?)"),
-        (lambda s: s.update(parallelism_spec={"constant": "two"}),
-         "parallelism_spec.constant: expected an integer"),
+        (
+            lambda s: s["transform"].update(cmdd=["x"]),
+            "transform.cmdd: unknown field (did you mean cmd?)",
+        ),
+        (
+            lambda s: s.update(parallelism_spec={"constant": "two"}),
+            "parallelism_spec.constant: expected an integer",
+        ),
         (lambda s: s["transform"].update(cmd="python v.py"), "transform.cmd: expected a list"),
         (lambda s: s.pop("transform"), "transform: required"),
         (lambda s: s["transform"].pop("image"), "transform.image: required"),
         (lambda s: s["pipeline"].pop("name"), "pipeline.name: required"),
         (lambda s: s.pop("input"), "input: required"),
-        (lambda s: s["input"]["cross"][0]["pfs"].update(glob=3),
-         "input.cross[0].pfs.glob: expected a string"),
+        (
+            lambda s: s["input"]["cross"][0]["pfs"].update(glob=3),
+            "input.cross[0].pfs.glob: expected a string",
+        ),
         (lambda s: s["input"]["cross"][1]["pfs"].pop("repo"), "input.cross[1].pfs.repo: required"),
         (lambda s: s["transform"]["env"].update(B=2), "transform.env.B: expected a string"),
         (lambda s: s.update(datumTimeout=30), "datumTimeout: expected a duration"),
         (lambda s: s.update(reprocess_spec=True), "reprocess_spec: expected a string"),
-        (lambda s: s["input"].update(pfs={"repo": "r", "glob": "/"}),
-         "input: pfs and cross are alternatives"),
+        (
+            lambda s: s["input"].update(pfs={"repo": "r", "glob": "/"}),
+            "input: pfs and cross are alternatives",
+        ),
     ],
 )
 def test_broken_specs_fail_with_the_path(mutate: Any, expected: str) -> None:

@@ -24,8 +24,14 @@ def test_corpus_counts_and_reasons(tmp_path: Path) -> None:
     assert summary.kept == len(expected) - len(bad)
     assert {d["path"]: d["reason"] for d in summary.discarded_items} == bad
     written = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert written["reasons"] == {"binary": 1, "empty": 2, "extension": 1,
-                                  "outside_class_folder": 1, "oversized": 1, "too_short": 1}
+    assert written["reasons"] == {
+        "binary": 1,
+        "empty": 2,
+        "extension": 1,
+        "outside_class_folder": 1,
+        "oversized": 1,
+        "too_short": 1,
+    }
     assert written["repaired"] == {"invalid_utf8": 1}
     assert written["classes"] == {"business": 5, "sport": 5, "tech": 6}
     repaired = (tmp_path / "out" / "tech" / "906.txt").read_text(encoding="utf-8")

@@ -26,9 +26,20 @@ from cdl.config import Settings  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("CDL_PROFILE", "CDL_CONFIG", "CDL_SCORING_URL", "CDL_ARTIFACT_DIR",
-                 "CI_COMMIT_SHA", "CI_COMMIT_BRANCH", "CI_COMMIT_REF_NAME", "CI_REGISTRY_IMAGE",
-                 "KUBECONFIG", "KUBECONFIG_B64", "CDL_MAX_BATCH", "CDL_MAX_TEXT_CHARS"):
+    for name in (
+        "CDL_PROFILE",
+        "CDL_CONFIG",
+        "CDL_SCORING_URL",
+        "CDL_ARTIFACT_DIR",
+        "CI_COMMIT_SHA",
+        "CI_COMMIT_BRANCH",
+        "CI_COMMIT_REF_NAME",
+        "CI_REGISTRY_IMAGE",
+        "KUBECONFIG",
+        "KUBECONFIG_B64",
+        "CDL_MAX_BATCH",
+        "CDL_MAX_TEXT_CHARS",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -62,8 +73,9 @@ def _postgres_available() -> bool:
     try:
         import psycopg
 
-        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres",
-                        connect_timeout=3).close()
+        psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=postgres", connect_timeout=3
+        ).close()
     except Exception:
         return False
     return True
@@ -105,9 +117,7 @@ def _serve(settings: Settings, scoring_url: str | None = None) -> Iterator[Serve
     if scoring_url:
         os.environ["CDL_SCORING_URL"] = scoring_url
     try:
-        info, process = local.serve(
-            settings, 1, local.free_port(), local.free_port(), threads=2
-        )
+        info, process = local.serve(settings, 1, local.free_port(), local.free_port(), threads=2)
     finally:
         if scoring_url:
             if previous is None:
@@ -124,8 +134,9 @@ def _serve(settings: Settings, scoring_url: str | None = None) -> Iterator[Serve
 @pytest.fixture(scope="module")
 def text_server(tmp_path_factory: pytest.TempPathFactory, text_checkpoint: Path):
     """The PyTorch text model served by the real seldon-core microservice (SQLite scoring)."""
-    settings = make_project(tmp_path_factory.mktemp("served") / "news", "pytorch", "text",
-                            "news-demo")
+    settings = make_project(
+        tmp_path_factory.mktemp("served") / "news", "pytorch", "text", "news-demo"
+    )
     register(settings, text_checkpoint)
     yield from _serve(settings)
 
@@ -135,7 +146,8 @@ def image_server(
     tmp_path_factory: pytest.TempPathFactory, image_checkpoint: Path, postgres_url: str
 ):
     """The Keras image model served by the real microservice, scoring into PostgreSQL."""
-    settings = make_project(tmp_path_factory.mktemp("served") / "fashion", "keras", "image",
-                            "fashion-demo")
+    settings = make_project(
+        tmp_path_factory.mktemp("served") / "fashion", "keras", "image", "fashion-demo"
+    )
     register(settings, image_checkpoint)
     yield from _serve(settings, scoring_url=postgres_url)

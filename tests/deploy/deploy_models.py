@@ -27,7 +27,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TEXT_CLASSES = ["politics", "sport", "tech"]
 TEXT_WORDS = {
     "politics": [
-        "election", "minister", "vote", "party", "government", "policy", "parliament", "law"
+        "election",
+        "minister",
+        "vote",
+        "party",
+        "government",
+        "policy",
+        "parliament",
+        "law",
     ],
     "sport": ["football", "goal", "match", "team", "league", "score", "coach", "player"],
     "tech": ["computer", "software", "chip", "internet", "network", "digital", "data", "phone"],
@@ -101,7 +108,11 @@ def known_images() -> dict[str, np.ndarray]:
 
 def _spec(framework: str, task: str, shape: list[int], classes: list[str], hp: dict) -> ModelSpec:
     return ModelSpec(
-        framework=framework, task=task, input_shape=shape, classes=classes, hparams=hp,
+        framework=framework,
+        task=task,
+        input_shape=shape,
+        classes=classes,
+        hparams=hp,
         data={"repo": "demo-train", "commit": "c0ffee"},
     )
 
@@ -181,9 +192,15 @@ def make_project(root: Path, framework: str, task: str, model: str) -> Settings:
     render_deployment(
         root,
         {
-            "project_slug": "demo", "model_name": model, "framework": framework, "task": task,
-             "starter": "blank", "include_compression": True,
-            "include_monitoring": True, "image_prefix": "", "kubernetes_namespace": "demo-ns",
+            "project_slug": "demo",
+            "model_name": model,
+            "framework": framework,
+            "task": task,
+            "starter": "blank",
+            "include_compression": True,
+            "include_monitoring": True,
+            "image_prefix": "",
+            "kubernetes_namespace": "demo-ns",
         },
     )
     return load_settings(root / "cdl.yaml")

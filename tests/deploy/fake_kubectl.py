@@ -22,7 +22,8 @@ def main() -> int:
         "kubeconfig": kubeconfig,
         "kubeconfig_text": Path(kubeconfig).read_text() if Path(kubeconfig).is_file() else None,
         "kubeconfig_mode": oct(Path(kubeconfig).stat().st_mode & 0o777)
-        if Path(kubeconfig).is_file() else None,
+        if Path(kubeconfig).is_file()
+        else None,
     }
     with open(os.environ["FAKE_KUBECTL_LOG"], "a", encoding="utf-8") as log:
         log.write(json.dumps(record) + "\n")

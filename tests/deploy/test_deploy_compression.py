@@ -36,7 +36,10 @@ def test_torch_int8_compression_registers_a_smaller_equivalent_version(text_proj
     assert version.metadata["compression"] == comparison
     source = version.metadata["lineage"]["checkpoint"]["compressed_from"]
     assert source == {
-        "model": "news-demo", "version": 1, "uuid": "ckpt-0001", "format": "torch-int8"
+        "model": "news-demo",
+        "version": 1,
+        "uuid": "ckpt-0001",
+        "format": "torch-int8",
     }
     assert version.checkpoint_uuid == "ckpt-0001-torch-int8"
     assert version.metadata["lineage"]["code"]["commit"].startswith("0123")
@@ -88,9 +91,7 @@ def test_compressed_versions_are_not_compressed_again(text_project) -> None:
 @pytest.mark.slow
 def test_keras_tflite_compression(image_project) -> None:
     pixels, labels = images(10, seed=5)
-    result = compress_version(
-        image_project, 1, data=(list(pixels), labels, {"repo": "demo-test"})
-    )
+    result = compress_version(image_project, 1, data=(list(pixels), labels, {"repo": "demo-test"}))
     comparison = result.comparison
     assert comparison["format"] == "tflite" and comparison["passed"]
     assert comparison["size_bytes"]["compressed"] < comparison["size_bytes"]["original"]

@@ -32,8 +32,12 @@ def test_trained_text_model_is_packaged_compressed_and_served(tmp_path: Path) ->
     settings = load_settings(config)
     render_deployment(
         settings.root,
-        {"project_slug": "tiny-text", "model_name": "tiny-text", "framework": "pytorch",
-         "task": "text", },
+        {
+            "project_slug": "tiny-text",
+            "model_name": "tiny-text",
+            "framework": "pytorch",
+            "task": "text",
+        },
     )
     trained = train_local(settings, settings.path("model/const.yaml"))
     version = trained.version.version

@@ -63,7 +63,9 @@ def test_apply_applies_waits_and_records(text_project, kubectl_log: Path) -> Non
     assert secret["stringData"]["CDL_SCORING_URL"].startswith("postgresql+psycopg://scorer:")
     assert "kind: SeldonDeployment" in calls[1]["stdin"] and image in calls[1]["stdin"]
     assert calls[3]["argv"][:3] == [
-        "rollout", "status", "deployment/news-demo-production-default-0-classifier"
+        "rollout",
+        "status",
+        "deployment/news-demo-production-default-0-classifier",
     ]
     assert "-n" in calls[3]["argv"] and "demo-ns" in calls[3]["argv"]
     for call in calls:  # secrets only ever travel through stdin and a private file

@@ -88,8 +88,12 @@ def test_log_tail_keeps_an_error_that_scrolled_out_of_the_tail(tmp_path: Path) -
 
 def _serve_tampered(settings, artifact: Path) -> None:
     process = local.start_server(
-        "NewsDemo", settings.root / "deployment", artifact, port=local.free_port(),
-        metrics_port=local.free_port(), log_path=settings.state_dir / "logs" / "bad.log",
+        "NewsDemo",
+        settings.root / "deployment",
+        artifact,
+        port=local.free_port(),
+        metrics_port=local.free_port(),
+        log_path=settings.state_dir / "logs" / "bad.log",
         scoring_url=None,
     )
     try:
@@ -112,9 +116,21 @@ def test_foreground_serve_stops_cleanly_on_ctrl_c(text_project) -> None:
     )
     env = {**os.environ, "CDL_CONFIG": str(text_project.root / "cdl.yaml")}
     process = subprocess.Popen(
-        [sys.executable, "-c", script, "serve", "--port", str(port), "--metrics-port",
-         str(metrics), "--foreground"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-c",
+            script,
+            "serve",
+            "--port",
+            str(port),
+            "--metrics-port",
+            str(metrics),
+            "--foreground",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 90

@@ -41,7 +41,8 @@ def test_render_staging_and_production(text_project) -> None:
         assert container["resources"]["limits"] == {"cpu": "250m", "memory": "512Mi"}
         env = {item["name"]: item for item in container["env"]}
         assert env["CDL_SCORING_URL"]["valueFrom"]["secretKeyRef"] == {
-            "name": "news-demo-scoring", "key": "CDL_SCORING_URL"
+            "name": "news-demo-scoring",
+            "key": "CDL_SCORING_URL",
         }
         assert predictor["graph"]["endpoint"] == {"type": "REST"}
         assert predictor["graph"]["type"] == "MODEL"

@@ -20,9 +20,17 @@ from cdl.scoring import (
 
 def _record(i: int, **fields) -> ScoringRecord:
     return ScoringRecord(
-        request_id=f"r{i}", model="news", version="1", item_index=0, predicted="sport",
-        probabilities={"sport": 0.9, "tech": 0.1}, input_kind="text", input_text="goal",
-        input_stats={"chars": 4, "words": 1}, latency_ms=1.5, **fields,
+        request_id=f"r{i}",
+        model="news",
+        version="1",
+        item_index=0,
+        predicted="sport",
+        probabilities={"sport": 0.9, "tech": 0.1},
+        input_kind="text",
+        input_text="goal",
+        input_stats={"chars": 4, "words": 1},
+        latency_ms=1.5,
+        **fields,
     )
 
 

@@ -16,7 +16,10 @@ def test_copier_renders_the_wrapper_cdl_serves(tmp_path: Path) -> None:
     class_name = model_class_name("bbc-news2")
     assert class_name == "BbcNews2"
     assert sorted(p.name for p in deployment.iterdir()) == [
-        ".gitignore", f"{class_name}.py", "Dockerfile", "seldondeployment.yaml",
+        ".gitignore",
+        f"{class_name}.py",
+        "Dockerfile",
+        "seldondeployment.yaml",
         "smoke-request.json",
     ]
     tree = ast.parse((deployment / f"{class_name}.py").read_text())

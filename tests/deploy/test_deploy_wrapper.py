@@ -85,5 +85,6 @@ def test_limits_from_environment_and_unloaded_health(text_project, tmp_path, mon
         model.predict(np.array(["a", "b", "c"]), [])
     assert info.value.reason == "TOO_MANY_ITEMS"
     assert model.predict(np.array(["goal", "vote"]), []).tags["predictions"] == [
-        "sport", "politics"
+        "sport",
+        "politics",
     ]

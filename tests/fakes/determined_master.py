@@ -41,6 +41,7 @@ VERSION = "0.38.1"
 DET_USER = "ci-bot"
 DET_PASSWORD = "Sup3r-Secret-pw"  # the fake's test login, never a real credential
 
+
 def salted_hash(password: str) -> str:
     """The hash the SDK sends for a password (the same salt and SHA-512 as the SDK)."""
     if not password:

@@ -136,15 +136,23 @@ class FakeGitLab(LoopbackHTTPFake):
         with self._lock:
             self._routes.append(_Route(method.upper(), _segments(pattern), handler))
 
-    def fail(self, method: str, path: str, status: int, body: Any = None,
-             times: int | None = None) -> None:
+    def fail(
+        self, method: str, path: str, status: int, body: Any = None, times: int | None = None
+    ) -> None:
         """Answer `method path` (a concrete path or a {param} pattern) with an error.
 
         `times`: how many requests fail (None: all of them).
         """
         with self._lock:
-            self._failures.append(_Failure(method.upper(), _segments(path), status,
-                                           _message(status) if body is None else body, times))
+            self._failures.append(
+                _Failure(
+                    method.upper(),
+                    _segments(path),
+                    status,
+                    _message(status) if body is None else body,
+                    times,
+                )
+            )
 
     def clear_failures(self) -> None:
         with self._lock:
@@ -152,22 +160,34 @@ class FakeGitLab(LoopbackHTTPFake):
 
     def calls(self, method: str | None = None, prefix: str = "") -> list[tuple[str, str]]:
         """(method, raw path) of the recorded requests, optionally filtered."""
-        return [(r.method, r.path) for r in self.requests
-                if (method is None or r.method == method.upper()) and r.path.startswith(prefix)]
+        return [
+            (r.method, r.path)
+            for r in self.requests
+            if (method is None or r.method == method.upper()) and r.path.startswith(prefix)
+        ]
 
     def find(self, method: str, path: str) -> list[RecordedRequest]:
         """Recorded requests matching `method` and a concrete path or {param} pattern."""
         pattern = _segments(path)
-        return [r for r in self.requests
-                if r.method == method.upper() and _match(pattern, r.segments) is not None]
+        return [
+            r
+            for r in self.requests
+            if r.method == method.upper() and _match(pattern, r.segments) is not None
+        ]
 
     def add_namespace(self, full_path: str, kind: str = "group") -> dict[str, Any]:
         with self._lock:
             ns_id = next(self._ids)
             name = full_path.rsplit("/", 1)[-1]
-            namespace = {"id": ns_id, "name": name, "path": name, "kind": kind,
-                         "full_path": full_path, "parent_id": None,
-                         "web_url": f"{self.url}/{full_path}"}
+            namespace = {
+                "id": ns_id,
+                "name": name,
+                "path": name,
+                "kind": kind,
+                "full_path": full_path,
+                "parent_id": None,
+                "web_url": f"{self.url}/{full_path}",
+            }
             self.state.namespaces[ns_id] = namespace
             return namespace
 
@@ -201,8 +221,12 @@ class FakeGitLab(LoopbackHTTPFake):
         elif raw and "x-www-form-urlencoded" in content_type:
             body = {k: v[-1] for k, v in parse_qs(raw.decode()).items()}
         request = RecordedRequest(
-            method=handler.command, path=split.path, query=parse_qs(split.query), json=body,
-            headers={k.lower(): v for k, v in handler.headers.items()}, raw_body=raw,
+            method=handler.command,
+            path=split.path,
+            query=parse_qs(split.query),
+            json=body,
+            headers={k.lower(): v for k, v in handler.headers.items()},
+            raw_body=raw,
         )
         with self._lock:
             self.requests.append(request)
@@ -230,7 +254,8 @@ class FakeGitLab(LoopbackHTTPFake):
                 return failure.status, failure.body
         if self.token is not None:
             sent = request.headers.get("private-token") or request.headers.get(
-                "authorization", "").removeprefix("Bearer ")
+                "authorization", ""
+            ).removeprefix("Bearer ")
             if sent != self.token:
                 return 401, _message(401)
         for route in reversed(self._routes):
@@ -289,16 +314,19 @@ class FakeGitLab(LoopbackHTTPFake):
         path = data.get("path") or data["name"]
         full = f"{namespace['full_path']}/{path}"
         project = {
-            "id": project_id, "name": data.get("name", path), "path": path,
-            "path_with_namespace": full, "description": data.get("description") or "",
-            "visibility": data.get("visibility", "private"), "default_branch": None,
+            "id": project_id,
+            "name": data.get("name", path),
+            "path": path,
+            "path_with_namespace": full,
+            "description": data.get("description") or "",
+            "visibility": data.get("visibility", "private"),
+            "default_branch": None,
             "namespace": {k: namespace[k] for k in ("id", "name", "path", "kind", "full_path")},
             "http_url_to_repo": self.repo_url(full) if self.repo_url else f"{self.url}/{full}.git",
             "web_url": f"{self.url}/{full}",
         }
         self.state.projects[project_id] = project
-        for table in (self.state.protected_branches, self.state.variables,
-                      self.state.environments):
+        for table in (self.state.protected_branches, self.state.variables, self.state.environments):
             table[project_id] = {}
         self.state.issues[project_id] = []
         return project
@@ -316,15 +344,19 @@ class FakeGitLab(LoopbackHTTPFake):
         if not data.get("name") and not data.get("path"):
             return 400, {"message": "name is missing"}
         ns_ref = data.get("namespace_id")
-        namespace = (self._namespace(str(ns_ref)) if ns_ref is not None
-                     else self._namespace(self.state.user["username"])
-                     or self.add_namespace(self.state.user["username"], kind="user"))
+        namespace = (
+            self._namespace(str(ns_ref))
+            if ns_ref is not None
+            else self._namespace(self.state.user["username"])
+            or self.add_namespace(self.state.user["username"], kind="user")
+        )
         if namespace is None:
             return 404, {"message": "404 Namespace Not Found"}
         path = data.get("path") or data["name"]
         if self.project(f"{namespace['full_path']}/{path}"):
-            return 400, {"message": {"path": ["has already been taken"],
-                                     "name": ["has already been taken"]}}
+            return 400, {
+                "message": {"path": ["has already been taken"], "name": ["has already been taken"]}
+            }
         return 201, self._create_project(data, namespace)
 
     def _put_project(self, request: RecordedRequest, project: str) -> Response:
@@ -363,14 +395,22 @@ class FakeGitLab(LoopbackHTTPFake):
 
         def levels(key: str) -> list[dict[str, Any]]:
             level = int(data.get(key, 40))
-            return [{"access_level": level,
-                     "access_level_description": ACCESS_DESCRIPTIONS.get(level, str(level))}]
+            return [
+                {
+                    "access_level": level,
+                    "access_level_description": ACCESS_DESCRIPTIONS.get(level, str(level)),
+                }
+            ]
 
-        branches[name] = {"id": next(self._ids), "name": name,
-                          "push_access_levels": levels("push_access_level"),
-                          "merge_access_levels": levels("merge_access_level"),
-                          "unprotect_access_levels": [], "allow_force_push": False,
-                          "code_owner_approval_required": False}
+        branches[name] = {
+            "id": next(self._ids),
+            "name": name,
+            "push_access_levels": levels("push_access_level"),
+            "merge_access_levels": levels("merge_access_level"),
+            "unprotect_access_levels": [],
+            "allow_force_push": False,
+            "code_owner_approval_required": False,
+        }
         return 201, branches[name]
 
     def _delete_protected(self, request: RecordedRequest, project: str, name: str) -> Response:
@@ -398,10 +438,15 @@ class FakeGitLab(LoopbackHTTPFake):
         masked = bool(data.get("masked", False))
         if masked and (len(value) < 8 or any(ch not in MASKABLE for ch in value)):
             return None, (400, {"message": {"value": ["is invalid"]}})
-        variable = {"variable_type": data.get("variable_type", "env_var"), "key": key,
-                    "value": value, "protected": bool(data.get("protected", False)),
-                    "masked": masked, "raw": False,
-                    "environment_scope": data.get("environment_scope", "*")}
+        variable = {
+            "variable_type": data.get("variable_type", "env_var"),
+            "key": key,
+            "value": value,
+            "protected": bool(data.get("protected", False)),
+            "masked": masked,
+            "raw": False,
+            "environment_scope": data.get("environment_scope", "*"),
+        }
         return variable, (200, variable)
 
     def _post_variable(self, request: RecordedRequest, project: str) -> Response:
@@ -449,10 +494,14 @@ class FakeGitLab(LoopbackHTTPFake):
         environments = self.state.environments[found["id"]]
         if name in environments:
             return 400, {"message": {"name": ["has already been taken"]}}
-        environments[name] = {"id": next(self._ids), "name": name,
-                              "slug": name.lower().replace(" ", "-"),
-                              "external_url": data.get("external_url"),
-                              "tier": data.get("tier", "other"), "state": "available"}
+        environments[name] = {
+            "id": next(self._ids),
+            "name": name,
+            "slug": name.lower().replace(" ", "-"),
+            "external_url": data.get("external_url"),
+            "tier": data.get("tier", "other"),
+            "state": "available",
+        }
         return 201, environments[name]
 
     def _list_issues(self, request: RecordedRequest, project: str) -> Response:
@@ -468,10 +517,15 @@ class FakeGitLab(LoopbackHTTPFake):
             return 400, {"error": "title is missing"}
         issues = self.state.issues[found["id"]]
         labels = data.get("labels") or []
-        issue = {"id": next(self._ids), "iid": len(issues) + 1, "project_id": found["id"],
-                 "title": data["title"], "description": data.get("description"),
-                 "labels": labels.split(",") if isinstance(labels, str) else list(labels),
-                 "state": "opened",
-                 "web_url": f"{found['web_url']}/-/issues/{len(issues) + 1}"}
+        issue = {
+            "id": next(self._ids),
+            "iid": len(issues) + 1,
+            "project_id": found["id"],
+            "title": data["title"],
+            "description": data.get("description"),
+            "labels": labels.split(",") if isinstance(labels, str) else list(labels),
+            "state": "opened",
+            "web_url": f"{found['web_url']}/-/issues/{len(issues) + 1}",
+        }
         issues.append(issue)
         return 201, issue

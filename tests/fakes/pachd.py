@@ -50,10 +50,12 @@ class FakePachd:
         self.fail_on_path: str | None = None
         self.lock = threading.Lock()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        self.server.add_generic_rpc_handlers((
-            grpc.method_handlers_generic_handler("pfs_v2.API", self._pfs_handlers()),
-            grpc.method_handlers_generic_handler("pps_v2.API", self._pps_handlers()),
-        ))
+        self.server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler("pfs_v2.API", self._pfs_handlers()),
+                grpc.method_handlers_generic_handler("pps_v2.API", self._pps_handlers()),
+            )
+        )
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.address = f"grpc://127.0.0.1:{self.port}"
 
@@ -75,19 +77,23 @@ class FakePachd:
             "CreateBranch": unary(self.create_branch, pfs.CreateBranchRequest.FromString, bytes),
             "StartCommit": unary(self.start_commit, pfs.StartCommitRequest.FromString, bytes),
             "FinishCommit": unary(self.finish_commit, pfs.FinishCommitRequest.FromString, bytes),
-            "InspectCommit": unary(self.inspect_commit, pfs.InspectCommitRequest.FromString,
-                                   bytes),
-            "DropCommitSet": unary(self.drop_commit_set, pfs.DropCommitSetRequest.FromString,
-                                   bytes),
+            "InspectCommit": unary(self.inspect_commit, pfs.InspectCommitRequest.FromString, bytes),
+            "DropCommitSet": unary(
+                self.drop_commit_set, pfs.DropCommitSetRequest.FromString, bytes
+            ),
             "ModifyFile": grpc.stream_unary_rpc_method_handler(
-                self.modify_file, pfs.ModifyFileRequest.FromString, bytes),
+                self.modify_file, pfs.ModifyFileRequest.FromString, bytes
+            ),
             "WalkFile": stream(self.walk_file, pfs.WalkFileRequest.FromString, bytes),
             "GetFile": stream(self.get_file, pfs.GetFileRequest.FromString, bytes),
         }
 
     def _pps_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
-        return {"CreatePipelineV2": grpc.unary_unary_rpc_method_handler(
-            self.create_pipeline_v2, pps.CreatePipelineV2Request.FromString, bytes)}
+        return {
+            "CreatePipelineV2": grpc.unary_unary_rpc_method_handler(
+                self.create_pipeline_v2, pps.CreatePipelineV2Request.FromString, bytes
+            )
+        }
 
     def _repo(self, repo: pfs.Repo, context: grpc.ServicerContext) -> FakeRepo:
         if repo.name not in self.repos:
@@ -105,8 +111,9 @@ class FakePachd:
     @staticmethod
     def _commit_msg(repo: str, commit: FakeCommit) -> pfs.Commit:
         repo_msg = pfs.Repo(name=repo, type="user", project=pfs.Project(name="default"))
-        return pfs.Commit(repo=repo_msg, id=commit.id,
-                          branch=pfs.Branch(repo=repo_msg, name=commit.branch))
+        return pfs.Commit(
+            repo=repo_msg, id=commit.id, branch=pfs.Branch(repo=repo_msg, name=commit.branch)
+        )
 
     # ---------------------------------------------------------------- PFS
     def create_repo(self, request: pfs.CreateRepoRequest, context: Any) -> wkt.Empty:
@@ -118,15 +125,18 @@ class FakePachd:
 
     def list_repo(self, request: pfs.ListRepoRequest, context: Any) -> Iterator[pfs.RepoInfo]:
         for name, repo in sorted(self.repos.items()):
-            yield pfs.RepoInfo(repo=pfs.Repo(name=name, type="user",
-                                             project=pfs.Project(name="default")),
-                               description=repo.description)
+            yield pfs.RepoInfo(
+                repo=pfs.Repo(name=name, type="user", project=pfs.Project(name="default")),
+                description=repo.description,
+            )
 
     def list_branch(self, request: pfs.ListBranchRequest, context: Any) -> Iterator[Any]:
         repo = self._repo(request.repo, context)
         for name, head in sorted(repo.branches.items()):
-            yield pfs.BranchInfo(branch=pfs.Branch(repo=request.repo, name=name),
-                                 head=pfs.Commit(repo=request.repo, id=head))
+            yield pfs.BranchInfo(
+                branch=pfs.Branch(repo=request.repo, name=name),
+                head=pfs.Commit(repo=request.repo, id=head),
+            )
 
     def create_branch(self, request: pfs.CreateBranchRequest, context: Any) -> wkt.Empty:
         repo = self._repo(request.branch.repo, context)
@@ -139,8 +149,9 @@ class FakePachd:
             repo = self._repo(request.branch.repo, context)
             parent = repo.branches.get(request.branch.name)
             files = dict(repo.commits[parent].files) if parent else {}
-            commit = FakeCommit(uuid.uuid4().hex, request.branch.name, parent,
-                                request.description, files)
+            commit = FakeCommit(
+                uuid.uuid4().hex, request.branch.name, parent, request.description, files
+            )
             repo.commits[commit.id] = commit
             repo.branches[commit.branch] = commit.id
         return self._commit_msg(request.branch.repo.name, commit)
@@ -153,8 +164,10 @@ class FakePachd:
         commit = self._commit(request.commit, context)
         repo = request.commit.repo.name or request.commit.branch.repo.name
         info = pfs.CommitInfo(
-            commit=self._commit_msg(repo, commit), description=commit.description,
-            started=commit.started, size_bytes_upper_bound=sum(map(len, commit.files.values())),
+            commit=self._commit_msg(repo, commit),
+            description=commit.description,
+            started=commit.started,
+            size_bytes_upper_bound=sum(map(len, commit.files.values())),
         )
         if commit.finished:
             info.finished = commit.started
@@ -196,12 +209,16 @@ class FakePachd:
 
     def walk_file(self, request: pfs.WalkFileRequest, context: Any) -> Iterator[pfs.FileInfo]:
         commit = self._commit(request.file.commit, context)
-        dirs = {"/".join(p.split("/")[:i]) + "/" for p in commit.files
-                for i in range(1, p.count("/"))}
+        dirs = {
+            "/".join(p.split("/")[:i]) + "/" for p in commit.files for i in range(1, p.count("/"))
+        }
         for path in sorted(dirs | set(commit.files)):
             kind = pfs.FileType.DIR if path.endswith("/") else pfs.FileType.FILE
-            yield pfs.FileInfo(file=pfs.File(commit=request.file.commit, path=path),
-                               file_type=kind, size_bytes=len(commit.files.get(path, b"")))
+            yield pfs.FileInfo(
+                file=pfs.File(commit=request.file.commit, path=path),
+                file_type=kind,
+                size_bytes=len(commit.files.get(path, b"")),
+            )
 
     def get_file(self, request: pfs.GetFileRequest, context: Any) -> Iterator[Any]:
         commit = self._commit(request.file.commit, context)
@@ -209,10 +226,11 @@ class FakePachd:
         if data is None:
             context.abort(grpc.StatusCode.NOT_FOUND, f"file {request.file.path} not found")
         for start in range(0, max(len(data), 1), 3):  # tiny chunks: exercises reassembly
-            yield wkt.BytesValue(value=data[start:start + 3])
+            yield wkt.BytesValue(value=data[start : start + 3])
 
     # ---------------------------------------------------------------- PPS
     def create_pipeline_v2(self, request: pps.CreatePipelineV2Request, context: Any) -> Any:
         self.pipelines.append(request.create_pipeline_request_json)
         return pps.CreatePipelineV2Response(
-            effective_create_pipeline_request_json=request.create_pipeline_request_json)
+            effective_create_pipeline_request_json=request.create_pipeline_request_json
+        )

@@ -126,7 +126,6 @@ def make_project(
         "starter": "blank",
         "class_names": ",".join(classes),
         "accuracy_threshold": threshold,
-
     }
     render_tree("model", root, answers)
     render_tree("test", root, answers)

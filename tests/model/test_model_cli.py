@@ -93,7 +93,6 @@ def test_rendered_model_code_lints_and_is_ruff_clean(tmp_path, framework, task) 
         "starter": "blank",
         "class_names": "",
         "accuracy_threshold": 0.8,
-
     }
     files = render_tree("model", tmp_path, answers) + render_tree("test", tmp_path, answers)
     names = {path.relative_to(tmp_path).as_posix() for path in files}

@@ -39,8 +39,16 @@ def _monitor_command() -> None:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("CDL_PROFILE", "CDL_CONFIG", "CDL_SCORING_URL", "CI_SERVER_URL",
-                 "CI_PROJECT_ID", "CI_JOB_URL", "CDL_GITLAB_TOKEN", "CDL_TEST_SCORING_DSN"):
+    for name in (
+        "CDL_PROFILE",
+        "CDL_CONFIG",
+        "CDL_SCORING_URL",
+        "CI_SERVER_URL",
+        "CI_PROJECT_ID",
+        "CI_JOB_URL",
+        "CDL_GITLAB_TOKEN",
+        "CDL_TEST_SCORING_DSN",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -64,8 +72,9 @@ def _postgres_available() -> bool:
     try:
         import psycopg
 
-        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres",
-                        connect_timeout=3).close()
+        psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=postgres", connect_timeout=3
+        ).close()
     except Exception:
         return False
     return True

@@ -24,16 +24,58 @@ from cdl.scoring import ScoringRecord
 
 CLASSES = ["business", "sport", "tech"]
 WORDS = {
-    "business": ["market", "shares", "profit", "bank", "economy", "investor", "trade",
-                 "company", "growth", "price"],
-    "sport": ["match", "goal", "team", "player", "coach", "season", "league", "cup", "win",
-              "score"],
-    "tech": ["computer", "software", "phone", "internet", "network", "chip", "data", "device",
-             "screen", "digital"],
+    "business": [
+        "market",
+        "shares",
+        "profit",
+        "bank",
+        "economy",
+        "investor",
+        "trade",
+        "company",
+        "growth",
+        "price",
+    ],
+    "sport": [
+        "match",
+        "goal",
+        "team",
+        "player",
+        "coach",
+        "season",
+        "league",
+        "cup",
+        "win",
+        "score",
+    ],
+    "tech": [
+        "computer",
+        "software",
+        "phone",
+        "internet",
+        "network",
+        "chip",
+        "data",
+        "device",
+        "screen",
+        "digital",
+    ],
 }
 COMMON = ["the", "a", "of", "and", "to", "in", "said", "year", "new", "people", "time"]
-FOREIGN = ["zorblat", "quimby", "frandle", "gostrel", "plinth", "wexmoor", "yarrowbe",
-           "kelptan", "drossel", "mirkwen", "vantrel", "spoddle"]
+FOREIGN = [
+    "zorblat",
+    "quimby",
+    "frandle",
+    "gostrel",
+    "plinth",
+    "wexmoor",
+    "yarrowbe",
+    "kelptan",
+    "drossel",
+    "mirkwen",
+    "vantrel",
+    "spoddle",
+]
 IMAGE_BRIGHTNESS = {"business": 0.2, "sport": 0.35, "tech": 0.5}
 
 
@@ -46,8 +88,9 @@ def image_features() -> FeatureState:
     return FeatureState(ImageDecoder(8, 8), LabelEncoder(CLASSES))
 
 
-def make_texts(n: int, rng: np.random.Generator, *, shifted: bool = False) -> tuple[list[str],
-                                                                                   list[str]]:
+def make_texts(
+    n: int, rng: np.random.Generator, *, shifted: bool = False
+) -> tuple[list[str], list[str]]:
     """``n`` documents and their true classes; shifted ones are short and use foreign words."""
     texts, labels = [], []
     for _ in range(n):
@@ -65,15 +108,18 @@ def make_texts(n: int, rng: np.random.Generator, *, shifted: bool = False) -> tu
 def text_probabilities(texts: Sequence[str]) -> np.ndarray:
     """The toy text model: softmax over the counts of each class's stems."""
     class_stems = {c: set(stems(" ".join(words))) for c, words in WORDS.items()}
-    scores = np.array([[sum(s in class_stems[c] for s in stems(t)) for c in CLASSES]
-                       for t in texts], dtype=np.float64)
+    scores = np.array(
+        [[sum(s in class_stems[c] for s in stems(t)) for c in CLASSES] for t in texts],
+        dtype=np.float64,
+    )
     scores = scores / 12.0
     exp = np.exp(scores - scores.max(axis=1, keepdims=True))
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def make_images(n: int, rng: np.random.Generator, *, brighten: float = 0.0) -> tuple[
-        list[np.ndarray], list[str]]:
+def make_images(
+    n: int, rng: np.random.Generator, *, brighten: float = 0.0
+) -> tuple[list[np.ndarray], list[str]]:
     images, labels = [], []
     for _ in range(n):
         label = CLASSES[int(rng.integers(len(CLASSES)))]
@@ -93,9 +139,17 @@ def image_probabilities(images: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def records(
-    task: str, items: Sequence[Any], probabilities: np.ndarray, *, model: str = "news",
-    version: str = "1", start: datetime | None = None, spacing: timedelta = timedelta(minutes=1),
-    features: FeatureState | None = None, with_stats: bool = True, batch: int = 1,
+    task: str,
+    items: Sequence[Any],
+    probabilities: np.ndarray,
+    *,
+    model: str = "news",
+    version: str = "1",
+    start: datetime | None = None,
+    spacing: timedelta = timedelta(minutes=1),
+    features: FeatureState | None = None,
+    with_stats: bool = True,
+    batch: int = 1,
 ) -> list[ScoringRecord]:
     """Scoring records as the serving wrapper writes them (``batch`` items per request)."""
     start = start or datetime.now(UTC) - timedelta(hours=6)
@@ -106,24 +160,44 @@ def records(
         if i % batch == 0:
             request_id = uuid.uuid4().hex
         if task == "text":
-            stats = text_stats(item, vocabulary) if with_stats else {
-                "chars": len(item), "words": len(item.split())}
+            stats = (
+                text_stats(item, vocabulary)
+                if with_stats
+                else {"chars": len(item), "words": len(item.split())}
+            )
         else:
             stats = image_stats(item)
-        out.append(ScoringRecord(
-            request_id=request_id, item_index=i % batch, model=model, version=version,
-            ts=start + spacing * (i // batch), input_kind=task,
-            input_text=item[:200] if task == "text" else None,
-            input_stats=stats, predicted=CLASSES[int(np.argmax(row))],
-            probabilities={c: float(p) for c, p in zip(CLASSES, row, strict=True)},
-            latency_ms=float(5 + (i % 17)),
-        ))
+        out.append(
+            ScoringRecord(
+                request_id=request_id,
+                item_index=i % batch,
+                model=model,
+                version=version,
+                ts=start + spacing * (i // batch),
+                input_kind=task,
+                input_text=item[:200] if task == "text" else None,
+                input_stats=stats,
+                predicted=CLASSES[int(np.argmax(row))],
+                probabilities={c: float(p) for c, p in zip(CLASSES, row, strict=True)},
+                latency_ms=float(5 + (i % 17)),
+            )
+        )
     return out
 
 
-def rejected(n: int, *, model: str = "news", version: str = "1",
-             start: datetime | None = None) -> list[ScoringRecord]:
+def rejected(
+    n: int, *, model: str = "news", version: str = "1", start: datetime | None = None
+) -> list[ScoringRecord]:
     start = start or datetime.now(UTC) - timedelta(hours=6)
-    return [ScoringRecord(request_id=uuid.uuid4().hex, model=model, version=version,
-                          status="rejected", error="EMPTY_TEXT: no text", ts=start
-                          + timedelta(minutes=i), latency_ms=1.0) for i in range(n)]
+    return [
+        ScoringRecord(
+            request_id=uuid.uuid4().hex,
+            model=model,
+            version=version,
+            status="rejected",
+            error="EMPTY_TEXT: no text",
+            ts=start + timedelta(minutes=i),
+            latency_ms=1.0,
+        )
+        for i in range(n)
+    ]

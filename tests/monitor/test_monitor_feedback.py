@@ -28,16 +28,27 @@ NOW = datetime.now(UTC)
 
 def _scored(store: ScoringStore, n: int, version: str = "1") -> list[Any]:
     texts, labels = make_texts(n, np.random.default_rng(11))
-    written = records("text", texts, text_probabilities(texts), version=version,
-                      features=text_features(), start=NOW - timedelta(hours=3), batch=2)
+    written = records(
+        "text",
+        texts,
+        text_probabilities(texts),
+        version=version,
+        features=text_features(),
+        start=NOW - timedelta(hours=3),
+        batch=2,
+    )
     store.write(written)
     return list(zip(written, labels, strict=True))
 
 
 def test_truth_formats() -> None:
     assert truth_labels([[0, 1, 0], [0.1, 0.2, 0.7]], CLASSES) == ["sport", "tech"]
-    assert truth_labels(["sport", ["tech"], 0, 2.0], CLASSES) == ["sport", "tech", "business",
-                                                                  "tech"]
+    assert truth_labels(["sport", ["tech"], 0, 2.0], CLASSES) == [
+        "sport",
+        "tech",
+        "business",
+        "tech",
+    ]
     for bad in (["cooking"], [5], [[0, 1]], [True], [1.5]):
         with pytest.raises(FeedbackError):
             truth_labels(bad, CLASSES)
@@ -59,16 +70,14 @@ def test_feedback_joins_and_live_accuracy(tmp_path: Path) -> None:
     record_feedback(feedback, first.request_id, first.item_index, first.predicted)  # corrected
     wrong -= 1
     record_feedback(feedback, "no-such-request", 0, "sport")  # joins nothing
-    accuracy = live_accuracy(store.engine, model="news", version="1",
-                             since=NOW - timedelta(days=1))
+    accuracy = live_accuracy(store.engine, model="news", version="1", since=NOW - timedelta(days=1))
     model_right = sum(record.predicted == label for record, label in scored[:60])
     assert accuracy.labels == 60
     assert model_right == 60  # the toy model is right on clean text ...
     assert accuracy.correct == 60 - wrong  # ... so only the disagreements count as errors
     assert accuracy.accuracy == pytest.approx((60 - wrong) / 60)
     assert sum(v["labels"] for v in accuracy.per_class.values()) == 60
-    empty = live_accuracy(store.engine, model="news", version="1",
-                          since=NOW - timedelta(minutes=1))
+    empty = live_accuracy(store.engine, model="news", version="1", since=NOW - timedelta(minutes=1))
     assert empty.labels == 0 and empty.accuracy is None
     with pytest.raises(FeedbackError):
         record_feedback(feedback, "", 0, "sport")
@@ -81,12 +90,20 @@ def test_accuracy_below_gate_points_to_model_pipeline(tmp_path: Path) -> None:
         truth = record.predicted if i % 2 else next(c for c in CLASSES if c != record.predicted)
         record_feedback(store.url, record.request_id, record.item_index, truth)
     texts, labels = make_texts(300, np.random.default_rng(0))
-    reference = compute_reference("text", texts, text_probabilities(texts), text_features(),
-                                  labels=labels)
-    verdict = generate(engine=store.engine, served=Served("news", 1, None, True), task="text",
-                       reference=reference, reference_note="test", since=NOW - timedelta(1),
-                       until=NOW, policy=Policy(min_samples=100, min_labels=20,
-                                                accuracy_floor=0.8), out=tmp_path / "r")
+    reference = compute_reference(
+        "text", texts, text_probabilities(texts), text_features(), labels=labels
+    )
+    verdict = generate(
+        engine=store.engine,
+        served=Served("news", 1, None, True),
+        task="text",
+        reference=reference,
+        reference_note="test",
+        since=NOW - timedelta(1),
+        until=NOW,
+        policy=Policy(min_samples=100, min_labels=20, accuracy_floor=0.8),
+        out=tmp_path / "r",
+    )
     assert verdict["verdict"] == "drift"
     assert [r["check"] for r in verdict["reasons"]] == ["accuracy"]
     assert verdict["accuracy"]["labels"] == 40 and verdict["accuracy"]["accuracy"] == 0.5
@@ -97,20 +114,24 @@ def test_accuracy_below_gate_points_to_model_pipeline(tmp_path: Path) -> None:
 
 def _feedback_message(request_id: str, truth: Any, key: str = "tags") -> dict[str, Any]:
     meta = {"tags": {"request_id": request_id}} if key == "tags" else {"puid": request_id}
-    return {"request": {"data": {"ndarray": ["some text", "more text"]}},
-            "response": {"meta": meta, "data": {"ndarray": [[0.1, 0.8, 0.1]] * 2}},
-            "truth": truth, "reward": 1.0}
+    return {
+        "request": {"data": {"ndarray": ["some text", "more text"]}},
+        "response": {"meta": meta, "data": {"ndarray": [[0.1, 0.8, 0.1]] * 2}},
+        "truth": truth,
+        "reward": 1.0,
+    }
 
 
 def test_parse_seldon_feedback_json() -> None:
     message = _feedback_message("abc", {"data": {"ndarray": [[0, 1, 0], [0, 0, 1]]}})
     rows = parse_seldon_feedback(message, CLASSES)
     assert [(r["request_id"], r["item_index"], r["truth"]) for r in rows] == [
-        ("abc", 0, "sport"), ("abc", 1, "tech")]
+        ("abc", 0, "sport"),
+        ("abc", 1, "tech"),
+    ]
     puid = _feedback_message("p-1", {"strData": "business"}, key="puid")
     assert parse_seldon_feedback(puid, CLASSES)[0]["request_id"] == "p-1"
-    tensor = _feedback_message("t", {"data": {"tensor": {"shape": [1, 3],
-                                                         "values": [0, 0, 1]}}})
+    tensor = _feedback_message("t", {"data": {"tensor": {"shape": [1, 3], "values": [0, 0, 1]}}})
     assert parse_seldon_feedback(tensor, CLASSES)[0]["truth"] == "tech"
     with pytest.raises(FeedbackError, match="names no prediction"):
         parse_seldon_feedback({"truth": {"strData": "sport"}}, CLASSES)
@@ -141,8 +162,9 @@ class FeedbackModel:
                 self._feedback = FeedbackStore(self.url)
             stored = store_seldon_feedback(self._feedback, feedback, self.classes)
         except FeedbackError as exc:
-            raise SeldonMicroserviceException(str(exc), status_code=400,
-                                              reason="BAD_FEEDBACK") from None
+            raise SeldonMicroserviceException(
+                str(exc), status_code=400, reason="BAD_FEEDBACK"
+            ) from None
         return json_to_seldon_message({"meta": {"tags": {"feedback_stored": stored}}})
 
 
@@ -155,7 +177,8 @@ def test_seldon_feedback_endpoint_stores_labels(tmp_path: Path) -> None:
 
     proto = json_to_feedback(_feedback_message("abc", {"data": {"ndarray": [[0, 1, 0]]}}))
     assert parse_seldon_feedback(proto, CLASSES) == [
-        {"request_id": "abc", "item_index": 0, "truth": "sport", "source": "seldon"}]
+        {"request_id": "abc", "item_index": 0, "truth": "sport", "source": "seldon"}
+    ]
 
     store = ScoringStore(f"sqlite:///{tmp_path / 'scoring.sqlite'}")
     scored = _scored(store, 4)
@@ -167,8 +190,7 @@ def test_seldon_feedback_endpoint_stores_labels(tmp_path: Path) -> None:
     response = client.post("/api/v1.0/feedback", json=body)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json()["meta"]["tags"]["feedback_stored"] == 2
-    accuracy = live_accuracy(store.engine, model="news", version="1",
-                             since=NOW - timedelta(days=1))
+    accuracy = live_accuracy(store.engine, model="news", version="1", since=NOW - timedelta(days=1))
     assert accuracy.labels == 2
     bad = client.post("/api/v1.0/feedback", json=_feedback_message("x", {"strData": "cooking"}))
     assert bad.status_code == 400 and "cooking" in bad.get_data(as_text=True)
@@ -186,18 +208,21 @@ def test_feedback_and_reference_commands(text_project: Any, tmp_path: Path) -> N
     record = _scored(store, 4)[3][0]
     runner = CliRunner(mix_stderr=False)
     base = ["--config", str(text_project.root / "cdl.yaml"), "monitor"]
-    result = runner.invoke(cli, [*base, "feedback", record.request_id, "tech", "--item",
-                                 str(record.item_index)])
+    result = runner.invoke(
+        cli, [*base, "feedback", record.request_id, "tech", "--item", str(record.item_index)]
+    )
     assert result.exit_code == 0, result.output
-    accuracy = live_accuracy(store.engine, model="news", version="1",
-                             since=NOW - timedelta(days=1))
+    accuracy = live_accuracy(store.engine, model="news", version="1", since=NOW - timedelta(days=1))
     assert accuracy.labels == 1 and accuracy.per_class == {
-        "tech": {"labels": 1, "correct": int(record.predicted == "tech")}}
+        "tech": {"labels": 1, "correct": int(record.predicted == "tech")}
+    }
     result = runner.invoke(cli, [*base, "feedback", record.request_id, "cooking"])
     assert result.exit_code == 1 and "unknown class 'cooking'" in str(result.exception)
 
     texts, labels = make_texts(50, np.random.default_rng(2))
-    path = save_reference(tmp_path / "reference.json", compute_reference(
-        "text", texts, text_probabilities(texts), text_features(), labels=labels))
+    path = save_reference(
+        tmp_path / "reference.json",
+        compute_reference("text", texts, text_probabilities(texts), text_features(), labels=labels),
+    )
     result = runner.invoke(cli, [*base, "show-reference", str(path)])
     assert result.exit_code == 0 and "text reference of 50 items" in result.output

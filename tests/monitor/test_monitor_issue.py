@@ -21,14 +21,22 @@ from fakes.gitlab_api import FakeGitLab, RecordedRequest
 TOKEN = "glpat-monitor-test"
 
 
-def _verdict(verdict: str = "drift", kinds: tuple[str, ...] = ("input",),
-             pipeline: str = "data") -> dict[str, Any]:
-    reasons = [{"check": f"{kind}_check", "kind": kind, "status": verdict,
-                "message": f"{kind} shifted"} for kind in kinds]
+def _verdict(
+    verdict: str = "drift", kinds: tuple[str, ...] = ("input",), pipeline: str = "data"
+) -> dict[str, Any]:
+    reasons = [
+        {"check": f"{kind}_check", "kind": kind, "status": verdict, "message": f"{kind} shifted"}
+        for kind in kinds
+    ]
     return {
-        "verdict": verdict, "model": "news", "version": 1, "generated": "2026-11-23T08:00:00",
+        "verdict": verdict,
+        "model": "news",
+        "version": 1,
+        "generated": "2026-11-23T08:00:00",
         "window": {"since": "2026-11-16T08:00:00", "until": "2026-11-23T08:00:00"},
-        "reasons": reasons, "skipped": [], "figures": {},
+        "reasons": reasons,
+        "skipped": [],
+        "figures": {},
         "re_entry": {"pipeline": pipeline, "why": "because"} if verdict == "drift" else None,
         "episode": f"news:v1:{verdict}:{','.join(sorted(kinds))}",
         "summary": {"scored_items": 500},
@@ -43,15 +51,19 @@ def _report(folder: Path, verdict: dict[str, Any]) -> Path:
 
 
 @pytest.fixture
-def gitlab(text_project: Settings, monkeypatch: pytest.MonkeyPatch,
-           tmp_path: Path) -> Iterator[FakeGitLab]:
+def gitlab(
+    text_project: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[FakeGitLab]:
     with FakeGitLab(token=TOKEN) as fake:
         fake.add_project("ml/news")
         notes: list[dict[str, Any]] = []
 
         def post_note(request: RecordedRequest, project: str, iid: str) -> Any:
-            note = {"id": len(notes) + 1, "body": (request.json or {}).get("body"),
-                    "issue_iid": int(iid)}
+            note = {
+                "id": len(notes) + 1,
+                "body": (request.json or {}).get("body"),
+                "issue_iid": int(iid),
+            }
             notes.append(note)
             return 201, note
 
@@ -73,8 +85,7 @@ def _issues(fake: FakeGitLab) -> list[dict[str, Any]]:
     return fake.state.issues[project["id"]]
 
 
-def test_one_issue_per_episode(gitlab: FakeGitLab, text_project: Settings,
-                               tmp_path: Path) -> None:
+def test_one_issue_per_episode(gitlab: FakeGitLab, text_project: Settings, tmp_path: Path) -> None:
     report = _report(tmp_path / "r1", _verdict())
     first = open_issue(text_project, report)
     assert first["action"] == "created" and first["iid"] == 1
@@ -90,8 +101,9 @@ def test_one_issue_per_episode(gitlab: FakeGitLab, text_project: Settings,
     assert len(_issues(gitlab)) == 1
     assert len(gitlab.notes) == 1 and "episode continues" in gitlab.notes[0]["body"]
 
-    other = open_issue(text_project, _report(tmp_path / "r3", _verdict(
-        kinds=("accuracy",), pipeline="model")))
+    other = open_issue(
+        text_project, _report(tmp_path / "r3", _verdict(kinds=("accuracy",), pipeline="model"))
+    )
     assert other["action"] == "created" and other["iid"] == 2
     assert "re-enter::model" in _issues(gitlab)[1]["labels"]
 
@@ -101,20 +113,26 @@ def test_one_issue_per_episode(gitlab: FakeGitLab, text_project: Settings,
     assert len(_issues(gitlab)) == 3
 
 
-def test_no_issue_without_drift(gitlab: FakeGitLab, text_project: Settings,
-                                tmp_path: Path) -> None:
+def test_no_issue_without_drift(gitlab: FakeGitLab, text_project: Settings, tmp_path: Path) -> None:
     for verdict in ("ok", "warn", "insufficient-data"):
         result = open_issue(text_project, _report(tmp_path / verdict, _verdict(verdict)))
         assert result["action"] == "none"
     assert _issues(gitlab) == [] and gitlab.calls("POST") == []
 
 
-def test_cli_and_errors(gitlab: FakeGitLab, text_project: Settings, tmp_path: Path,
-                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_and_errors(
+    gitlab: FakeGitLab, text_project: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     report = _report(tmp_path / "report", _verdict())
     runner = CliRunner(mix_stderr=False)
-    args = ["--config", str(text_project.root / "cdl.yaml"), "monitor", "open-issue",
-            "--report", str(report)]
+    args = [
+        "--config",
+        str(text_project.root / "cdl.yaml"),
+        "monitor",
+        "open-issue",
+        "--report",
+        str(report),
+    ]
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "created issue #1 for episode news:v1:drift:input" in result.output

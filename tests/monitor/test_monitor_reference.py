@@ -41,8 +41,13 @@ def test_text_stats_counts_tokens_and_oov() -> None:
     assert stats["n_oov"] == 3  # fell, zorblat, zorblat
     assert stats["oov_rate"] == pytest.approx(0.5)
     assert set(stats["top_stems"]) <= {"market", "share", "the"}
-    assert text_stats("", vocabulary) == {"n_chars": 0, "n_tokens": 0, "n_oov": 0,
-                                          "oov_rate": 0.0, "top_stems": {}}
+    assert text_stats("", vocabulary) == {
+        "n_chars": 0,
+        "n_tokens": 0,
+        "n_oov": 0,
+        "oov_rate": 0.0,
+        "top_stems": {},
+    }
     json.dumps(stats)
 
 
@@ -76,8 +81,14 @@ def test_text_reference(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     texts, labels = make_texts(300, rng)
     probabilities = text_probabilities(texts)
-    reference = compute_reference("text", [t.encode() for t in texts], probabilities,
-                                  text_features(), labels=labels, sample_size=100)
+    reference = compute_reference(
+        "text",
+        [t.encode() for t in texts],
+        probabilities,
+        text_features(),
+        labels=labels,
+        sample_size=100,
+    )
     assert reference["task"] == "text" and reference["classes"] == CLASSES
     assert set(reference["features"]) == {"n_chars", "n_tokens", "oov_rate"}
     chars = reference["features"]["n_chars"]
@@ -140,8 +151,9 @@ def test_find_reference_order(text_project: Settings, tmp_path: Path) -> None:
     assert found == reference and "registry metadata" in where
 
 
-def test_reference_for_package(text_project: Settings, tmp_path: Path,
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reference_for_package(
+    text_project: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What `cdl deploy package` calls: the held-out split predicted by the packaged model."""
     from types import SimpleNamespace
 
@@ -153,23 +165,31 @@ def test_reference_for_package(text_project: Settings, tmp_path: Path,
     checkpoint = tmp_path / "checkpoint"
     text_features().save(checkpoint)
     split = SimpleNamespace(
-        items=[(f"{label}/{i}.txt", label, text.encode()) for i, (text, label)
-               in enumerate(zip(texts, labels, strict=True))],
-        version=SimpleNamespace(repo="news-test-validate", branch="master", commit="c0ffee"))
+        items=[
+            (f"{label}/{i}.txt", label, text.encode())
+            for i, (text, label) in enumerate(zip(texts, labels, strict=True))
+        ],
+        version=SimpleNamespace(repo="news-test-validate", branch="master", commit="c0ffee"),
+    )
     calls: list[str] = []
 
     def load_split(settings: Settings, name: str) -> SimpleNamespace:
         calls.append(name)
         return split
 
-    predictor = SimpleNamespace(predict_proba=lambda items: text_probabilities(
-        [item.decode() for item in items]))
+    predictor = SimpleNamespace(
+        predict_proba=lambda items: text_probabilities([item.decode() for item in items])
+    )
     monkeypatch.setattr(cdl.data.dataset, "load_split", load_split)
     reference = reference_for_package(text_project, checkpoint, predictor)
     assert calls == ["test"] and reference is not None
     assert reference["n_items"] == 60 and reference["accuracy"] == 1.0
-    assert reference["source"] == {"split": "test", "repo": "news-test-validate",
-                                   "branch": "master", "commit": "c0ffee"}
+    assert reference["source"] == {
+        "split": "test",
+        "repo": "news-test-validate",
+        "branch": "master",
+        "commit": "c0ffee",
+    }
 
     def unavailable(settings: Settings, name: str) -> None:
         raise CDLError("no data repo news-test-validate")

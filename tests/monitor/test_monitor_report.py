@@ -37,23 +37,53 @@ POLICY = Policy(min_samples=100, min_labels=20)
 
 def _text_reference(n: int = 400, seed: int = 0) -> dict[str, Any]:
     texts, labels = make_texts(n, np.random.default_rng(seed))
-    return compute_reference("text", texts, text_probabilities(texts), text_features(),
-                             labels=labels)
+    return compute_reference(
+        "text", texts, text_probabilities(texts), text_features(), labels=labels
+    )
 
 
-def _write_texts(store: ScoringStore, n: int, *, version: str = "1", shifted: bool = False,
-                 seed: int = 1, with_stats: bool = True) -> None:
+def _write_texts(
+    store: ScoringStore,
+    n: int,
+    *,
+    version: str = "1",
+    shifted: bool = False,
+    seed: int = 1,
+    with_stats: bool = True,
+) -> None:
     texts, _ = make_texts(n, np.random.default_rng(seed), shifted=shifted)
-    store.write(records("text", texts, text_probabilities(texts), version=version,
-                        features=text_features(), with_stats=with_stats,
-                        start=NOW - timedelta(hours=10), batch=4))
+    store.write(
+        records(
+            "text",
+            texts,
+            text_probabilities(texts),
+            version=version,
+            features=text_features(),
+            with_stats=with_stats,
+            start=NOW - timedelta(hours=10),
+            batch=4,
+        )
+    )
 
 
-def _generate(store: ScoringStore, reference: dict[str, Any] | None, out: Path,
-              version: int = 1, task: str = "text") -> dict[str, Any]:
-    return generate(engine=store.engine, served=Served("news", version, None, False), task=task,
-                    reference=reference, reference_note="test reference", since=SINCE,
-                    until=NOW, policy=POLICY, out=out)
+def _generate(
+    store: ScoringStore,
+    reference: dict[str, Any] | None,
+    out: Path,
+    version: int = 1,
+    task: str = "text",
+) -> dict[str, Any]:
+    return generate(
+        engine=store.engine,
+        served=Served("news", version, None, False),
+        task=task,
+        reference=reference,
+        reference_note="test reference",
+        since=SINCE,
+        until=NOW,
+        policy=POLICY,
+        out=out,
+    )
 
 
 def test_text_verdict_flips_from_ok_to_drift(tmp_path: Path) -> None:
@@ -69,8 +99,15 @@ def test_text_verdict_flips_from_ok_to_drift(tmp_path: Path) -> None:
     assert ok["summary"]["scored_items"] == 400 and ok["summary"]["rejected"] == 5
     assert set(ok["summary"]["latency_ms"]) == {"p50", "p95", "p99"}
     checked = {check["check"] for check in ok["checks"]}
-    assert {"n_chars", "n_tokens", "oov_rate", "stem_profile", "predictions",
-            "confidence", "error_rate"} <= checked
+    assert {
+        "n_chars",
+        "n_tokens",
+        "oov_rate",
+        "stem_profile",
+        "predictions",
+        "confidence",
+        "error_rate",
+    } <= checked
     assert json.loads((tmp_path / "ok" / "verdict.json").read_text())["verdict"] == "ok"
 
     drift = _generate(store, reference, tmp_path / "drift", version=2)
@@ -93,12 +130,20 @@ def test_brightened_images_drift(tmp_path: Path) -> None:
     store = ScoringStore(f"sqlite:///{tmp_path / 'scoring.sqlite'}")
     rng = np.random.default_rng(7)
     ref_images, labels = make_images(400, rng)
-    reference = compute_reference("image", ref_images, image_probabilities(ref_images),
-                                  image_features(), labels=labels)
+    reference = compute_reference(
+        "image", ref_images, image_probabilities(ref_images), image_features(), labels=labels
+    )
     for version, brighten in (("1", 0.0), ("2", 0.3)):
         images, _ = make_images(300, rng, brighten=brighten)
-        store.write(records("image", images, image_probabilities(images), version=version,
-                            start=NOW - timedelta(hours=5)))
+        store.write(
+            records(
+                "image",
+                images,
+                image_probabilities(images),
+                version=version,
+                start=NOW - timedelta(hours=5),
+            )
+        )
     assert _generate(store, reference, tmp_path / "ok", 1, "image")["verdict"] == "ok"
     drift = _generate(store, reference, tmp_path / "drift", 2, "image")
     assert drift["verdict"] == "drift"
@@ -162,12 +207,16 @@ def _register(settings: Settings, tmp_path: Path, metadata: dict[str, Any]) -> i
     return registry.register_version("news", Checkpoint("ckpt-1", folder), metadata).version
 
 
-def test_cli_exit_codes(text_project: Settings, tmp_path: Path,
-                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_exit_codes(
+    text_project: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reference = _text_reference()
     _register(text_project, tmp_path, {"monitoring": {"reference": reference}})
-    _register(text_project, tmp_path, {"monitoring": {"reference": reference},
-                                       "deployments": {"production": {"at": "now"}}})
+    _register(
+        text_project,
+        tmp_path,
+        {"monitoring": {"reference": reference}, "deployments": {"production": {"at": "now"}}},
+    )
     _register(text_project, tmp_path, {})  # newer, but not in production
     store = open_scoring_store(text_project)
     _write_texts(store, 300, version="2")

@@ -13,15 +13,15 @@ from pathlib import Path
 
 TOPICS = {
     "business": "shares profits company dividend investors analysts sales costs interest rates "
-                "market bank economy firm growth prices quarterly forecasts operating margin",
+    "market bank economy firm growth prices quarterly forecasts operating margin",
     "entertainment": "film actor award music band album star oscar director festival singer "
-                     "comedy show chart cinema theatre television series premiere stage",
+    "comedy show chart cinema theatre television series premiere stage",
     "politics": "minister election labour party government vote parliament tory policy campaign "
-                "leader tax reform mps commons secretary spokesman opposition manifesto",
+    "leader tax reform mps commons secretary spokesman opposition manifesto",
     "sport": "striker league champions manager season cup derby title injuries defenders match "
-             "goal coach players win final club tournament squad",
+    "goal coach players win final club tournament squad",
     "tech": "handset chip software broadband online mobile networks computers phones users "
-            "internet digital devices system download technology firm service web",
+    "internet digital devices system download technology firm service web",
 }
 COMMON = "the a of and to in said it was for on is that with as year new"
 

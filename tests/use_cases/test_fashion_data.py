@@ -25,8 +25,18 @@ from rendering import render
 from use_cases.fashion_data import FASHION_CLASSES, write_mirror
 
 N_TRAIN, N_TEST = 600, 200
-SLUGS = ["t-shirt-top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
-         "bag", "ankle-boot"]
+SLUGS = [
+    "t-shirt-top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle-boot",
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +49,11 @@ def fashion_project(
     template_dir: Path, tmp_path_factory: pytest.TempPathFactory, mirror: Path
 ) -> Iterator[tuple[Settings, LocalStore, list[str]]]:
     """A rendered fashion project after `cdl data pipeline` on the generated mirror."""
-    root = render(template_dir, tmp_path_factory.mktemp("fashion") / "p",
-                  {"starter": "fashion", "project_name": "Fashion test"})
+    root = render(
+        template_dir,
+        tmp_path_factory.mktemp("fashion") / "p",
+        {"starter": "fashion", "project_name": "Fashion test"},
+    )
     with pytest.MonkeyPatch.context() as patch:
         for name in ("CDL_PROFILE", "CDL_CONFIG"):
             patch.delenv(name, raising=False)
@@ -74,8 +87,9 @@ def test_pipeline_keeps_the_official_split(fashion_project, mirror: Path) -> Non
     assert store.list_files(raw.repo, raw.id) == sorted(fashion.canonical_names())
     assert any("keeps the source's train/test split" in line for line in lines)
     originals = {
-        split: idx.read_pair(mirror / fashion.FILES[split]["images"],
-                             mirror / fashion.FILES[split]["labels"])
+        split: idx.read_pair(
+            mirror / fashion.FILES[split]["images"], mirror / fashion.FILES[split]["labels"]
+        )
         for split in ("train", "test")
     }
     for split, count in (("train", N_TRAIN), ("test", N_TEST)):
@@ -127,7 +141,8 @@ def test_uncompressed_mirror_by_file_url(render_project, monkeypatch, tmp_path: 
     store = LocalStore(settings.state_dir / "data")
     commit = fashion.collect(settings, store)
     assert store.list_files(commit.repo, commit.id) == sorted(
-        name.removesuffix(".gz") for name in fashion.canonical_names())
+        name.removesuffix(".gz") for name in fashion.canonical_names()
+    )
     commits = fashion.split(settings, store)
     assert (commits["train"].file_count, commits["test"].file_count) == (20, 10)
 
@@ -190,6 +205,9 @@ def test_wrong_image_size_and_unknown_label_values(
     write_mirror(folder, 20, 10)
     idx.write(folder / "train-labels-idx1-ubyte.gz", np.full(20, 12, np.uint8), "labels")
     fashion.collect(settings, store)
-    with pytest.raises(DataError, match=r"label value 12 \(item 0\) has no class: model.classes "
-                                        r"names 10 classes"):
+    with pytest.raises(
+        DataError,
+        match=r"label value 12 \(item 0\) has no class: model.classes "
+        r"names 10 classes",
+    ):
         fashion.split(settings, store)

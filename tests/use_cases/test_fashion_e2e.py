@@ -22,8 +22,15 @@ CDL = Path(sys.executable).with_name("cdl")
 
 
 def cdl(project: Path, *args: str, env: dict[str, str]) -> str:
-    result = subprocess.run([str(CDL), *args], cwd=project, env=env, capture_output=True,
-                            text=True, timeout=600, check=False)
+    result = subprocess.run(
+        [str(CDL), *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode == 0, (args, result.stdout, result.stderr[-3000:])
     return result.stdout
 
@@ -42,8 +49,11 @@ def small_config(project: Path, name: str, **hparams: object) -> Path:
 def test_fashion_use_case_end_to_end(render_project, tmp_path: Path) -> None:
     mirror = write_mirror(tmp_path / "mirror", 600, 200)
     project = render_project(starter="fashion", project_name="Fashion MNIST")
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("CDL_PROFILE", "CDL_CONFIG", "CDL_MODEL_VERSION")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("CDL_PROFILE", "CDL_CONFIG", "CDL_MODEL_VERSION")
+    }
     env["CDL_DATA_MIRROR"] = str(mirror)
 
     out = cdl(project, "data", "pipeline", env=env)
@@ -71,12 +81,21 @@ def test_fashion_use_case_end_to_end(render_project, tmp_path: Path) -> None:
     out = cdl(project, "deploy", "package", env=env)
     assert "packaged fashion-mnist v3 (tflite)" in out
 
-    test = idx.read_pair(mirror / fashion.FILES["test"]["images"],
-                         mirror / fashion.FILES["test"]["labels"])
+    test = idx.read_pair(
+        mirror / fashion.FILES["test"]["images"], mirror / fashion.FILES["test"]["labels"]
+    )
     images = test.images[:8]
     port = local.free_port()
-    out = cdl(project, "deploy", "serve", "--port", str(port),
-              "--metrics-port", str(local.free_port()), env=env)
+    out = cdl(
+        project,
+        "deploy",
+        "serve",
+        "--port",
+        str(port),
+        "--metrics-port",
+        str(local.free_port()),
+        env=env,
+    )
     assert "serving fashion-mnist v3" in out
     try:
         request = tmp_path / "request.json"

@@ -22,14 +22,20 @@ def run_main_job(workdir: Path, mirror: Path) -> subprocess.CompletedProcess[str
     env = {**os.environ, "CDL_DATA_MIRROR": str(mirror)}
     return subprocess.run(
         [sys.executable, str(REPO / "scripts" / "main_job.py"), "--workdir", str(workdir)],
-        env=env, capture_output=True, text=True, timeout=1200,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
 
 
 def served_lineage(project: Path) -> dict:
     result = subprocess.run(
         [str(Path(sys.executable).parent / "cdl"), "lineage", "bbc-news", "--json"],
-        cwd=project, capture_output=True, text=True, check=True,
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
         env={**os.environ, "CDL_PROFILE": "local"},
     )
     return json.loads(result.stdout)["lineage"]
@@ -39,8 +45,11 @@ def predicted_labels(output: str) -> list[str]:
     """The labels of the three articles from `cdl deploy predict`'s per-input lines."""
     start = output.index("=== predict")
     answer = output[start:].split("\n", 1)[1]
-    return [line.split()[0] for line in answer.splitlines() if line.startswith(
-        ("business", "entertainment", "politics", "sport", "tech"))][:3]
+    return [
+        line.split()[0]
+        for line in answer.splitlines()
+        if line.startswith(("business", "entertainment", "politics", "sport", "tech"))
+    ][:3]
 
 
 def check_main_job(result: subprocess.CompletedProcess[str], workdir: Path) -> dict:

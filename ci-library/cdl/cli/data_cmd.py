@@ -45,8 +45,14 @@ def split_cmd(app: AppContext) -> None:
 
 
 @data.command("run")
-@click.option("--pipeline", "names", multiple=True, default=["all"], show_default=True,
-              help="Pipeline name (repeatable) or 'all'.")
+@click.option(
+    "--pipeline",
+    "names",
+    multiple=True,
+    default=["all"],
+    show_default=True,
+    help="Pipeline name (repeatable) or 'all'.",
+)
 @pass_app
 def run_cmd(app: AppContext, names: tuple[str, ...]) -> None:
     """Run the specs in data/pipelines locally (a no-op when inputs and spec are unchanged)."""
@@ -54,8 +60,10 @@ def run_cmd(app: AppContext, names: tuple[str, ...]) -> None:
     from cdl.data.runner import run_pipelines
 
     if app.settings.profile == "cluster":
-        raise DataError("cdl data run executes specs on the local profile; on the cluster "
-                        "profile Pachyderm runs them (cdl data deploy)")
+        raise DataError(
+            "cdl data run executes specs on the local profile; on the cluster "
+            "profile Pachyderm runs them (cdl data deploy)"
+        )
     selected = None if "all" in names else list(names)
     run_pipelines(app.settings, _store(app), selected, click.echo)
 
@@ -140,8 +148,12 @@ def labels() -> None:
 
 
 _split = click.option("--split", type=click.Choice(["train", "test"]), required=True)
-_output = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-                       help="File to write (default: stdout).")
+_output = click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write (default: stdout).",
+)
 
 
 def _write(payload: object, output: Path | None) -> None:
@@ -195,4 +207,3 @@ def labels_generate(app: AppContext, split: str, output: Path | None, do_import:
     if do_import:
         report = import_payload(app.settings, store, export, split)
         click.echo(f"labels ({split}): {report}", err=output is None)
-

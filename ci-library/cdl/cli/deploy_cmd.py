@@ -13,18 +13,25 @@ from cdl.deploy.local import DEFAULT_THREADS, DEFAULT_WORKERS
 from cdl.errors import CDLError
 
 VERSION = click.option(
-    "--version", "version", type=click.IntRange(min=1), default=None,
+    "--version",
+    "version",
+    type=click.IntRange(min=1),
+    default=None,
     help="Model version (default: the latest registered).",
 )
 ENV = click.option(
-    "--env", "environment", type=click.Choice(["staging", "production"]), required=True,
+    "--env",
+    "environment",
+    type=click.Choice(["staging", "production"]),
+    required=True,
     help="Target environment (staging from dev, production from main).",
 )
 IMAGE = click.option(
     "--image", default=None, help="Serving image pinned by digest: <repo>@sha256:<digest>."
 )
 TAG = click.option(
-    "--tag", default=None,
+    "--tag",
+    default=None,
     help="Commit SHA the image is tagged with (default: $CI_COMMIT_SHA).",
 )
 
@@ -37,7 +44,9 @@ def deploy() -> None:
 @deploy.command("package")
 @VERSION
 @click.option(
-    "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help="Artifact folder (default: <state_dir>/artifacts/<model>-v<N>); the image copies "
     "deployment/artifact.",
 )
@@ -55,16 +64,38 @@ def package(app: AppContext, version: int | None, out: Path | None) -> None:
 
 @deploy.command("serve")
 @VERSION
-@click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help="REST port (default: deployment.local_port).")
-@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
-              help="Prometheus metrics port (default: deployment.metrics_port).")
-@click.option("--grpc-port", type=click.IntRange(1, 65535), default=None,
-              help="Also serve gRPC on this port (off by default).")
-@click.option("--workers", type=click.IntRange(min=1), default=DEFAULT_WORKERS,
-              show_default=True, help="Server processes (each loads the model).")
-@click.option("--threads", type=click.IntRange(min=1), default=DEFAULT_THREADS,
-              show_default=True, help="Threads per server process.")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="REST port (default: deployment.local_port).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Prometheus metrics port (default: deployment.metrics_port).",
+)
+@click.option(
+    "--grpc-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Also serve gRPC on this port (off by default).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=DEFAULT_WORKERS,
+    show_default=True,
+    help="Server processes (each loads the model).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=DEFAULT_THREADS,
+    show_default=True,
+    help="Threads per server process.",
+)
 @click.option("--foreground", is_flag=True, help="Stay attached; Ctrl-C stops the server.")
 @pass_app
 def serve(
@@ -82,8 +113,13 @@ def serve(
 
     settings = app.settings
     info, process = local.serve(
-        settings, version, port, metrics_port,
-        workers=workers, threads=threads, grpc_port=grpc_port,
+        settings,
+        version,
+        port,
+        metrics_port,
+        workers=workers,
+        threads=threads,
+        grpc_port=grpc_port,
     )
     click.echo(
         f"serving {info.model} v{info.version} at {info.url}/api/v1.0/predictions "
@@ -135,8 +171,12 @@ def _payload(texts: tuple[str, ...], json_file: Path | None) -> Any:
 
 @deploy.command("predict")
 @click.argument("texts", nargs=-1)
-@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="A Seldon request body (an object), or a JSON list of inputs.")
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A Seldon request body (an object), or a JSON list of inputs.",
+)
 @click.option("--url", default=None, help="Server base URL (default: the running local server).")
 @click.option("--raw", is_flag=True, help="Print the server's whole JSON answer.")
 @pass_app
@@ -226,8 +266,12 @@ def compress(app: AppContext, version: int | None) -> None:
 @IMAGE
 @TAG
 @VERSION
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the manifest here instead of printing it.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the manifest here instead of printing it.",
+)
 @pass_app
 def manifest(
     app: AppContext,

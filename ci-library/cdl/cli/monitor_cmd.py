@@ -30,27 +30,51 @@ def monitor() -> None:
 @click.option("--since", help="Start of the window: an ISO time (UTC if no zone).")
 @click.option("--last", help="Window up to now, e.g. 12h, 7d (default monitoring.report_window).")
 @click.option("--model", help="Model name (default: model.name of cdl.yaml).")
-@click.option("--version", "version_text",
-              help="Version (default: the production version, else the latest).")
-@click.option("--reference", "reference_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Reference statistics file (default: registry metadata, else the artifact).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Report folder (default: monitoring-report/ in the project).")
+@click.option(
+    "--version", "version_text", help="Version (default: the production version, else the latest)."
+)
+@click.option(
+    "--reference",
+    "reference_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Reference statistics file (default: registry metadata, else the artifact).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Report folder (default: monitoring-report/ in the project).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print verdict.json instead of a summary.")
 @pass_app
-def report_cmd(app: AppContext, since: str | None, last: str | None, model: str | None,
-               version_text: str | None, reference_path: Path | None, out: Path | None,
-               as_json: bool) -> None:
+def report_cmd(
+    app: AppContext,
+    since: str | None,
+    last: str | None,
+    model: str | None,
+    version_text: str | None,
+    reference_path: Path | None,
+    out: Path | None,
+    as_json: bool,
+) -> None:
     """Drift report of the served version: exit 0 (ok, warn, insufficient-data) or 3 (drift)."""
     from cdl.monitor.report import run_report
 
-    verdict, folder = run_report(app.settings, model=model, version=_version(version_text),
-                                 since=since, last=last, out=out, reference_path=reference_path)
+    verdict, folder = run_report(
+        app.settings,
+        model=model,
+        version=_version(version_text),
+        since=since,
+        last=last,
+        out=out,
+        reference_path=reference_path,
+    )
     if as_json:
         click.echo(json.dumps(verdict, indent=2, sort_keys=True))
     else:
-        click.echo(f"{verdict['model']} v{verdict['version']}: {verdict['verdict']} "
-                   f"({verdict['summary']['scored_items']} scored items; report in {folder})")
+        click.echo(
+            f"{verdict['model']} v{verdict['version']}: {verdict['verdict']} "
+            f"({verdict['summary']['scored_items']} scored items; report in {folder})"
+        )
         for reason in verdict["reasons"]:
             click.echo(f"  {reason['status']}: {reason['message']}")
         for skipped in verdict["skipped"]:
@@ -63,8 +87,12 @@ def report_cmd(app: AppContext, since: str | None, last: str | None, model: str 
 
 
 @monitor.command("open-issue")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Report folder of `cdl monitor report` (default: monitoring-report/).")
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Report folder of `cdl monitor report` (default: monitoring-report/).",
+)
 @pass_app
 def open_issue_cmd(app: AppContext, report_dir: Path | None) -> None:
     """File a GitLab issue for a drift report (a note on the open issue of the same episode)."""
@@ -76,15 +104,23 @@ def open_issue_cmd(app: AppContext, report_dir: Path | None) -> None:
     if result["action"] == "none":
         click.echo(f"verdict {result['verdict']}: no maintenance issue needed")
     else:
-        click.echo(f"{result['action']} issue #{result['iid']} for episode {result['episode']}"
-                   + (f": {result['web_url']}" if result.get("web_url") else ""))
+        click.echo(
+            f"{result['action']} issue #{result['iid']} for episode {result['episode']}"
+            + (f": {result['web_url']}" if result.get("web_url") else "")
+        )
 
 
 @monitor.command("feedback")
 @click.argument("request_id")
 @click.argument("truth")
-@click.option("--item", "item_index", type=int, default=0, show_default=True,
-              help="Index of the item within the request.")
+@click.option(
+    "--item",
+    "item_index",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Index of the item within the request.",
+)
 @pass_app
 def feedback_cmd(app: AppContext, request_id: str, truth: str, item_index: int) -> None:
     """Record TRUTH (a class name) as the true class of a logged prediction."""
@@ -110,9 +146,11 @@ def show_reference_cmd(path: Path) -> None:
     from cdl.monitor.reference import load_reference
 
     reference = load_reference(path)
-    click.echo(f"{reference['task']} reference of {reference['n_items']} items, "
-               f"classes {', '.join(reference['classes'])}; accuracy "
-               f"{reference.get('accuracy')}")
+    click.echo(
+        f"{reference['task']} reference of {reference['n_items']} items, "
+        f"classes {', '.join(reference['classes'])}; accuracy "
+        f"{reference.get('accuracy')}"
+    )
     for name, summary in reference["features"].items():
         click.echo(f"  {name}: mean {summary['mean']:.4g}, quantiles {summary['quantiles']}")
     click.echo(f"  predictions: {reference['predictions']['counts']}")

@@ -61,8 +61,9 @@ def download(url: str, cache_dir: Path) -> Path:
     try:
         with urllib.request.urlopen(url, timeout=60) as response, os.fdopen(fd, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=name,
-                      disable=not sys.stderr.isatty()) as bar:
+            with tqdm(
+                total=total, unit="B", unit_scale=True, desc=name, disable=not sys.stderr.isatty()
+            ) as bar:
                 while chunk := response.read(1 << 20):
                     out.write(chunk)
                     bar.update(len(chunk))
@@ -124,8 +125,9 @@ def resolve_source(settings: Settings) -> Path:
     """The local file or folder to collect from (downloading ``data.source`` if needed)."""
     source = settings.data_mirror or settings.config.data.source
     if not source:
-        raise DataError("no data source: set data.source or data.mirror in cdl.yaml, "
-                        "or CDL_DATA_MIRROR")
+        raise DataError(
+            "no data source: set data.source or data.mirror in cdl.yaml, or CDL_DATA_MIRROR"
+        )
     local = _local_path(source)
     if local is not None:
         return local
@@ -146,9 +148,15 @@ def collect(settings: Settings, store: DataStore) -> Commit:
         raise DataError(f"{path}: no <class>/<file> items found")
     repo = raw_repo(settings)
     store.create_repo(repo, "raw data as collected")
-    commit = store.put(repo, settings.config.data.branch, collected.files,
-                       f"collect {len(collected.files)} files from {path.name}")
+    commit = store.put(
+        repo,
+        settings.config.data.branch,
+        collected.files,
+        f"collect {len(collected.files)} files from {path.name}",
+    )
     skipped = f", skipped {len(collected.skipped)}: {', '.join(collected.skipped[:5])}"
-    print(f"collect: {len(collected.files)} files -> {repo}@{commit.id[:12]}"
-          + (skipped if collected.skipped else ""))
+    print(
+        f"collect: {len(collected.files)} files -> {repo}@{commit.id[:12]}"
+        + (skipped if collected.skipped else "")
+    )
     return commit

@@ -62,8 +62,9 @@ def load_split(
             latest[row.file_path] = candidate
     configured = list(settings.config.model.classes)
     classes = configured or sorted({label for _, _, label in latest.values()})
-    result = LabeledSplit(split, [], classes, DataVersion.of(commit),
-                          LabelsVersion(table_name(settings), 0, ""))
+    result = LabeledSplit(
+        split, [], classes, DataVersion.of(commit), LabelsVersion(table_name(settings), 0, "")
+    )
     digest = hashlib.sha256()
     for path in sorted(files):
         entry = latest.get(path)
@@ -77,13 +78,18 @@ def load_split(
         result.items.append((path, label, files[path]))
         digest.update(f"{task_id}\0{path}\0{label}\n".encode())
     result.missing_files = sorted(set(latest) - set(files))
-    result.labels_version = LabelsVersion(table_name(settings), len(result.items),
-                                          digest.hexdigest())
+    result.labels_version = LabelsVersion(
+        table_name(settings), len(result.items), digest.hexdigest()
+    )
     if result.unlabeled or result.missing_files or result.unknown_labels:
         log.warning(
             "%s split at %s: %d labelled items; %d files without a label, %d labels for files "
             "not in the commit, %d labels outside the classes",
-            split, result.version, len(result.items), len(result.unlabeled),
-            len(result.missing_files), len(result.unknown_labels),
+            split,
+            result.version,
+            len(result.items),
+            len(result.unlabeled),
+            len(result.missing_files),
+            len(result.unknown_labels),
         )
     return result

@@ -62,8 +62,10 @@ def folder_names(classes: list[str]) -> list[str]:
     folders = [class_slug(name) for name in classes]
     clashes = sorted({f for f in folders if folders.count(f) > 1})
     if clashes:
-        raise DataError(f"model.classes: several class names map to the folder(s) {clashes}; "
-                        "rename the classes so that they differ in letters or digits")
+        raise DataError(
+            f"model.classes: several class names map to the folder(s) {clashes}; "
+            "rename the classes so that they differ in letters or digits"
+        )
     return folders
 
 
@@ -73,9 +75,11 @@ def class_names(settings: Settings, labels: np.ndarray, name: str) -> list[str]:
     classes = list(settings.config.model.classes) or [str(v) for v in range(top + 1)]
     if top >= len(classes):
         first = int(np.argmax(labels >= len(classes)))
-        raise DataError(f"{name}: label value {labels[first]} (item {first}) has no class: "
-                        f"model.classes names {len(classes)} classes "
-                        f"(values 0..{len(classes) - 1})")
+        raise DataError(
+            f"{name}: label value {labels[first]} (item {first}) has no class: "
+            f"model.classes names {len(classes)} classes "
+            f"(values 0..{len(classes) - 1})"
+        )
     return classes
 
 
@@ -101,19 +105,25 @@ def locate(settings: Settings) -> dict[str, Path]:
     """Local copies of the four files (canonical name -> path), downloading them if needed."""
     source = settings.data_mirror or settings.config.data.source
     if not source:
-        raise DataError("no data source: set data.source (a base URL) or data.mirror in "
-                        "cdl.yaml, or CDL_DATA_MIRROR (a folder with the four idx files)")
+        raise DataError(
+            "no data source: set data.source (a base URL) or data.mirror in "
+            "cdl.yaml, or CDL_DATA_MIRROR (a folder with the four idx files)"
+        )
     local = _local_path(source)
     if local is not None:
         if not local.is_dir():
-            raise DataError(f"{local}: not a folder; with data.format idx the mirror is a "
-                            f"folder holding {', '.join(canonical_names())}")
+            raise DataError(
+                f"{local}: not a folder; with data.format idx the mirror is a "
+                f"folder holding {', '.join(canonical_names())}"
+            )
         present = {p.name: p for p in local.iterdir() if p.is_file()}
         found = {name: _member(present, name) for name in canonical_names()}
         missing = [name for name, key in found.items() if key is None]
         if missing:
-            raise DataError(f"{local}: missing {', '.join(missing)} (the mirror must hold the "
-                            "four idx files, gzip-compressed or not)")
+            raise DataError(
+                f"{local}: missing {', '.join(missing)} (the mirror must hold the "
+                "four idx files, gzip-compressed or not)"
+            )
         return {name: present[key] for name, key in found.items() if key is not None}
     if not source.startswith(("http://", "https://")):
         raise DataError(f"unsupported data source {source!r}: use http(s)://, file:// or a path")
@@ -138,13 +148,18 @@ def collect(settings: Settings, store: DataStore) -> Commit:
     repo = raw_repo(settings)
     store.create_repo(repo, "raw data as collected: the four idx files")
     # downloads are cached as <hash>-<name>: commit them under their own names
-    files = {name.removesuffix(".gz") if not path.name.endswith(".gz") else name:
-             path.read_bytes() for name, path in paths.items()}
+    files = {
+        name.removesuffix(".gz") if not path.name.endswith(".gz") else name: path.read_bytes()
+        for name, path in paths.items()
+    }
     source = settings.data_mirror or settings.config.data.source
-    commit = store.put(repo, settings.config.data.branch, files,
-                       f"collect {len(files)} idx files from {source}")
-    print(f"collect: {len(files)} idx files (train {counts['train']}, test {counts['test']} "
-          f"images) -> {repo}@{commit.id[:12]}")
+    commit = store.put(
+        repo, settings.config.data.branch, files, f"collect {len(files)} idx files from {source}"
+    )
+    print(
+        f"collect: {len(files)} idx files (train {counts['train']}, test {counts['test']} "
+        f"images) -> {repo}@{commit.id[:12]}"
+    )
     return commit
 
 
@@ -163,8 +178,10 @@ def _raw_pair(files: dict[str, bytes], raw: Commit, split: str) -> tuple[str, st
     for kind in ("images", "labels"):
         key = _member(files, FILES[split][kind])
         if key is None:
-            raise DataError(f"{raw.repo}@{raw.id[:12]} has no {FILES[split][kind]}: collect "
-                            "the four idx files first (cdl data collect)")
+            raise DataError(
+                f"{raw.repo}@{raw.id[:12]} has no {FILES[split][kind]}: collect "
+                "the four idx files first (cdl data collect)"
+            )
         names.append(key)
     return names[0], names[1]
 
@@ -177,8 +194,9 @@ def iter_items(
     all_labels = idx.read_labels(files[labels], labels)
     folders = folder_names(class_names(settings, all_labels, labels))
     index = 0
-    for block, block_labels in idx.iter_pair(files[images], files[labels], (images, labels),
-                                             image_shape(settings)):
+    for block, block_labels in idx.iter_pair(
+        files[images], files[labels], (images, labels), image_shape(settings)
+    ):
         for image, label in zip(block, block_labels, strict=True):
             yield f"{folders[label]}/{index:05d}.png", png_bytes(image)
             index += 1
@@ -190,8 +208,12 @@ def split(settings: Settings, store: DataStore, ref: str | None = None) -> dict[
     raw_name = raw_repo(settings)
     raw = store.resolve(raw_name, ref or data.branch)
     files = store.read_many(raw_name, raw.id)
-    params = {"format": "idx", "layout": LAYOUT, "classes": list(settings.config.model.classes),
-              "image_size": list(data.validation.image_size)}
+    params = {
+        "format": "idx",
+        "layout": LAYOUT,
+        "classes": list(settings.config.model.classes),
+        "image_size": list(data.validation.image_size),
+    }
     spec_hash = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
     provenance = Provenance(inputs=(raw.ref,), spec_hash=spec_hash)
     commits: dict[str, Commit] = {}
@@ -201,13 +223,16 @@ def split(settings: Settings, store: DataStore, ref: str | None = None) -> dict[
         digests[name] = {hashlib.sha256(content).hexdigest() for content in items.values()}
         repo = split_repo(settings, name)
         store.create_repo(repo, f"{name} set of {raw_name} (the source's own split)")
-        commits[name] = store.put(repo, data.branch, items,
-                                  f"{name} set of {raw_name}@{raw.id[:12]} as PNG", provenance)
+        commits[name] = store.put(
+            repo, data.branch, items, f"{name} set of {raw_name}@{raw.id[:12]} as PNG", provenance
+        )
         print(f"split: {name} {len(items)} images -> {repo}@{commits[name].id[:12]}")
     shared = len(digests["train"] & digests["test"])
-    print(f"split: data.format idx keeps the source's train/test split of "
-          f"{raw_name}@{raw.id[:12]} (no re-splitting); {shared} test image(s) also occur "
-          "in train (kept, as published)")
+    print(
+        f"split: data.format idx keeps the source's train/test split of "
+        f"{raw_name}@{raw.id[:12]} (no re-splitting); {shared} test image(s) also occur "
+        "in train (kept, as published)"
+    )
     return commits
 
 
@@ -221,8 +246,12 @@ def source_raw_commit(settings: Settings, store: DataStore, validated: Commit) -
             for parent in store.provenance(ref.repo, ref.commit).inputs:
                 if parent.repo == raw_name:
                     return store.resolve(raw_name, parent.commit)
-    log.warning("%s has no provenance to %s: labels come from its %s head",
-                validated.ref, raw_name, settings.config.data.branch)
+    log.warning(
+        "%s has no provenance to %s: labels come from its %s head",
+        validated.ref,
+        raw_name,
+        settings.config.data.branch,
+    )
     return store.resolve(raw_name, settings.config.data.branch)
 
 
@@ -254,13 +283,21 @@ def idx_export(
             log.warning("%s: folder differs from its idx label %r", path, classes[label])
         entry = task_for(path, files[path], "image", version)
         entry["data"]["idx"] = {"file": key, "index": index}
-        entry["annotations"] = [{
-            "id": entry["id"],
-            "completed_by": {"email": IDX_LABELER},
-            "created_at": created,
-            "was_cancelled": False,
-            "result": [{"from_name": FROM_NAME, "to_name": "item", "type": "choices",
-                        "value": {"choices": [classes[label]]}}],
-        }]
+        entry["annotations"] = [
+            {
+                "id": entry["id"],
+                "completed_by": {"email": IDX_LABELER},
+                "created_at": created,
+                "was_cancelled": False,
+                "result": [
+                    {
+                        "from_name": FROM_NAME,
+                        "to_name": "item",
+                        "type": "choices",
+                        "value": {"choices": [classes[label]]},
+                    }
+                ],
+            }
+        ]
         export.append(entry)
     return export

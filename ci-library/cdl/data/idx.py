@@ -79,8 +79,7 @@ class IdxReader:
         self.name = name or (os.fspath(source) if not isinstance(source, bytes) else kind)
         self._raw: BinaryIO
         try:
-            self._raw = (io.BytesIO(source) if isinstance(source, bytes)
-                         else open(source, "rb"))  # noqa: SIM115 - closed by close()
+            self._raw = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115 - closed by close()
         except OSError as exc:
             raise IdxError(f"{self.name}: cannot open: {exc.strerror or exc}") from exc
         self.compressed = self._raw.read(2) == _GZIP_MAGIC
@@ -104,8 +103,10 @@ class IdxReader:
         try:
             return self._stream.read(size)
         except EOFError as exc:
-            raise self.error("truncated gzip stream (the compressed data ends before its "
-                             "end-of-stream marker): download the file again") from exc
+            raise self.error(
+                "truncated gzip stream (the compressed data ends before its "
+                "end-of-stream marker): download the file again"
+            ) from exc
         except (gzip.BadGzipFile, zlib.error) as exc:
             raise self.error(f"corrupt gzip data ({exc}): download the file again") from exc
         except OSError as exc:
@@ -137,8 +138,10 @@ class IdxReader:
             raise self.error(f"zero-sized item dimensions {dims[1:]}")
         header = IdxHeader(type_code, tuple(dims))
         if header.item_bytes > _MAX_ITEM_BYTES:
-            raise self.error(f"implausible item dimensions {dims[1:]} "
-                             f"({header.item_bytes} bytes per item): corrupt header")
+            raise self.error(
+                f"implausible item dimensions {dims[1:]} "
+                f"({header.item_bytes} bytes per item): corrupt header"
+            )
         return header
 
     # ---------------------------------------------------------------- payload
@@ -168,7 +171,7 @@ class IdxReader:
                         f"{self.kind} x {header.item_bytes} byte(s) = {total} bytes: the file "
                         f"is truncated ({have // header.item_bytes} complete items)"
                     )
-                view[filled:filled + len(chunk)] = chunk
+                view[filled : filled + len(chunk)] = chunk
                 filled += len(chunk)
             done += filled
             yield np.frombuffer(buffer, dtype=np.uint8).reshape(n, *header.item_shape)
@@ -176,8 +179,10 @@ class IdxReader:
         while chunk := self._read(_CHUNK):
             extra += len(chunk)
         if extra:
-            raise self.error(f"{extra} unexpected bytes after the {total}-byte payload of "
-                             f"{header.count} {self.kind}: corrupt or not an idx file")
+            raise self.error(
+                f"{extra} unexpected bytes after the {total}-byte payload of "
+                f"{header.count} {self.kind}: corrupt or not an idx file"
+            )
 
     def read(self) -> np.ndarray:
         """Every item as one uint8 array of shape ``dims``.
@@ -243,7 +248,7 @@ def iter_pair(
             )
         start = 0
         for block in reader.batches(batch):
-            yield block, label_array[start:start + len(block)]
+            yield block, label_array[start : start + len(block)]
             start += len(block)
 
 

@@ -50,7 +50,10 @@ def generate_export(settings: Settings, store: DataStore, split: str) -> list[di
 
 
 def import_payload(
-    settings: Settings, store: DataStore | None, payload: Any, split: str,
+    settings: Settings,
+    store: DataStore | None,
+    payload: Any,
+    split: str,
     version: DataVersion | None = None,
 ) -> ImportReport:
     """Import an export; entries without a data version get ``version`` or the validated head."""
@@ -79,22 +82,30 @@ def store_labels_step() -> ImportReport:
 
     settings = load_settings()
     split = check_split(os.environ.get("CDL_SPLIT", ""))
-    version = DataVersion(validated_repo(settings, split), settings.config.data.branch,
-                          input_commit("data"))
+    version = DataVersion(
+        validated_repo(settings, split), settings.config.data.branch, input_commit("data")
+    )
     total = ImportReport()
     for export in sorted(pfs_path("labels").rglob("*.json")):
-        report = import_payload(settings, None, read_export(export), split,
-                                version if version.commit else None)
+        report = import_payload(
+            settings, None, read_export(export), split, version if version.commit else None
+        )
         total.inserted += report.inserted
         total.updated += report.updated
         total.unchanged += report.unchanged
         total.rejected.extend(f"{export.name}: {message}" for message in report.rejected)
     out = pfs_path("out")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "labels-import.json", {
-        "split": split, "inserted": total.inserted, "updated": total.updated,
-        "unchanged": total.unchanged, "rejected": total.rejected,
-    })
+    atomic_write_json(
+        out / "labels-import.json",
+        {
+            "split": split,
+            "inserted": total.inserted,
+            "updated": total.updated,
+            "unchanged": total.unchanged,
+            "rejected": total.rejected,
+        },
+    )
     for message in total.rejected:
         print(f"store-labels: rejected {message}")
     print(f"store-labels ({split}): {total}")

@@ -49,8 +49,10 @@ class ImportReport:
     rejected: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return (f"{self.inserted} inserted, {self.updated} updated, {self.unchanged} unchanged, "
-                f"{len(self.rejected)} rejected")
+        return (
+            f"{self.inserted} inserted, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{len(self.rejected)} rejected"
+        )
 
 
 def table_name(settings: Settings) -> str:
@@ -81,7 +83,7 @@ def database_url(settings: Settings) -> str:
         dsn = settings.secret(env, "the labels table (PostgreSQL)")
         for prefix in ("postgresql://", "postgres://"):
             if dsn.startswith(prefix):
-                return "postgresql+psycopg://" + dsn[len(prefix):]
+                return "postgresql+psycopg://" + dsn[len(prefix) :]
         return dsn
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{settings.state_dir / 'labels.sqlite'}"
@@ -121,8 +123,11 @@ class LabelStore:
         with self.engine.begin() as conn:
             existing = {
                 (row.split, row.id): tuple(getattr(row, k) for k in keys)
-                for row in conn.execute(sa.select(self.table).where(
-                    self.table.c.split.in_({split for split, _ in rows})))
+                for row in conn.execute(
+                    sa.select(self.table).where(
+                        self.table.c.split.in_({split for split, _ in rows})
+                    )
+                )
             }
             changed = []
             for key, row in rows.items():
@@ -139,8 +144,11 @@ class LabelStore:
                 statement = self._insert()
                 statement = statement.on_conflict_do_update(
                     index_elements=["split", "id"],
-                    set_={k: statement.excluded[k] for k in (*keys, "imported_at")
-                          if k not in ("split", "id")},
+                    set_={
+                        k: statement.excluded[k]
+                        for k in (*keys, "imported_at")
+                        if k not in ("split", "id")
+                    },
                 )
                 conn.execute(statement, changed)
 
@@ -194,8 +202,11 @@ def parse_entry(
     path = data.get("path")
     if not isinstance(path, str) or not path.strip("/"):
         raise ValueError("data.path (the file path in the data repo) is missing")
-    annotations = [a for a in entry.get("annotations") or []
-                   if isinstance(a, dict) and not a.get("was_cancelled")]
+    annotations = [
+        a
+        for a in entry.get("annotations") or []
+        if isinstance(a, dict) and not a.get("was_cancelled")
+    ]
     if not annotations:
         raise ValueError("no (non-cancelled) annotation")
     annotation = annotations[-1]
@@ -222,8 +233,17 @@ def parse_entry(
     commit = data.get("commit") or (version.commit if version else "")
     if not (repo and branch and commit):
         raise ValueError("no data version: data.repo/branch/commit missing and none given")
-    return LabelRecord(str(task_id), split, path.strip("/"), label, labeler, created,
-                       str(repo), str(branch), str(commit))
+    return LabelRecord(
+        str(task_id),
+        split,
+        path.strip("/"),
+        label,
+        labeler,
+        created,
+        str(repo),
+        str(branch),
+        str(commit),
+    )
 
 
 def parse_export(
@@ -240,13 +260,17 @@ def parse_export(
             records.append(parse_entry(entry, split, version, classes))
         except ValueError as exc:
             task = entry.get("id") if isinstance(entry, dict) else None
-            rejected.append(f"entry {index}" + (f" (task {task})" if task is not None else "")
-                            + f": {exc}")
+            rejected.append(
+                f"entry {index}" + (f" (task {task})" if task is not None else "") + f": {exc}"
+            )
     return records, rejected
 
 
 def import_export(
-    labels: LabelStore, payload: Any, split: str, version: DataVersion | None,
+    labels: LabelStore,
+    payload: Any,
+    split: str,
+    version: DataVersion | None,
     classes: list[str],
 ) -> ImportReport:
     records, rejected = parse_export(payload, split, version, classes)
@@ -262,8 +286,12 @@ def _task_id(path: str) -> int:
 
 def task_for(path: str, content: bytes, task: str, version: DataVersion) -> dict[str, Any]:
     """A Label Studio task for one validated file (text inline; images by local-files URL)."""
-    data: dict[str, Any] = {"path": path, "repo": version.repo, "branch": version.branch,
-                            "commit": version.commit}
+    data: dict[str, Any] = {
+        "path": path,
+        "repo": version.repo,
+        "branch": version.branch,
+        "commit": version.commit,
+    }
     if task == "image":
         data["image"] = f"/data/local-files/?d={path}"
     else:
@@ -278,14 +306,22 @@ def folder_labels(
     export = []
     for path in sorted(files):
         entry = task_for(path, files[path], task, version)
-        entry["annotations"] = [{
-            "id": entry["id"],
-            "completed_by": {"email": FOLDER_LABELER},
-            "created_at": created,
-            "was_cancelled": False,
-            "result": [{"from_name": FROM_NAME, "to_name": "item", "type": "choices",
-                        "value": {"choices": [path.split("/", 1)[0]]}}],
-        }]
+        entry["annotations"] = [
+            {
+                "id": entry["id"],
+                "completed_by": {"email": FOLDER_LABELER},
+                "created_at": created,
+                "was_cancelled": False,
+                "result": [
+                    {
+                        "from_name": FROM_NAME,
+                        "to_name": "item",
+                        "type": "choices",
+                        "value": {"choices": [path.split("/", 1)[0]]},
+                    }
+                ],
+            }
+        ]
         export.append(entry)
     return export
 

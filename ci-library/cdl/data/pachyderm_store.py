@@ -49,8 +49,10 @@ class PachydermStore(DataStore):
         from pachyderm_sdk import Client
 
         if not address:
-            raise DataError("the cluster profile needs Pachyderm's address: set "
-                            "cluster.pachyderm_address in cdl.yaml or PACHD_ADDRESS")
+            raise DataError(
+                "the cluster profile needs Pachyderm's address: set "
+                "cluster.pachyderm_address in cdl.yaml or PACHD_ADDRESS"
+            )
         return cls(Client.from_pachd_address(address), project)
 
     # ---------------------------------------------------------------- helpers
@@ -70,8 +72,9 @@ class PachydermStore(DataStore):
     def _commit_ref(self, repo: str, ref: str) -> Any:
         branches = self.list_branches(repo)
         if ref in branches:
-            return self.pfs.Commit(repo=self._repo(repo),
-                                   branch=self.pfs.Branch(repo=self._repo(repo), name=ref))
+            return self.pfs.Commit(
+                repo=self._repo(repo), branch=self.pfs.Branch(repo=self._repo(repo), name=ref)
+            )
         return self.pfs.Commit(repo=self._repo(repo), id=ref)
 
     def _to_commit(self, repo: str, info: Any, branch: str | None = None) -> Commit:
@@ -99,26 +102,38 @@ class PachydermStore(DataStore):
     def create_repo(self, repo: str, description: str = "") -> None:
         if repo in self.list_repos():
             return
-        self._call(f"create repo {repo}", self.client.pfs.create_repo,
-                   repo=self._repo(repo), description=description)
+        self._call(
+            f"create repo {repo}",
+            self.client.pfs.create_repo,
+            repo=self._repo(repo),
+            description=description,
+        )
 
     def list_repos(self) -> list[str]:
-        infos = self._call("list repos", lambda **kw: list(self.client.pfs.list_repo(**kw)),
-                           projects=[self.project])
+        infos = self._call(
+            "list repos",
+            lambda **kw: list(self.client.pfs.list_repo(**kw)),
+            projects=[self.project],
+        )
         return sorted(info.repo.name for info in infos if info.repo.type in ("", "user"))
 
     def list_branches(self, repo: str) -> dict[str, str]:
-        infos = self._call(f"list branches of {repo}",
-                           lambda **kw: list(self.client.pfs.list_branch(**kw)),
-                           repo=self._repo(repo))
+        infos = self._call(
+            f"list branches of {repo}",
+            lambda **kw: list(self.client.pfs.list_branch(**kw)),
+            repo=self._repo(repo),
+        )
         return {info.branch.name: (info.head.id if info.head else "") for info in infos}
 
     def create_branch(self, repo: str, branch: str, from_ref: str) -> Commit:
         check_branch_name(branch)
         commit = self.resolve(repo, from_ref)
-        self._call(f"create branch {repo}@{branch}", self.client.pfs.create_branch,
-                   branch=self.pfs.Branch(repo=self._repo(repo), name=branch),
-                   head=self.pfs.Commit(repo=self._repo(repo), id=commit.id))
+        self._call(
+            f"create branch {repo}@{branch}",
+            self.client.pfs.create_branch,
+            branch=self.pfs.Branch(repo=self._repo(repo), name=branch),
+            head=self.pfs.Commit(repo=self._repo(repo), id=commit.id),
+        )
         return Commit(**{**commit.__dict__, "branch": branch})
 
     # ---------------------------------------------------------------- writing
@@ -132,22 +147,26 @@ class PachydermStore(DataStore):
     ) -> Commit:
         check_branch_name(branch)
         items = iter_source(source)
-        meta = {"message": message, "provenance": (provenance or Provenance()).to_dict(),
-                "files": len(items)}
+        meta = {
+            "message": message,
+            "provenance": (provenance or Provenance()).to_dict(),
+            "files": len(items),
+        }
         open_commit = self._call(
-            f"start commit on {repo}@{branch}", self.client.pfs.start_commit,
+            f"start commit on {repo}@{branch}",
+            self.client.pfs.start_commit,
             branch=self.pfs.Branch(repo=self._repo(repo), name=branch),
             description=json.dumps(meta, sort_keys=True),
         )
         try:
             self.client.pfs.modify_file(self._operations(open_commit, items))
             self.client.pfs.finish_commit(commit=open_commit)
-            info = self.client.pfs.inspect_commit(commit=open_commit,
-                                                  wait=self.pfs.CommitState.FINISHED)
+            info = self.client.pfs.inspect_commit(
+                commit=open_commit, wait=self.pfs.CommitState.FINISHED
+            )
         except BaseException as exc:
             with contextlib.suppress(grpc.RpcError):
-                self.client.pfs.drop_commit_set(
-                    commit_set=self.pfs.CommitSet(id=open_commit.id))
+                self.client.pfs.drop_commit_set(commit_set=self.pfs.CommitSet(id=open_commit.id))
             if isinstance(exc, grpc.RpcError):
                 raise DataError(f"put {repo}@{branch}: Pachyderm error: {exc}") from exc
             raise
@@ -176,18 +195,23 @@ class PachydermStore(DataStore):
 
     def list_files(self, repo: str, ref: str) -> list[str]:
         commit = self._commit_ref(repo, ref)
-        infos = self._call(f"list files of {repo}@{ref}",
-                           lambda **kw: list(self.client.pfs.walk_file(**kw)),
-                           file=self.pfs.File(commit=commit, path="/"))
-        return sorted(info.file.path.lstrip("/") for info in infos
-                      if info.file_type == self.pfs.FileType.FILE)
+        infos = self._call(
+            f"list files of {repo}@{ref}",
+            lambda **kw: list(self.client.pfs.walk_file(**kw)),
+            file=self.pfs.File(commit=commit, path="/"),
+        )
+        return sorted(
+            info.file.path.lstrip("/") for info in infos if info.file_type == self.pfs.FileType.FILE
+        )
 
     def read(self, repo: str, ref: str, path: str) -> bytes:
         commit = self._commit_ref(repo, ref)
         target = "/" + normalize_path(path)
-        chunks = self._call(f"{repo}@{ref}:{target}",
-                            lambda **kw: [c.value for c in self.client.pfs.get_file(**kw)],
-                            file=self.pfs.File(commit=commit, path=target))
+        chunks = self._call(
+            f"{repo}@{ref}:{target}",
+            lambda **kw: [c.value for c in self.client.pfs.get_file(**kw)],
+            file=self.pfs.File(commit=commit, path=target),
+        )
         return b"".join(chunks)
 
     def checkout(self, repo: str, ref: str, dest: str | os.PathLike[str]) -> Commit:

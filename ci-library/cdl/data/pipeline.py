@@ -37,16 +37,26 @@ def run_project_step(
     if not script.is_file():
         fallback()
         return
-    env = {**os.environ, "CDL_CONFIG": str(settings.root / "cdl.yaml"),
-           "CDL_PROFILE": settings.profile}
-    result = subprocess.run([sys.executable, str(script)], cwd=settings.root, env=env,
-                            capture_output=True, text=True, check=False)
+    env = {
+        **os.environ,
+        "CDL_CONFIG": str(settings.root / "cdl.yaml"),
+        "CDL_PROFILE": settings.profile,
+    }
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=settings.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.stdout:
         echo(result.stdout.rstrip("\n"))
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines()
-        errors = [line.removeprefix("cdl: error: ") for line in lines
-                  if line.startswith("cdl: error: ")]
+        errors = [
+            line.removeprefix("cdl: error: ") for line in lines if line.startswith("cdl: error: ")
+        ]
         detail = errors[-1] if errors else "\n".join(lines[-15:])
         raise DataError(f"data/{name}.py (exit code {result.returncode}): {detail}")
 
@@ -71,8 +81,12 @@ def label(settings: Settings, store: DataStore, echo: Echo) -> None:
         export = generate_export(settings, store, name)
         repo = labels_repo(settings, name)
         store.create_repo(repo, f"Label Studio exports of the {name} split")
-        store.put(repo, settings.config.data.branch, {"folder-labels.json": dumps(export)},
-                  f"folder labels of {len(export)} {name} items")
+        store.put(
+            repo,
+            settings.config.data.branch,
+            {"folder-labels.json": dumps(export)},
+            f"folder labels of {len(export)} {name} items",
+        )
         pipeline = f"{split_repo(settings, name)}-store-labels"
         if pipeline in pipelines:
             run_pipelines(settings, store, [pipeline], echo)
@@ -91,9 +105,12 @@ def run_all(settings: Settings, store: DataStore, echo: Echo = print) -> dict[st
     summary: dict[str, Any] = {}
     for name in SPLITS:
         result = validation_summary(settings, store, name)
-        summary[name] = {k: result[k] for k in ("total", "kept", "discarded", "reasons",
-                                                 "repaired")}
+        summary[name] = {
+            k: result[k] for k in ("total", "kept", "discarded", "reasons", "repaired")
+        }
         reasons = ", ".join(f"{k} {v}" for k, v in result["reasons"].items()) or "none"
-        echo(f"{name}: {result['total']} items, {result['kept']} kept, "
-             f"{result['discarded']} discarded ({reasons})")
+        echo(
+            f"{name}: {result['total']} items, {result['kept']} kept, "
+            f"{result['discarded']} discarded ({reasons})"
+        )
     return summary

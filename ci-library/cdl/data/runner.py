@@ -195,7 +195,11 @@ def _command(transform: dict[str, Any]) -> list[str]:
 
 
 def _materialize(
-    datum: Datum, store: DataStore, checkouts: dict[str, Path], root: Path, work: Path,
+    datum: Datum,
+    store: DataStore,
+    checkouts: dict[str, Path],
+    root: Path,
+    work: Path,
     heads: Heads,
 ) -> None:
     """Lay out the datum's inputs under ``root``.
@@ -263,8 +267,13 @@ def _run_datum(
     stdin = "\n".join(transform.get("stdin") or []) or None
     accepted = {0, *(int(code) for code in transform.get("accept_return_code") or [])}
     result = subprocess.run(
-        _command(transform), cwd=settings.root, env=env, input=stdin, text=True,
-        capture_output=True, check=False,
+        _command(transform),
+        cwd=settings.root,
+        env=env,
+        input=stdin,
+        text=True,
+        capture_output=True,
+        check=False,
     )
     if result.stdout:
         echo(result.stdout.rstrip("\n"))
@@ -294,8 +303,7 @@ def run_pipeline(
             return RunResult(pipeline.name, "waiting", detail=detail)
         heads[item.name] = (item, commit, store.list_files(item.repo, commit.id))
     provenance = Provenance(
-        inputs=tuple(sorted({CommitRef(i.repo, c.id) for i, c, _ in heads.values()},
-                            key=str)),
+        inputs=tuple(sorted({CommitRef(i.repo, c.id) for i, c, _ in heads.values()}, key=str)),
         spec_hash=run_hash(pipeline, settings),
     )
     branch = spec.get("output_branch") or spec.get("outputBranch") or DEFAULT_BRANCH
@@ -321,8 +329,10 @@ def run_pipeline(
                 shutil.rmtree(root.parent)
         inputs = ", ".join(str(ref) for ref in provenance.inputs)
         commit = store.put(pipeline.name, branch, out, f"{pipeline.name} on {inputs}", provenance)
-    echo(f"{pipeline.name}: ran {len(datums)} datum(s) -> {pipeline.name}@{commit.id[:12]} "
-         f"({commit.file_count} files)")
+    echo(
+        f"{pipeline.name}: ran {len(datums)} datum(s) -> {pipeline.name}@{commit.id[:12]} "
+        f"({commit.file_count} files)"
+    )
     return RunResult(pipeline.name, "ran", commit, len(datums))
 
 

@@ -33,8 +33,18 @@ SPEC_SUFFIXES = (".json", ".yaml", ".yml")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 _DURATION_RE = re.compile(r"^-?\d+(\.\d+)?s$")
 _VAR_RE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
-_INT_TYPES = {"int32", "int64", "uint32", "uint64", "sint32", "sint64", "fixed32", "fixed64",
-              "sfixed32", "sfixed64"}
+_INT_TYPES = {
+    "int32",
+    "int64",
+    "uint32",
+    "uint64",
+    "sint32",
+    "sint64",
+    "fixed32",
+    "fixed64",
+    "sfixed32",
+    "sfixed64",
+}
 
 
 def _camel(name: str) -> str:
@@ -61,8 +71,9 @@ def _fields(message_cls: type) -> dict[str, _Field]:
         meta = field.metadata.get("betterproto")
         if meta is None:
             continue
-        info = _Field(field.name, meta.proto_type, hints[field.name], meta.group,
-                      meta.map_types, meta.wraps)
+        info = _Field(
+            field.name, meta.proto_type, hints[field.name], meta.group, meta.map_types, meta.wraps
+        )
         for key in {field.name, field.name.rstrip("_"), _camel(field.name)}:
             accepted[key] = info
     return accepted
@@ -133,7 +144,7 @@ class _Linter:
         if kind == "message":
             if hint is dt.timedelta:
                 if not (isinstance(value, str) and _DURATION_RE.match(value)):
-                    self.error(path, f"expected a duration like \"60s\", got {value!r}")
+                    self.error(path, f'expected a duration like "60s", got {value!r}')
             elif hint is dt.datetime:
                 if not isinstance(value, str):
                     self.error(path, f"expected an RFC 3339 time string, got {_type_name(value)}")

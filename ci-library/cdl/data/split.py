@@ -84,10 +84,13 @@ def split(settings: Settings, store: DataStore, ref: str | None = None) -> dict[
     for name, part in (("train", result.train), ("test", result.test)):
         repo = split_repo(settings, name)
         store.create_repo(repo, f"{name} split of {raw}")
-        commits[name] = store.put(repo, data.branch, part,
-                                  f"{name} split of {raw}@{source.id[:12]}", provenance)
-    print(f"split: {len(files)} raw files, {len(result.duplicates)} exact duplicates removed, "
-          f"{len(result.conflicts)} conflicting duplicates dropped -> "
-          f"train {len(result.train)} ({commits['train'].id[:12]}), "
-          f"test {len(result.test)} ({commits['test'].id[:12]})")
+        commits[name] = store.put(
+            repo, data.branch, part, f"{name} split of {raw}@{source.id[:12]}", provenance
+        )
+    print(
+        f"split: {len(files)} raw files, {len(result.duplicates)} exact duplicates removed, "
+        f"{len(result.conflicts)} conflicting duplicates dropped -> "
+        f"train {len(result.train)} ({commits['train'].id[:12]}), "
+        f"test {len(result.test)} ({commits['test'].id[:12]})"
+    )
     return commits

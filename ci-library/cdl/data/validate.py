@@ -145,9 +145,7 @@ def check_item(rel: str, data: bytes, rules: Rules, extra: ExtraCheck | None = N
     return verdict
 
 
-def validate_tree(
-    src: Path, out: Path, rules: Rules, extra: ExtraCheck | None = None
-) -> Summary:
+def validate_tree(src: Path, out: Path, rules: Rules, extra: ExtraCheck | None = None) -> Summary:
     """Validate every file under ``src``; write kept ones to ``out`` and ``out/summary.json``."""
     summary = Summary()
     made: set[str] = set()
@@ -201,6 +199,8 @@ def run_step(input_name: str = "data", extra: ExtraCheck | None = None) -> Summa
     out.mkdir(parents=True, exist_ok=True)
     summary = validate_tree(src, out, Rules.from_settings(settings), extra)
     reasons = ", ".join(f"{k}={v}" for k, v in sorted(summary.reasons.items())) or "none"
-    print(f"validate: {summary.total} items, kept {summary.kept}, discarded "
-          f"{summary.total - summary.kept} ({reasons})")
+    print(
+        f"validate: {summary.total} items, kept {summary.kept}, discarded "
+        f"{summary.total - summary.kept} ({reasons})"
+    )
     return summary

@@ -215,7 +215,9 @@ def _record_gate_only(
         "%s v%s: the compressed model passed the gate, but this registry cannot store its files; "
         "the comparison is recorded on v%s (metadata compression_gate), which stays the version "
         "to deploy",
-        name, version, version,
+        name,
+        version,
+        version,
     )
     return CompressionResult(comparison, None)
 
@@ -301,10 +303,14 @@ def compress_version(
         spec = read_spec(source)
         loader = TorchInt8Predictor if fmt == "torch-int8" else TFLitePredictor
         comparison = compare(
-            load_predictor(source), loader.load(dest), inputs, labels,
+            load_predictor(source),
+            loader.load(dest),
+            inputs,
+            labels,
             original_bytes=weights_size(source, spec),
             compressed_bytes=model_file.stat().st_size,
-            runs=config.latency_runs, max_drop=max_drop,
+            runs=config.latency_runs,
+            max_drop=max_drop,
         )
         comparison.update(
             {"format": fmt, "source_version": found.version, "test_data": data_version}

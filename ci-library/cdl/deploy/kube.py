@@ -66,8 +66,12 @@ def current_branch(root: Path) -> str | None:
             return os.environ[variable]
     try:
         result = subprocess.run(
-            ["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=root, capture_output=True,
-            text=True, timeout=10, check=True,
+            ["git", "rev-parse", "--abbrev-ref", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -136,8 +140,12 @@ class Kubectl:
             raise RuntimeError("Kubectl.run outside a session()")
         try:
             result = subprocess.run(
-                [self.executable, *args], input=stdin, capture_output=True, text=True,
-                env=self._env, timeout=self.timeout,
+                [self.executable, *args],
+                input=stdin,
+                capture_output=True,
+                text=True,
+                env=self._env,
+                timeout=self.timeout,
             )
         except subprocess.TimeoutExpired:
             raise KubeError(f"kubectl {args[0]} timed out after {self.timeout:.0f} s") from None
@@ -202,8 +210,14 @@ def apply_manifest(settings: Any, manifest: Manifest) -> list[str]:
             _wait_for_deployment(kubectl, name, namespace, timeout)
             output.append(
                 kubectl.run(
-                    ["rollout", "status", f"deployment/{name}", "-n", namespace,
-                     f"--timeout={timeout}s"]
+                    [
+                        "rollout",
+                        "status",
+                        f"deployment/{name}",
+                        "-n",
+                        namespace,
+                        f"--timeout={timeout}s",
+                    ]
                 )
             )
     return [line for line in output if line]
@@ -264,8 +278,7 @@ def rollback(
     history = deployment_history(registry, name, environment)
     if len(history) < 2:
         raise KubeError(
-            f"no earlier deployment of {name} to {environment} is recorded: nothing to roll "
-            "back to"
+            f"no earlier deployment of {name} to {environment} is recorded: nothing to roll back to"
         )
     current_version, current = history[-1]
     previous_version, previous = history[-2]
@@ -280,11 +293,16 @@ def rollback(
     _record(registry, name, previous_version, environment, entry)
     retired = {**current, "retired_at": entry["at"], "replaced_by": previous_version}
     registry.add_metadata(
-        name, current_version,
+        name,
+        current_version,
         {"deployments": {environment: None, "retired": {environment: retired}}},
         overwrite=True,
     )
     return Deployed(
-        environment, previous_version, previous["image"], manifest.namespace, manifest.name,
+        environment,
+        previous_version,
+        previous["image"],
+        manifest.namespace,
+        manifest.name,
         output,
     )

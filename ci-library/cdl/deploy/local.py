@@ -61,6 +61,7 @@ class ServerInfo:
 DEFAULT_WORKERS = 2
 DEFAULT_THREADS = 2
 
+
 def model_class_name(model_name: str) -> str:
     """The wrapper's class (and module) name: ``news-classifier`` -> ``NewsClassifier``.
 
@@ -150,13 +151,20 @@ def start_server(
                 "or choose --port)"
             )
     command = [
-        microservice_executable(), class_name,
-        "--service-type", "MODEL",
-        "--http-port", str(port),
-        "--metrics-port", str(metrics_port),
-        "--workers", str(workers),
-        "--threads", str(threads),
-        "--log-level", "INFO",
+        microservice_executable(),
+        class_name,
+        "--service-type",
+        "MODEL",
+        "--http-port",
+        str(port),
+        "--metrics-port",
+        str(metrics_port),
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--log-level",
+        "INFO",
     ]
     if grpc_port:
         command += ["--grpc-port", str(grpc_port), "--grpc-workers", "1"]
@@ -169,14 +177,17 @@ def start_server(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
 
-def wait_ready(
-    process: subprocess.Popen[bytes], port: int, timeout: float, log_path: Path
-) -> None:
+def wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float, log_path: Path) -> None:
     """Poll ``/health/ping`` until it answers; ServeError with the log tail if the server dies."""
     deadline = time.monotonic() + timeout
     url = f"http://127.0.0.1:{port}/health/ping"
@@ -296,9 +307,16 @@ def serve(
     log_path = settings.state_dir / "logs" / f"serve-{port}.log"
     url = os.environ.get(SCORING_URL_ENV) or scoring_url(settings)
     process = start_server(
-        model_class_name(manifest.name), folder, artifact,
-        port=port, metrics_port=metrics_port, log_path=log_path, scoring_url=url,
-        workers=workers, threads=threads, grpc_port=grpc_port,
+        model_class_name(manifest.name),
+        folder,
+        artifact,
+        port=port,
+        metrics_port=metrics_port,
+        log_path=log_path,
+        scoring_url=url,
+        workers=workers,
+        threads=threads,
+        grpc_port=grpc_port,
     )
     try:
         wait_ready(process, port, deployment.startup_timeout, log_path)
@@ -306,8 +324,14 @@ def serve(
         stop_group(process.pid)
         raise
     info = ServerInfo(
-        pid=process.pid, port=port, metrics_port=metrics_port, model=manifest.name,
-        version=manifest.version, artifact=str(artifact), log=str(log_path), started=time.time(),
+        pid=process.pid,
+        port=port,
+        metrics_port=metrics_port,
+        model=manifest.name,
+        version=manifest.version,
+        artifact=str(artifact),
+        log=str(log_path),
+        started=time.time(),
     )
     atomic_write_json(server_file(settings), asdict(info))
     return info, process

@@ -48,8 +48,7 @@ def lineage_summary(lineage: dict[str, Any]) -> dict[str, str]:
     """A short, string-only view of the lineage for Seldon's metadata ``custom`` field."""
     flat = flatten(lineage)
     return {
-        f"lineage.{key}": value[:SUMMARY_CHARS]
-        for key, value in list(flat.items())[:SUMMARY_ITEMS]
+        f"lineage.{key}": value[:SUMMARY_CHARS] for key, value in list(flat.items())[:SUMMARY_ITEMS]
     }
 
 

@@ -101,8 +101,8 @@ class CDLModel:
     """Set by the rendered wrapper: the ``artifact/`` folder next to it."""
 
     def __init__(self, artifact_dir: str | None = None, **_parameters: Any) -> None:
-        self.artifact_dir = Path(artifact_dir) if artifact_dir else resolve_artifact_dir(
-            self.default_artifact_dir
+        self.artifact_dir = (
+            Path(artifact_dir) if artifact_dir else resolve_artifact_dir(self.default_artifact_dir)
         )
         self.manifest = read_manifest(self.artifact_dir)
         self.max_batch = _limit(self.manifest, "max_batch")
@@ -137,7 +137,10 @@ class CDLModel:
             log.warning("%s is not set: scoring data is not stored", SCORING_URL_ENV)
         log.info(
             "serving %s v%s (%s) from %s",
-            manifest.name, manifest.version, manifest.format, self.artifact_dir,
+            manifest.name,
+            manifest.version,
+            manifest.format,
+            self.artifact_dir,
         )
 
     def _warm_up_inputs(self) -> list[Any]:
@@ -211,7 +214,8 @@ class CDLModel:
         if not url:
             raise SeldonMicroserviceException(
                 f"feedback needs the scoring store: {SCORING_URL_ENV} is not set",
-                status_code=503, reason="NO_SCORING_STORE",
+                status_code=503,
+                reason="NO_SCORING_STORE",
             )
         try:
             with self._lock:
@@ -295,20 +299,23 @@ class CDLModel:
 
     def _reject(self, exc: InvalidRequest, started: float) -> SeldonMicroserviceException:
         log.info("rejected request: %s: %s", exc.reason, exc.message)
-        self._add_metrics([{"type": "COUNTER", "key": REJECTED, "value": 1,
-                            "tags": {"reason": exc.reason}}])
+        self._add_metrics(
+            [{"type": "COUNTER", "key": REJECTED, "value": 1, "tags": {"reason": exc.reason}}]
+        )
         if self.writer is not None:
-            self.writer.submit([
-                ScoringRecord(
-                    request_id=uuid.uuid4().hex,
-                    model=self.manifest.name,
-                    version=str(self.manifest.version),
-                    status=STATUS_REJECTED,
-                    error=f"{exc.reason}: {exc.message}"[:2000],
-                    input_kind=self.manifest.task,
-                    latency_ms=(time.perf_counter() - started) * 1000.0,
-                )
-            ])
+            self.writer.submit(
+                [
+                    ScoringRecord(
+                        request_id=uuid.uuid4().hex,
+                        model=self.manifest.name,
+                        version=str(self.manifest.version),
+                        status=STATUS_REJECTED,
+                        error=f"{exc.reason}: {exc.message}"[:2000],
+                        input_kind=self.manifest.task,
+                        latency_ms=(time.perf_counter() - started) * 1000.0,
+                    )
+                ]
+            )
         return SeldonMicroserviceException(exc.message, status_code=400, reason=exc.reason)
 
     def _score(
@@ -353,8 +360,9 @@ class CDLModel:
             self._count_scoring_failure(len(items))
 
     def _count_scoring_failure(self, count: int) -> None:
-        self._add_metrics([{"type": "COUNTER", "key": SCORING_FAILURES, "value": count,
-                            "tags": dict(self._tags)}])
+        self._add_metrics(
+            [{"type": "COUNTER", "key": SCORING_FAILURES, "value": count, "tags": dict(self._tags)}]
+        )
 
     def _add_metrics(self, metrics: list[dict[str, Any]]) -> None:
         with self._lock:

@@ -264,9 +264,7 @@ def register_best_checkpoint(
         settings, experiment_id, registered={"model": version.model, "version": version.version}
     )
     shown = ", ".join(f"{k} {float(v):.4f}" for k, v in sorted(validation.items()))
-    echo(
-        f"best checkpoint {checkpoint.uuid} (trial {training.trial_id}; {shown or 'no metrics'})"
-    )
+    echo(f"best checkpoint {checkpoint.uuid} (trial {training.trial_id}; {shown or 'no metrics'})")
     return version
 
 

@@ -91,8 +91,7 @@ def register_checkpoint(
     for existing in registry.list_versions(name):
         if existing.checkpoint_uuid == checkpoint_uuid:
             raise CDLError(
-                f"checkpoint {checkpoint_uuid} is already registered as {name} "
-                f"v{existing.version}"
+                f"checkpoint {checkpoint_uuid} is already registered as {name} v{existing.version}"
             )
     metadata = {
         "framework": settings.config.model.framework,

@@ -23,8 +23,12 @@ from cdl.monitor.stats import Comparison, Thresholds, compare_continuous, compar
 
 OK, WARN, DRIFT, INSUFFICIENT = "ok", "warn", "drift", "insufficient-data"
 SEVERITY = {OK: 0, WARN: 1, DRIFT: 2}
-KIND_INPUT, KIND_PREDICTION, KIND_ACCURACY, KIND_ERRORS = "input", "prediction", "accuracy", \
-    "errors"
+KIND_INPUT, KIND_PREDICTION, KIND_ACCURACY, KIND_ERRORS = (
+    "input",
+    "prediction",
+    "accuracy",
+    "errors",
+)
 
 TITLES = {
     "n_chars": "document length (characters)",
@@ -80,8 +84,13 @@ class Check:
         return TITLES.get(self.name, self.name)
 
     def as_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"check": self.name, "kind": self.kind, "status": self.status,
-                                "message": self.message, "figure": self.figure}
+        data: dict[str, Any] = {
+            "check": self.name,
+            "kind": self.kind,
+            "status": self.status,
+            "message": self.message,
+            "figure": self.figure,
+        }
         if self.comparison is not None:
             data.update(self.comparison.as_dict())
             data["status"] = self.status
@@ -94,12 +103,15 @@ def _fmt(value: float | None) -> str:
 
 
 def _describe(title: str, result: Comparison, extra: str = "") -> str:
-    return (f"{title}{extra}: {result.test} statistic {result.statistic:.3g}, "
-            f"p={result.p_value:.3g}, PSI {result.psi:.3f} -> {result.status}")
+    return (
+        f"{title}{extra}: {result.test} statistic {result.statistic:.3g}, "
+        f"p={result.p_value:.3g}, PSI {result.psi:.3f} -> {result.status}"
+    )
 
 
-def feature_checks(live: LiveData, reference: dict[str, Any], policy: Policy,
-                   skipped: list[dict[str, str]]) -> list[Check]:
+def feature_checks(
+    live: LiveData, reference: dict[str, Any], policy: Policy, skipped: list[dict[str, str]]
+) -> list[Check]:
     """KS + PSI of each input feature the reference and the live ``input_stats`` both have."""
     checks = []
     for name, accumulator in live.features.items():
@@ -109,45 +121,75 @@ def feature_checks(live: LiveData, reference: dict[str, Any], policy: Policy,
             continue
         if accumulator.n < policy.min_samples:
             missing = live.missing.get(name, 0)
-            why = (f"only {accumulator.n} scored items carry it (need {policy.min_samples})")
+            why = f"only {accumulator.n} scored items carry it (need {policy.min_samples})"
             if missing:
-                why += (f"; {missing} records have no input_stats value for it (the serving "
-                        "wrapper does not record it: use cdl.monitor.input_stats)")
+                why += (
+                    f"; {missing} records have no input_stats value for it (the serving "
+                    "wrapper does not record it: use cdl.monitor.input_stats)"
+                )
             skipped.append({"check": name, "why": why})
             continue
-        result = compare_continuous(summary, accumulator.sample.values, accumulator.counts,
-                                    policy.thresholds)
+        result = compare_continuous(
+            summary, accumulator.sample.values, accumulator.counts, policy.thresholds
+        )
         live_median = float(np.median(accumulator.sample.values))
         ref_median = summary["quantiles"].get("p50")
         extra = f" (median live {_fmt(live_median)} vs reference {_fmt(ref_median)})"
-        checks.append(Check(name, KIND_INPUT, result.status,
-                            _describe(TITLES[name], result, extra), result,
-                            details={"live_median": round(live_median, 6),
-                                     "reference_median": ref_median, "live_n": accumulator.n}))
+        checks.append(
+            Check(
+                name,
+                KIND_INPUT,
+                result.status,
+                _describe(TITLES[name], result, extra),
+                result,
+                details={
+                    "live_median": round(live_median, 6),
+                    "reference_median": ref_median,
+                    "live_n": accumulator.n,
+                },
+            )
+        )
     return checks
 
 
-def stem_check(live: LiveData, reference: dict[str, Any], policy: Policy,
-               skipped: list[dict[str, str]]) -> list[Check]:
+def stem_check(
+    live: LiveData, reference: dict[str, Any], policy: Policy, skipped: list[dict[str, str]]
+) -> list[Check]:
     """Chi-square + PSI of the token profile over the reference's top stems and "other"."""
     profile = reference.get("stem_profile")
     if not profile or not profile.get("stems"):
         skipped.append({"check": "stem_profile", "why": "the reference has no stem profile"})
         return []
     if live.stems_seen < policy.min_samples:
-        skipped.append({"check": "stem_profile", "why": (
-            f"only {live.stems_seen} scored items carry input_stats.top_stems "
-            f"(need {policy.min_samples})")})
+        skipped.append(
+            {
+                "check": "stem_profile",
+                "why": (
+                    f"only {live.stems_seen} scored items carry input_stats.top_stems "
+                    f"(need {policy.min_samples})"
+                ),
+            }
+        )
         return []
     stems = profile["stems"]
     ref_counts = [*profile["counts"], profile["other"]]
     live_known = [live.stems.get(stem, 0) for stem in stems]
     live_counts = [*live_known, sum(live.stems.values()) - sum(live_known)]
     result = compare_counts(ref_counts, live_counts, policy.thresholds)
-    return [Check("stem_profile", KIND_INPUT, result.status,
-                  _describe(TITLES["stem_profile"], result,
-                            f" over the reference's top {len(stems)} stems + other"),
-                  result, details={"live_items": live.stems_seen})]
+    return [
+        Check(
+            "stem_profile",
+            KIND_INPUT,
+            result.status,
+            _describe(
+                TITLES["stem_profile"],
+                result,
+                f" over the reference's top {len(stems)} stems + other",
+            ),
+            result,
+            details={"live_items": live.stems_seen},
+        )
+    ]
 
 
 def prediction_checks(live: LiveData, reference: dict[str, Any], policy: Policy) -> list[Check]:
@@ -158,52 +200,93 @@ def prediction_checks(live: LiveData, reference: dict[str, Any], policy: Policy)
     ref_counts = [reference["predictions"]["counts"].get(c, 0) for c in names]
     live_counts = [live.predicted.get(c, 0) for c in names]
     result = compare_counts(ref_counts, live_counts, policy.thresholds)
-    shares = {c: round(n / max(1, sum(live_counts)), 4) for c, n in zip(names, live_counts,
-                                                                         strict=True)}
-    checks = [Check("predictions", KIND_PREDICTION, result.status,
-                    _describe(TITLES["predictions"], result), result,
-                    details={"live_shares": shares})]
+    shares = {
+        c: round(n / max(1, sum(live_counts)), 4) for c, n in zip(names, live_counts, strict=True)
+    }
+    checks = [
+        Check(
+            "predictions",
+            KIND_PREDICTION,
+            result.status,
+            _describe(TITLES["predictions"], result),
+            result,
+            details={"live_shares": shares},
+        )
+    ]
     if live.confidence.n >= policy.min_samples:
-        conf = compare_continuous(reference["confidence"], live.confidence.sample.values,
-                                  live.confidence.counts, policy.thresholds)
+        conf = compare_continuous(
+            reference["confidence"],
+            live.confidence.sample.values,
+            live.confidence.counts,
+            policy.thresholds,
+        )
         live_median = float(np.median(live.confidence.sample.values))
         ref_median = reference["confidence"]["quantiles"].get("p50")
-        checks.append(Check("confidence", KIND_PREDICTION, conf.status, _describe(
-            TITLES["confidence"], conf,
-            f" (median live {_fmt(live_median)} vs reference {_fmt(ref_median)})"), conf,
-            details={"live_median": round(live_median, 6), "reference_median": ref_median}))
+        checks.append(
+            Check(
+                "confidence",
+                KIND_PREDICTION,
+                conf.status,
+                _describe(
+                    TITLES["confidence"],
+                    conf,
+                    f" (median live {_fmt(live_median)} vs reference {_fmt(ref_median)})",
+                ),
+                conf,
+                details={"live_median": round(live_median, 6), "reference_median": ref_median},
+            )
+        )
     return checks
 
 
 def error_check(live: LiveData, policy: Policy) -> Check:
     rate = live.error_rate
     status = WARN if live.total >= policy.min_samples and rate > policy.max_error_rate else OK
-    return Check("error_rate", KIND_ERRORS, status,
-                 f"{live.rejected} rejected requests beside {live.ok} scored items "
-                 f"({rate:.2%} rejected; warn above {policy.max_error_rate:.2%})",
-                 details={"rejected": live.rejected, "total": live.total,
-                          "rate": round(rate, 6)})
+    return Check(
+        "error_rate",
+        KIND_ERRORS,
+        status,
+        f"{live.rejected} rejected requests beside {live.ok} scored items "
+        f"({rate:.2%} rejected; warn above {policy.max_error_rate:.2%})",
+        details={"rejected": live.rejected, "total": live.total, "rate": round(rate, 6)},
+    )
 
 
-def accuracy_check(accuracy: Accuracy, policy: Policy,
-                   skipped: list[dict[str, str]]) -> list[Check]:
+def accuracy_check(
+    accuracy: Accuracy, policy: Policy, skipped: list[dict[str, str]]
+) -> list[Check]:
     if accuracy.labels < policy.min_labels:
-        skipped.append({"check": "accuracy", "why": (
-            f"{accuracy.labels} feedback labels joined to predictions in the window "
-            f"(need {policy.min_labels}; send them through the wrapper's feedback endpoint "
-            "or `cdl monitor feedback`)")})
+        skipped.append(
+            {
+                "check": "accuracy",
+                "why": (
+                    f"{accuracy.labels} feedback labels joined to predictions in the window "
+                    f"(need {policy.min_labels}; send them through the wrapper's feedback endpoint "
+                    "or `cdl monitor feedback`)"
+                ),
+            }
+        )
         return []
     value = accuracy.accuracy or 0.0
     status = DRIFT if value < policy.accuracy_floor else OK
-    return [Check("accuracy", KIND_ACCURACY, status,
-                  f"live accuracy {value:.2%} on {accuracy.labels} labelled items "
-                  f"(gate {policy.accuracy_floor:.2%}) -> {status}",
-                  details=accuracy.as_dict())]
+    return [
+        Check(
+            "accuracy",
+            KIND_ACCURACY,
+            status,
+            f"live accuracy {value:.2%} on {accuracy.labels} labelled items "
+            f"(gate {policy.accuracy_floor:.2%}) -> {status}",
+            details=accuracy.as_dict(),
+        )
+    ]
 
 
 def evaluate(
-    live: LiveData, reference: dict[str, Any] | None, reference_note: str,
-    accuracy: Accuracy, policy: Policy,
+    live: LiveData,
+    reference: dict[str, Any] | None,
+    reference_note: str,
+    accuracy: Accuracy,
+    policy: Policy,
 ) -> tuple[list[Check], list[dict[str, str]]]:
     """All checks that can run, and the skipped ones with the reason."""
     skipped: list[dict[str, str]] = []
@@ -211,9 +294,15 @@ def evaluate(
     if reference is None:
         skipped.append({"check": "drift checks", "why": reference_note})
     if live.ok < policy.min_samples:
-        skipped.append({"check": "drift checks", "why": (
-            f"only {live.ok} scored items in the window (need monitoring.min_samples="
-            f"{policy.min_samples} to judge drift)")})
+        skipped.append(
+            {
+                "check": "drift checks",
+                "why": (
+                    f"only {live.ok} scored items in the window (need monitoring.min_samples="
+                    f"{policy.min_samples} to judge drift)"
+                ),
+            }
+        )
     elif reference is not None:
         checks += feature_checks(live, reference, policy, skipped)
         if live.task == "text":
@@ -242,20 +331,32 @@ def re_entry(checks: list[Check]) -> dict[str, str] | None:
     """Where to re-enter the workflow, from the kinds of the drift-level checks."""
     kinds = {check.kind for check in checks if check.status == DRIFT}
     if KIND_INPUT in kinds:
-        return {"pipeline": "data", "why": (
-            "live inputs no longer look like the training data: collect and label new data "
-            "that reflects them (data pipeline), then retrain and evaluate on it (model "
-            "pipeline)")}
+        return {
+            "pipeline": "data",
+            "why": (
+                "live inputs no longer look like the training data: collect and label new data "
+                "that reflects them (data pipeline), then retrain and evaluate on it (model "
+                "pipeline)"
+            ),
+        }
     if KIND_PREDICTION in kinds:
-        return {"pipeline": "data", "why": (
-            "the model's predictions shifted while its inputs look alike: the class mix or "
-            "the meaning of the labels may have changed; label recent inputs (data pipeline) "
-            "and retrain")}
+        return {
+            "pipeline": "data",
+            "why": (
+                "the model's predictions shifted while its inputs look alike: the class mix or "
+                "the meaning of the labels may have changed; label recent inputs (data pipeline) "
+                "and retrain"
+            ),
+        }
     if KIND_ACCURACY in kinds:
-        return {"pipeline": "model", "why": (
-            "inputs look like the training data but live accuracy is below the gate: revisit "
-            "the model on the current data version (model pipeline: new experiment or "
-            "hyperparameter search)")}
+        return {
+            "pipeline": "model",
+            "why": (
+                "inputs look like the training data but live accuracy is below the gate: revisit "
+                "the model on the current data version (model pipeline: new experiment or "
+                "hyperparameter search)"
+            ),
+        }
     return None
 
 

@@ -110,8 +110,9 @@ def record_feedback(
     if item_index < 0:
         raise FeedbackError(f"item index {item_index} is negative")
     store = url_or_store if isinstance(url_or_store, FeedbackStore) else FeedbackStore(url_or_store)
-    store.write([{"request_id": request_id, "item_index": item_index, "truth": truth,
-                  "source": source}])
+    store.write(
+        [{"request_id": request_id, "item_index": item_index, "truth": truth, "source": source}]
+    )
 
 
 # -- Seldon's Feedback message ---------------------------------------------------------------
@@ -155,9 +156,11 @@ def _truth_values(truth: Mapping[str, Any]) -> Any:
         return data["ndarray"]
     if "tensor" in data:
         tensor = data["tensor"]
-        return np.asarray(tensor.get("values", []), dtype=np.float64).reshape(
-            [int(n) for n in tensor.get("shape", [-1])]
-        ).tolist()
+        return (
+            np.asarray(tensor.get("values", []), dtype=np.float64)
+            .reshape([int(n) for n in tensor.get("shape", [-1])])
+            .tolist()
+        )
     raise FeedbackError("feedback has no truth (truth.data.ndarray, tensor, strData or jsonData)")
 
 
@@ -180,8 +183,11 @@ def truth_labels(values: Any, classes: Sequence[str]) -> list[str]:
         values = [values]
     labels = []
     for row in values:
-        if isinstance(row, list) and len(row) == len(classes) and len(classes) > 1 and all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in row
+        if (
+            isinstance(row, list)
+            and len(row) == len(classes)
+            and len(classes) > 1
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in row)
         ):
             labels.append(classes[int(np.argmax(row))])
         elif isinstance(row, list) and len(row) == 1:
@@ -240,7 +246,12 @@ class Accuracy:
 
 
 def live_accuracy(
-    engine: Engine, *, model: str, version: str, since: datetime, until: datetime | None = None,
+    engine: Engine,
+    *,
+    model: str,
+    version: str,
+    since: datetime,
+    until: datetime | None = None,
 ) -> Accuracy:
     """Join feedback to the version's predictions scored in the window; latest label wins."""
     fb, sc = scoring_feedback.c, scoring_records.c
@@ -252,8 +263,9 @@ def live_accuracy(
                 and_(sc.request_id == fb.request_id, sc.item_index == fb.item_index),
             )
         )
-        .where(sc.model == model, sc.version == str(version), sc.status == "ok",
-               sc.ts >= as_utc(since))
+        .where(
+            sc.model == model, sc.version == str(version), sc.status == "ok", sc.ts >= as_utc(since)
+        )
         .order_by(fb.ts, fb.id)
     )
     if until is not None:

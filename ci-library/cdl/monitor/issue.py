@@ -83,15 +83,27 @@ def lineage_text(settings: Any, model: str, version: int) -> str:
 
 
 def _kinds(verdict: dict[str, Any]) -> str:
-    return ", ".join(sorted({r["kind"] for r in verdict.get("reasons", [])
-                             if r.get("status") == verdict.get("verdict")})) or "-"
+    return (
+        ", ".join(
+            sorted(
+                {
+                    r["kind"]
+                    for r in verdict.get("reasons", [])
+                    if r.get("status") == verdict.get("verdict")
+                }
+            )
+        )
+        or "-"
+    )
 
 
 def title(verdict: dict[str, Any]) -> str:
     entry = verdict.get("re_entry") or {}
     where = f": re-enter the {entry['pipeline']} pipeline" if entry else ""
-    return (f"Model monitoring: {verdict['model']} v{verdict['version']} "
-            f"{verdict['verdict']} ({_kinds(verdict)}){where}")
+    return (
+        f"Model monitoring: {verdict['model']} v{verdict['version']} "
+        f"{verdict['verdict']} ({_kinds(verdict)}){where}"
+    )
 
 
 def _reasons(verdict: dict[str, Any]) -> list[str]:
@@ -102,8 +114,11 @@ def issue_body(verdict: dict[str, Any], report: str, lineage: str) -> str:
     """Description of a new maintenance issue: verdict, re-entry, lineage, the report."""
     entry = verdict.get("re_entry") or {}
     job = os.environ.get("CI_JOB_URL")
-    report_text = report if len(report) <= MAX_REPORT_CHARS else (
-        report[:MAX_REPORT_CHARS] + "\n\n(report truncated; see the job artifacts)")
+    report_text = (
+        report
+        if len(report) <= MAX_REPORT_CHARS
+        else (report[:MAX_REPORT_CHARS] + "\n\n(report truncated; see the job artifacts)")
+    )
     lines = [
         marker(verdict["episode"]),
         f"Monitoring found **{verdict['verdict']}** for the served model "
@@ -127,17 +142,27 @@ def issue_body(verdict: dict[str, Any], report: str, lineage: str) -> str:
     ]
     if job:
         lines += [f"Report folder with the figures: artifacts of {job}", ""]
-    lines += ["<details><summary>Full monitoring report</summary>", "", report_text, "",
-              "</details>", ""]
+    lines += [
+        "<details><summary>Full monitoring report</summary>",
+        "",
+        report_text,
+        "",
+        "</details>",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def note_body(verdict: dict[str, Any]) -> str:
     """Comment added to the open issue of a continuing episode."""
     job = os.environ.get("CI_JOB_URL")
-    lines = [f"The episode continues: report of {verdict['generated']} (window "
-             f"{verdict['window']['since']} .. {verdict['window']['until']}, "
-             f"{verdict['summary']['scored_items']} scored items).", "", *_reasons(verdict)]
+    lines = [
+        f"The episode continues: report of {verdict['generated']} (window "
+        f"{verdict['window']['since']} .. {verdict['window']['until']}, "
+        f"{verdict['summary']['scored_items']} scored items).",
+        "",
+        *_reasons(verdict),
+    ]
     if job:
         lines += ["", f"Report: artifacts of {job}"]
     return "\n".join(lines)
@@ -155,8 +180,9 @@ def file_issue(project: Any, verdict: dict[str, Any], body: str) -> tuple[str, A
     labels = [LABEL, f"monitoring::{verdict['verdict']}"]
     if entry:
         labels.append(f"re-enter::{entry['pipeline']}")
-    issue = project.issues.create({"title": title(verdict), "description": body,
-                                   "labels": ",".join(labels)})
+    issue = project.issues.create(
+        {"title": title(verdict), "description": body, "labels": ",".join(labels)}
+    )
     return "created", issue
 
 
@@ -170,8 +196,9 @@ def open_issue(settings: Any, report_dir: Path) -> dict[str, Any]:
     from gitlab.exceptions import GitlabError
 
     target = gitlab_target(settings)
-    body = issue_body(verdict, report, lineage_text(settings, verdict["model"],
-                                                    int(verdict["version"])))
+    body = issue_body(
+        verdict, report, lineage_text(settings, verdict["model"], int(verdict["version"]))
+    )
     try:
         client = gitlab.Gitlab(target.url, private_token=target.token, timeout=30)
         project = client.projects.get(target.project, lazy=True)
@@ -181,5 +208,10 @@ def open_issue(settings: Any, report_dir: Path) -> dict[str, Any]:
         raise MonitorError(
             f"GitLab {target.url} project {target.project}: {code or ''} {exc}".strip()
         ) from exc
-    return {"action": action, "verdict": verdict["verdict"], "episode": verdict["episode"],
-            "iid": issue.iid, "web_url": getattr(issue, "web_url", None)}
+    return {
+        "action": action,
+        "verdict": verdict["verdict"],
+        "episode": verdict["episode"],
+        "iid": issue.iid,
+        "web_url": getattr(issue, "web_url", None),
+    }

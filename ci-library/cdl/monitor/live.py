@@ -57,11 +57,13 @@ class Reservoir:
 class Accumulator:
     """Count, bin counts (over ``edges`` if given) and a uniform sample of one feature."""
 
-    def __init__(self, edges: Sequence[float] | None, rng: np.random.Generator,
-                 cap: int = SAMPLE_CAP) -> None:
+    def __init__(
+        self, edges: Sequence[float] | None, rng: np.random.Generator, cap: int = SAMPLE_CAP
+    ) -> None:
         self.edges = list(edges) if edges is not None else None
-        self.counts = np.zeros(len(self.edges) + 1, dtype=np.int64) if self.edges is not None \
-            else None
+        self.counts = (
+            np.zeros(len(self.edges) + 1, dtype=np.int64) if self.edges is not None else None
+        )
         self.sample = Reservoir(cap, rng)
         self.n = 0
 
@@ -147,23 +149,24 @@ class LiveData:
 
 
 def _floats(column: Sequence[Any]) -> np.ndarray:
-    return np.fromiter((np.nan if v is None else v for v in column), dtype=np.float64,
-                       count=len(column))
+    return np.fromiter(
+        (np.nan if v is None else v for v in column), dtype=np.float64, count=len(column)
+    )
 
 
 _SQL = {
     "sqlite": {
         "confidence": "(SELECT max(value) FROM json_each({t}.probabilities))",
         "stems": "(CASE WHEN json_type({t}.input_stats, '$.top_stems') = 'object' THEN "
-                 "coalesce((SELECT group_concat(key, ' ') FROM json_each({t}.input_stats, "
-                 "'$.top_stems')), '') END)",
+        "coalesce((SELECT group_concat(key, ' ') FROM json_each({t}.input_stats, "
+        "'$.top_stems')), '') END)",
     },
     "postgresql": {
         "confidence": "(CASE WHEN json_typeof({t}.probabilities) = 'object' THEN (SELECT "
-                      "max(value::float) FROM json_each_text({t}.probabilities)) END)",
+        "max(value::float) FROM json_each_text({t}.probabilities)) END)",
         "stems": "(CASE WHEN json_typeof({t}.input_stats -> 'top_stems') = 'object' THEN "
-                 "coalesce((SELECT string_agg(key, ' ') FROM json_each_text({t}.input_stats "
-                 "-> 'top_stems')), '') END)",
+        "coalesce((SELECT string_agg(key, ' ') FROM json_each_text({t}.input_stats "
+        "-> 'top_stems')), '') END)",
     },
 }
 """Per dialect: the largest class probability and the space-joined top stems of a record."""
@@ -180,13 +183,22 @@ def live_columns(task: str, dialect: str) -> list[Any]:
     c = scoring_records.c
     features = [
         func.coalesce(*(c.input_stats[key].as_float() for key in aliases))
-        if len(aliases) > 1 else c.input_stats[aliases[0]].as_float()
+        if len(aliases) > 1
+        else c.input_stats[aliases[0]].as_float()
         for aliases in FEATURES[task].values()
     ]
-    stems = literal_column(_dialect_sql(dialect, "stems"), Text) if task == "text" \
+    stems = (
+        literal_column(_dialect_sql(dialect, "stems"), Text)
+        if task == "text"
         else literal_column("NULL", Text)
-    return [c.predicted, literal_column(_dialect_sql(dialect, "confidence"), Float),
-            c.latency_ms, stems, *features]
+    )
+    return [
+        c.predicted,
+        literal_column(_dialect_sql(dialect, "confidence"), Float),
+        c.latency_ms,
+        stems,
+        *features,
+    ]
 
 
 def hour_bucket(dialect: str) -> Any:
@@ -217,8 +229,11 @@ def read_live(
     if until is not None:
         where.append(c.ts < as_utc(until))
     hour = hour_bucket(engine.dialect.name).label("hour")
-    volume = (select(hour, c.status, func.count(), func.min(c.ts), func.max(c.ts))
-              .where(*where).group_by(hour, c.status))
+    volume = (
+        select(hour, c.status, func.count(), func.min(c.ts), func.max(c.ts))
+        .where(*where)
+        .group_by(hour, c.status)
+    )
     columns = live_columns(live.task, engine.dialect.name)
     rows = select(*columns).where(*where, c.status == STATUS_OK)
     with engine.connect() as conn:

@@ -31,7 +31,11 @@ def _save(fig: Any, path: Path, bottom: float = 0.14) -> str:
 
 
 def histogram(
-    path: Path, title: str, xlabel: str, reference: Sequence[float], live: Sequence[float],
+    path: Path,
+    title: str,
+    xlabel: str,
+    reference: Sequence[float],
+    live: Sequence[float],
     note: str = "",
 ) -> str:
     """Overlaid density histograms of the reference sample and the live sample."""
@@ -44,8 +48,10 @@ def histogram(
         high = low + 1.0
     bins = np.linspace(low, high, 31)
     fig, ax = plt.subplots(figsize=(7, 4))
-    for values, color, label in ((ref, REFERENCE_COLOR, f"reference (n={ref.size})"),
-                                 (cur, LIVE_COLOR, f"live (sample n={cur.size})")):
+    for values, color, label in (
+        (ref, REFERENCE_COLOR, f"reference (n={ref.size})"),
+        (cur, LIVE_COLOR, f"live (sample n={cur.size})"),
+    ):
         if values.size:
             density, _ = np.histogram(values, bins=bins, density=True)
             ax.stairs(density, bins, fill=True, alpha=0.55, color=color, label=label)
@@ -57,8 +63,12 @@ def histogram(
 
 
 def bars(
-    path: Path, title: str, names: Sequence[str], reference: Sequence[float],
-    live: Sequence[float], note: str = "",
+    path: Path,
+    title: str,
+    names: Sequence[str],
+    reference: Sequence[float],
+    live: Sequence[float],
+    note: str = "",
 ) -> str:
     """Side-by-side bars of two categorical distributions (as shares)."""
     plt = _pyplot()
@@ -70,8 +80,12 @@ def bars(
     fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(names) + 2), 4))
     ax.bar(x - 0.2, ref, width=0.4, color=REFERENCE_COLOR, label="reference")
     ax.bar(x + 0.2, cur, width=0.4, color=LIVE_COLOR, label="live")
-    ax.set_xticks(x, list(names), rotation=45 if len(names) > 6 else 0, ha="right"
-                  if len(names) > 6 else "center")
+    ax.set_xticks(
+        x,
+        list(names),
+        rotation=45 if len(names) > 6 else 0,
+        ha="right" if len(names) > 6 else "center",
+    )
     ax.set_ylabel("share")
     ax.set_title(f"{title}\n{note}" if note else title, fontsize=10)
     ax.legend()

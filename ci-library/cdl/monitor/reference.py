@@ -32,8 +32,7 @@ TOP_K_STEMS = 100
 PIXEL_BINS = 20
 
 FEATURES: dict[str, dict[str, tuple[str, ...]]] = {
-    "text": {"n_chars": ("n_chars", "chars"), "n_tokens": ("n_tokens",),
-             "oov_rate": ("oov_rate",)},
+    "text": {"n_chars": ("n_chars", "chars"), "n_tokens": ("n_tokens",), "oov_rate": ("oov_rate",)},
     "image": {"pixel_mean": ("mean",), "pixel_std": ("std",)},
 }
 """Per task: reference feature -> the ``input_stats`` keys that carry it (first found wins)."""
@@ -176,7 +175,10 @@ def artifact_reference_path(settings: Any, name: str, version: int) -> Path:
 
 
 def find_reference(
-    settings: Any, name: str, version: int, metadata: dict[str, Any] | None,
+    settings: Any,
+    name: str,
+    version: int,
+    metadata: dict[str, Any] | None,
     explicit: Path | None = None,
 ) -> tuple[dict[str, Any] | None, str]:
     """``(reference, where it came from)``, or ``(None, why there is none)``."""
@@ -220,8 +222,9 @@ def reference_for_package(
     try:
         loaded = load_split(settings, split)
     except (CDLError, OSError) as exc:
-        log.warning("no reference statistics for monitoring: cannot read the %s split: %s",
-                    split, exc)
+        log.warning(
+            "no reference statistics for monitoring: cannot read the %s split: %s", split, exc
+        )
         return None
     if not loaded.items:
         log.warning("no reference statistics for monitoring: the %s split has no items", split)
@@ -229,9 +232,16 @@ def reference_for_package(
     contents = [content for _path, _label, content in loaded.items]
     labels = [label for _path, label, _content in loaded.items]
     probabilities = np.asarray(predictor.predict_proba(contents), dtype=np.float64)
-    reference = compute_reference(settings.config.model.task, contents, probabilities,
-                                  FeatureState.load(checkpoint_dir), labels=labels)
+    reference = compute_reference(
+        settings.config.model.task,
+        contents,
+        probabilities,
+        FeatureState.load(checkpoint_dir),
+        labels=labels,
+    )
     version = getattr(loaded, "version", None)
-    reference["source"] = {"split": split, **{
-        key: getattr(version, key, None) for key in ("repo", "branch", "commit")}}
+    reference["source"] = {
+        "split": split,
+        **{key: getattr(version, key, None) for key in ("repo", "branch", "commit")},
+    }
     return reference

@@ -67,8 +67,9 @@ def parse_time(text: str) -> datetime:
     return as_utc(value)
 
 
-def window(since: str | None, last: str | None, default_last: str,
-           now: datetime | None = None) -> tuple[datetime, datetime]:
+def window(
+    since: str | None, last: str | None, default_last: str, now: datetime | None = None
+) -> tuple[datetime, datetime]:
     """``(since, until)``: ``--since`` ISO time, else ``--last`` duration, else the default."""
     until = as_utc(now or datetime.now(UTC))
     if since and last:
@@ -94,8 +95,10 @@ def served_version(settings: Any, model: str, version: int | None) -> Served:
     from cdl.registry import in_production, open_registry, production_version
 
     registry = open_registry(settings)
-    found = registry.get_version(model, version) if version is not None else (
-        production_version(registry, model) or registry.get_version(model, None)
+    found = (
+        registry.get_version(model, version)
+        if version is not None
+        else (production_version(registry, model) or registry.get_version(model, None))
     )
     return Served(model, found.version, dict(found.metadata), in_production(found))
 
@@ -108,37 +111,61 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _figures(folder: Path, live: LiveData, reference: dict[str, Any] | None,
-             checks: list[Check], span_hours: float) -> dict[str, str]:
+def _figures(
+    folder: Path,
+    live: LiveData,
+    reference: dict[str, Any] | None,
+    checks: list[Check],
+    span_hours: float,
+) -> dict[str, str]:
     figures: dict[str, str] = {}
     if live.hourly:
         figures["volume"] = plots.volume(folder / "volume.png", live.hourly, span_hours > 72)
     for check in checks:
         note = f"{check.status}: " + (
             f"PSI {check.comparison.psi:.3f}, p={check.comparison.p_value:.3g}"
-            if check.comparison else check.message)
+            if check.comparison
+            else check.message
+        )
         path = folder / f"{check.name}.png"
         if reference is not None and check.name in live.features:
             check.figure = plots.histogram(
-                path, f"{TITLES[check.name]}: reference vs live", TITLES[check.name],
+                path,
+                f"{TITLES[check.name]}: reference vs live",
+                TITLES[check.name],
                 reference["features"][check.name]["sample"],
-                live.features[check.name].sample.values, note)
+                live.features[check.name].sample.values,
+                note,
+            )
         elif reference is not None and check.name == "confidence":
             check.figure = plots.histogram(
-                path, "confidence (max class probability): reference vs live", "max probability",
-                reference["confidence"]["sample"], live.confidence.sample.values, note)
+                path,
+                "confidence (max class probability): reference vs live",
+                "max probability",
+                reference["confidence"]["sample"],
+                live.confidence.sample.values,
+                note,
+            )
         elif reference is not None and check.name == "predictions":
             names = list(reference["classes"])
             check.figure = plots.bars(
-                path, "predicted-class distribution: reference vs live", names,
+                path,
+                "predicted-class distribution: reference vs live",
+                names,
                 [reference["predictions"]["counts"].get(n, 0) for n in names],
-                [live.predicted.get(n, 0) for n in names], note)
+                [live.predicted.get(n, 0) for n in names],
+                note,
+            )
         elif reference is not None and check.name == "stem_profile":
             stems = reference["stem_profile"]["stems"][:20]
             check.figure = plots.bars(
-                path, "top stems: share among the top-5 stems of each document", stems,
+                path,
+                "top stems: share among the top-5 stems of each document",
+                stems,
                 reference["stem_profile"]["counts"][:20],
-                [live.stems.get(s, 0) for s in stems], note)
+                [live.stems.get(s, 0) for s in stems],
+                note,
+            )
         if check.figure:
             figures[check.name] = check.figure
     return figures
@@ -167,10 +194,13 @@ def render_markdown(verdict: dict[str, Any], checks: list[Check], live: LiveData
     ]
     if verdict["verdict"] == "insufficient-data":
         if summary["scored_items"] < verdict["policy"]["min_samples"]:
-            lines += [f"> Too little data to judge drift: {summary['scored_items']} scored "
-                      f"items in the window, {verdict['policy']['min_samples']} needed "
-                      "(`monitoring.min_samples`). Widen the window (`--last`, `--since`) or "
-                      "wait for more traffic.", ""]
+            lines += [
+                f"> Too little data to judge drift: {summary['scored_items']} scored "
+                f"items in the window, {verdict['policy']['min_samples']} needed "
+                "(`monitoring.min_samples`). Widen the window (`--last`, `--since`) or "
+                "wait for more traffic.",
+                "",
+            ]
         else:
             lines += [f"> Drift cannot be judged: {verdict['reference']}", ""]
     if verdict["reasons"]:
@@ -179,11 +209,16 @@ def render_markdown(verdict: dict[str, Any], checks: list[Check], live: LiveData
         lines.append("")
     if verdict.get("re_entry"):
         entry = verdict["re_entry"]
-        lines += ["## Where to re-enter the workflow", "",
-                  f"**{entry['pipeline']} pipeline**: {entry['why']}", ""]
+        lines += [
+            "## Where to re-enter the workflow",
+            "",
+            f"**{entry['pipeline']} pipeline**: {entry['why']}",
+            "",
+        ]
     latency = summary["latency_ms"]
     lines += [
-        "## Traffic", "",
+        "## Traffic",
+        "",
         "| scored items | rejected | error rate | latency p50 / p95 / p99 (ms) | first | last |",
         "|---|---|---|---|---|---|",
         f"| {summary['scored_items']} | {summary['rejected']} | {summary['error_rate']:.2%} | "
@@ -198,8 +233,12 @@ def render_markdown(verdict: dict[str, Any], checks: list[Check], live: LiveData
         lines.append("")
     if "volume" in verdict["figures"]:
         lines += [f"![request volume]({verdict['figures']['volume']})", ""]
-    lines += ["## Checks", "", "| check | kind | test | statistic | p-value | PSI | status |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "## Checks",
+        "",
+        "| check | kind | test | statistic | p-value | PSI | status |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for check in checks:
         c = check.comparison
         lines.append(
@@ -209,16 +248,25 @@ def render_markdown(verdict: dict[str, Any], checks: list[Check], live: LiveData
         )
     lines.append("")
     thresholds = verdict["policy"]
-    lines += [f"A shift counts when its test has p < {thresholds['p_value']} and its PSI reaches "
-              f"{thresholds['psi_warn']} (warn) or {thresholds['psi_drift']} (drift).", ""]
+    lines += [
+        f"A shift counts when its test has p < {thresholds['p_value']} and its PSI reaches "
+        f"{thresholds['psi_warn']} (warn) or {thresholds['psi_drift']} (drift).",
+        "",
+    ]
     accuracy = verdict["accuracy"]
     lines += ["## Live accuracy", ""]
     if accuracy["labels"]:
-        lines += [f"{accuracy['correct']} of {accuracy['labels']} labelled predictions correct: "
-                  f"**{accuracy['accuracy']:.2%}** (gate {thresholds['accuracy_floor']:.2%}).",
-                  "", "| class (truth) | labels | correct |", "|---|---|---|"]
-        lines += [f"| {name} | {v['labels']} | {v['correct']} |"
-                  for name, v in sorted(accuracy["per_class"].items())]
+        lines += [
+            f"{accuracy['correct']} of {accuracy['labels']} labelled predictions correct: "
+            f"**{accuracy['accuracy']:.2%}** (gate {thresholds['accuracy_floor']:.2%}).",
+            "",
+            "| class (truth) | labels | correct |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {v['labels']} | {v['correct']} |"
+            for name, v in sorted(accuracy["per_class"].items())
+        ]
     else:
         lines.append("No feedback labels joined to predictions in this window.")
     lines.append("")
@@ -230,15 +278,30 @@ def render_markdown(verdict: dict[str, Any], checks: list[Check], live: LiveData
     if figures:
         lines += ["## Figures", ""]
         for check in figures:
-            lines += [f"### {check.title} ({check.status})", "", check.message, "",
-                      f"![{check.title}]({check.figure})", ""]
+            lines += [
+                f"### {check.title} ({check.status})",
+                "",
+                check.message,
+                "",
+                f"![{check.title}]({check.figure})",
+                "",
+            ]
     return "\n".join(lines)
 
 
 def build_verdict(
-    *, served: Served, since: datetime, until: datetime, live: LiveData,
-    reference: dict[str, Any] | None, checks: list[Check], skipped: list[dict[str, str]],
-    accuracy: Accuracy, policy: Policy, reference_note: str, figures: dict[str, str],
+    *,
+    served: Served,
+    since: datetime,
+    until: datetime,
+    live: LiveData,
+    reference: dict[str, Any] | None,
+    checks: list[Check],
+    skipped: list[dict[str, str]],
+    accuracy: Accuracy,
+    policy: Policy,
+    reference_note: str,
+    figures: dict[str, str],
 ) -> dict[str, Any]:
     judged = reference is not None and live.ok >= policy.min_samples
     verdict = verdict_of(checks, judged)
@@ -249,8 +312,10 @@ def build_verdict(
         "version": served.version,
         "production": served.production,
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
-        "window": {"since": since.isoformat(timespec="seconds"),
-                   "until": until.isoformat(timespec="seconds")},
+        "window": {
+            "since": since.isoformat(timespec="seconds"),
+            "until": until.isoformat(timespec="seconds"),
+        },
         "reference": reference_note,
         "reasons": [check.as_dict() for check in found],
         "checks": [check.as_dict() for check in checks],
@@ -268,9 +333,12 @@ def build_verdict(
         },
         "accuracy": accuracy.as_dict(),
         "policy": {
-            "min_samples": policy.min_samples, "psi_warn": policy.thresholds.psi_warn,
-            "psi_drift": policy.thresholds.psi_drift, "p_value": policy.thresholds.p_value,
-            "max_error_rate": policy.max_error_rate, "accuracy_floor": policy.accuracy_floor,
+            "min_samples": policy.min_samples,
+            "psi_warn": policy.thresholds.psi_warn,
+            "psi_drift": policy.thresholds.psi_drift,
+            "p_value": policy.thresholds.p_value,
+            "max_error_rate": policy.max_error_rate,
+            "accuracy_floor": policy.accuracy_floor,
             "min_labels": policy.min_labels,
         },
     }
@@ -288,24 +356,35 @@ def _replace_folder(staging: Path, target: Path) -> None:
 
 
 def generate(
-    *, engine: Any, served: Served, task: str, reference: dict[str, Any] | None,
-    reference_note: str, since: datetime, until: datetime, policy: Policy, out: Path,
+    *,
+    engine: Any,
+    served: Served,
+    task: str,
+    reference: dict[str, Any] | None,
+    reference_note: str,
+    since: datetime,
+    until: datetime,
+    policy: Policy,
+    out: Path,
 ) -> dict[str, Any]:
     """Read the window's Scoring Data, run the checks, write the report folder ``out``."""
     if policy.thresholds.psi_warn > policy.thresholds.psi_drift:
         raise MonitorError("monitoring.psi_warn must not exceed monitoring.psi_drift")
     if reference is not None and reference.get("task") != task:
-        raise MonitorError(f"the reference is for {reference.get('task')} inputs, the model "
-                           f"serves {task} inputs")
+        raise MonitorError(
+            f"the reference is for {reference.get('task')} inputs, the model serves {task} inputs"
+        )
     live = LiveData(
         task=task,
         feature_edges={k: v["edges"] for k, v in (reference or {}).get("features", {}).items()},
         confidence_edges=(reference or {}).get("confidence", {}).get("edges"),
     )
-    read_live(engine, live, model=served.model, version=str(served.version), since=since,
-              until=until)
-    accuracy = live_accuracy(engine, model=served.model, version=str(served.version),
-                             since=since, until=until)
+    read_live(
+        engine, live, model=served.model, version=str(served.version), since=since, until=until
+    )
+    accuracy = live_accuracy(
+        engine, model=served.model, version=str(served.version), since=since, until=until
+    )
     checks, skipped = evaluate(live, reference, reference_note, accuracy, policy)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -313,24 +392,43 @@ def generate(
     try:
         span = (until - since).total_seconds() / 3600
         figures = _figures(staging, live, reference, checks, span)
-        verdict = build_verdict(served=served, since=since, until=until, live=live,
-                                reference=reference, checks=checks, skipped=skipped,
-                                accuracy=accuracy, policy=policy,
-                                reference_note=reference_note, figures=figures)
+        verdict = build_verdict(
+            served=served,
+            since=since,
+            until=until,
+            live=live,
+            reference=reference,
+            checks=checks,
+            skipped=skipped,
+            accuracy=accuracy,
+            policy=policy,
+            reference_note=reference_note,
+            figures=figures,
+        )
         atomic_write_text(staging / REPORT_FILE, render_markdown(verdict, checks, live))
         atomic_write_json(staging / VERDICT_FILE, verdict)
         _replace_folder(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    log.info("monitoring report of %s v%s: %s (%s)", served.model, served.version,
-             verdict["verdict"], out)
+    log.info(
+        "monitoring report of %s v%s: %s (%s)",
+        served.model,
+        served.version,
+        verdict["verdict"],
+        out,
+    )
     return verdict
 
 
 def run_report(
-    settings: Any, *, model: str | None = None, version: int | None = None,
-    since: str | None = None, last: str | None = None, out: Path | None = None,
+    settings: Any,
+    *,
+    model: str | None = None,
+    version: int | None = None,
+    since: str | None = None,
+    last: str | None = None,
+    out: Path | None = None,
     reference_path: Path | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """``cdl monitor report``: resolve the served version and its reference, then generate."""
@@ -343,14 +441,23 @@ def run_report(
         served = Served(name, version, None, False)
     else:
         served = served_version(settings, name, version)
-    reference, note = find_reference(settings, name, served.version, served.metadata,
-                                     reference_path)
+    reference, note = find_reference(
+        settings, name, served.version, served.metadata, reference_path
+    )
     target = Path(out) if out else settings.path(DEFAULT_OUT)
     store = open_scoring_store(settings)
     try:
-        verdict = generate(engine=store.engine, served=served, task=settings.config.model.task,
-                           reference=reference, reference_note=note, since=start, until=until,
-                           policy=Policy.from_settings(settings), out=target)
+        verdict = generate(
+            engine=store.engine,
+            served=served,
+            task=settings.config.model.task,
+            reference=reference,
+            reference_note=note,
+            since=start,
+            until=until,
+            policy=Policy.from_settings(settings),
+            out=target,
+        )
     finally:
         store.dispose()
     return verdict, target

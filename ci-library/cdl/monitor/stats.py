@@ -61,9 +61,13 @@ def summarize(values: Sequence[float] | np.ndarray, sample: np.ndarray) -> dict[
         "mean": float(array.mean()) if array.size else None,
         "std": float(array.std()) if array.size else None,
         "quantiles": dict(
-            zip(("p05", "p25", "p50", "p75", "p95"),
+            zip(
+                ("p05", "p25", "p50", "p75", "p95"),
                 rounded(np.quantile(array, (0.05, 0.25, 0.5, 0.75, 0.95)).tolist())
-                if array.size else [None] * 5, strict=True)
+                if array.size
+                else [None] * 5,
+                strict=True,
+            )
         ),
         "edges": edges,
         "counts": bin_counts(array, edges).tolist(),
@@ -122,7 +126,9 @@ class Comparison:
 
 
 def compare_continuous(
-    reference: Mapping[str, Any], live_sample: np.ndarray, live_counts: np.ndarray,
+    reference: Mapping[str, Any],
+    live_sample: np.ndarray,
+    live_counts: np.ndarray,
     thresholds: Thresholds,
 ) -> Comparison:
     """KS test of the reference sample against the live sample; PSI over the reference bins."""
