@@ -28,7 +28,7 @@ import numpy as np
 from cdl.data import idx
 from cdl.data.collect import _local_path, download
 from cdl.data.errors import DataError
-from cdl.data.labels import FROM_NAME, task_for
+from cdl.data.labels import choice_annotation, task_for
 from cdl.data.model import Commit, DataVersion, Provenance
 from cdl.data.names import SPLITS, raw_repo, split_repo
 
@@ -284,20 +284,7 @@ def idx_export(
         entry = task_for(path, files[path], "image", version)
         entry["data"]["idx"] = {"file": key, "index": index}
         entry["annotations"] = [
-            {
-                "id": entry["id"],
-                "completed_by": {"email": IDX_LABELER},
-                "created_at": created,
-                "was_cancelled": False,
-                "result": [
-                    {
-                        "from_name": FROM_NAME,
-                        "to_name": "item",
-                        "type": "choices",
-                        "value": {"choices": [classes[label]]},
-                    }
-                ],
-            }
+            choice_annotation(entry["id"], IDX_LABELER, created, classes[label])
         ]
         export.append(entry)
     return export

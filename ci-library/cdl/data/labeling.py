@@ -19,13 +19,20 @@ if TYPE_CHECKING:
     from cdl.data.store import DataStore
 
 
+def validated_commit(
+    settings: Settings, store: DataStore, split: str, ref: str | None = None
+) -> Commit:
+    """The commit of the validated ``split`` at ``ref`` (default: ``data.branch``)."""
+    repo = validated_repo(settings, check_split(split))
+    return store.resolve(repo, ref or settings.config.data.branch)
+
+
 def validated_files(
     settings: Settings, store: DataStore, split: str, ref: str | None = None
 ) -> tuple[Commit, dict[str, bytes]]:
     """The validated items of a split at ``ref`` (default: ``data.branch``), without summary."""
-    repo = validated_repo(settings, check_split(split))
-    commit = store.resolve(repo, ref or settings.config.data.branch)
-    files = store.read_many(repo, commit.id)
+    commit = validated_commit(settings, store, split, ref)
+    files = store.read_many(commit.repo, commit.id)
     files.pop(SUMMARY_FILE, None)
     return commit, files
 

@@ -299,6 +299,24 @@ def task_for(path: str, content: bytes, task: str, version: DataVersion) -> dict
     return {"id": _task_id(path), "data": data}
 
 
+def choice_annotation(task_id: Any, labeler: str, created: str, label: str) -> dict[str, Any]:
+    """One Label Studio annotation choosing ``label`` for task ``task_id``."""
+    return {
+        "id": task_id,
+        "completed_by": {"email": labeler},
+        "created_at": created,
+        "was_cancelled": False,
+        "result": [
+            {
+                "from_name": FROM_NAME,
+                "to_name": "item",
+                "type": "choices",
+                "value": {"choices": [label]},
+            }
+        ],
+    }
+
+
 def folder_labels(
     files: dict[str, bytes], task: str, version: DataVersion, created: str
 ) -> list[dict[str, Any]]:
@@ -307,20 +325,7 @@ def folder_labels(
     for path in sorted(files):
         entry = task_for(path, files[path], task, version)
         entry["annotations"] = [
-            {
-                "id": entry["id"],
-                "completed_by": {"email": FOLDER_LABELER},
-                "created_at": created,
-                "was_cancelled": False,
-                "result": [
-                    {
-                        "from_name": FROM_NAME,
-                        "to_name": "item",
-                        "type": "choices",
-                        "value": {"choices": [path.split("/", 1)[0]]},
-                    }
-                ],
-            }
+            choice_annotation(entry["id"], FOLDER_LABELER, created, path.split("/", 1)[0])
         ]
         export.append(entry)
     return export

@@ -29,7 +29,7 @@ from cdl.errors import CDLError
 from cdl.fsutil import atomic_write_json
 from cdl.model.config_lint import lint_config
 from cdl.registry.base import ModelVersion, merge_metadata
-from cdl.registry.determined_backend import connect, master_errors
+from cdl.registry.determined_backend import DeterminedRegistry, connect, master_errors
 
 RECORD_FILE = "cluster-experiments.json"
 TERMINAL = {"COMPLETED", "CANCELED", "ERROR", "DELETED"}
@@ -209,6 +209,7 @@ def register_best_checkpoint(
     experiment_id: int,
     exp_conf: dict[str, Any],
     *,
+    registry: DeterminedRegistry | None = None,
     echo: Callable[[str], None] = click.echo,
 ) -> ModelVersion:
     """Register the best checkpoint of a finished experiment as the next model version.
@@ -216,14 +217,16 @@ def register_best_checkpoint(
     "Best" is the master's order by the config's ``searcher.metric`` and
     ``smaller_is_better`` (one trial for ``single``, every trial for a search). The checkpoint
     is downloaded once to read the CDL spec inside it (the data version the trial read), so a
-    checkpoint that is not a CDL checkpoint is refused before anything is registered.
+    checkpoint that is not a CDL checkpoint is refused before anything is registered. One
+    logged-in client (``registry``'s) serves the lookups, the download and the registration.
     """
     from cdl.model.checkpoint import read_spec
     from cdl.model.expconf import slots_per_trial
     from cdl.model.register import register_checkpoint
 
     master = settings.determined_master
-    client = connect(master)
+    registry = registry or DeterminedRegistry(master)
+    client = registry.client
     with master_errors(master, f"find the best checkpoint of experiment {experiment_id}"):
         best = client.get_experiment(experiment_id).list_checkpoints(max_results=1)
         wall = _wall_seconds(client._session, experiment_id)
@@ -259,6 +262,7 @@ def register_best_checkpoint(
             wall_seconds=wall,
             slots=slots_per_trial(exp_conf),
             tensorboard=None,
+            registry=registry,
         )
     record_experiment(
         settings, experiment_id, registered={"model": version.model, "version": version.version}
@@ -297,10 +301,11 @@ def register_cluster_experiment(settings: Any, experiment_id: int) -> ModelVersi
     """Register the best checkpoint of an experiment that ran on the master (submitted with
     the web UI, ``det``, or by another pipeline), with the config the master recorded."""
     master = settings.determined_master
-    client = connect(master)
+    registry = DeterminedRegistry(master)
     with master_errors(master, f"get experiment {experiment_id}"):
-        experiment = client.get_experiment(experiment_id)
+        experiment = registry.client.get_experiment(experiment_id)
     state = experiment.state.value.removeprefix("STATE_")
     if state != "COMPLETED":
         raise ClusterError(f"experiment {experiment_id} is {state}: register it once it completes")
-    return register_best_checkpoint(settings, experiment_id, dict(experiment.config or {}))
+    config = dict(experiment.config or {})
+    return register_best_checkpoint(settings, experiment_id, config, registry=registry)

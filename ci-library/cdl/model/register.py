@@ -9,19 +9,18 @@ from typing import Any
 from cdl.config import Settings
 from cdl.errors import CDLError
 from cdl.model.expconf import data_ref
-from cdl.registry.base import ModelVersion
+from cdl.registry.base import ModelRegistry, ModelVersion
 
 logger = logging.getLogger(__name__)
 
 
 def data_version(settings: Settings, split: str, ref: str | None) -> dict[str, str]:
     """``{repo, branch, commit}`` of the validated ``split`` at ``ref`` (default: data branch)."""
+    from cdl.data.labeling import validated_commit
     from cdl.data.model import DataVersion
-    from cdl.data.names import check_split, validated_repo
     from cdl.data.store import open_store
 
-    repo = validated_repo(settings, check_split(split))
-    version = DataVersion.of(open_store(settings).resolve(repo, ref or settings.config.data.branch))
+    version = DataVersion.of(validated_commit(settings, open_store(settings), split, ref))
     return {"repo": version.repo, "branch": version.branch, "commit": version.commit}
 
 
@@ -50,8 +49,10 @@ def register_checkpoint(
     slots: int,
     tensorboard: Path | None,
     search_wall_seconds: float | None = None,
+    registry: ModelRegistry | None = None,
 ) -> ModelVersion:
-    """Register the checkpoint as the next version of the project's model."""
+    """Register the checkpoint as the next version of the project's model (in ``registry``,
+    default: the profile's)."""
     from cdl import lineage
     from cdl.registry import Checkpoint, open_registry
 
@@ -82,7 +83,7 @@ def register_checkpoint(
             "experiment_registry": _experiment_registry(settings, experiment_id),
         },
     )
-    registry = open_registry(settings)
+    registry = registry or open_registry(settings)
     registry.create_model(
         name,
         description=f"{settings.config.project.name}: {settings.config.model.task} classifier",
