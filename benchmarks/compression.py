@@ -29,8 +29,8 @@ from deploy_models import (  # noqa: E402
     torch_text_checkpoint,
 )
 
-from cdl.config import load_settings  # noqa: E402
-from cdl.deploy.compression import CompressionRejected, compress_version  # noqa: E402
+from cdl_gitlab.config import load_settings  # noqa: E402
+from cdl_gitlab.deploy.compression import CompressionRejected, compress_version  # noqa: E402
 
 
 def report(title: str, comparison: dict) -> None:

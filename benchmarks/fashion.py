@@ -33,11 +33,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import yaml  # noqa: E402
 
-from cdl.config import Settings, load_settings  # noqa: E402
-from cdl.data import pipeline  # noqa: E402
-from cdl.data.names import SPLITS, validated_repo  # noqa: E402
-from cdl.data.runner import run_pipelines  # noqa: E402
-from cdl.data.store import open_store  # noqa: E402
+from cdl_gitlab.config import Settings, load_settings  # noqa: E402
+from cdl_gitlab.data import pipeline  # noqa: E402
+from cdl_gitlab.data.names import SPLITS, validated_repo  # noqa: E402
+from cdl_gitlab.data.runner import run_pipelines  # noqa: E402
+from cdl_gitlab.data.store import open_store  # noqa: E402
 from rendering import render, snapshot_template  # noqa: E402
 from use_cases.fashion_data import write_mirror  # noqa: E402
 
@@ -89,9 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = parser.parse_args(argv)
 
-    from cdl.deploy.compression import compress_version
-    from cdl.model.evaluate import evaluate_version
-    from cdl.model.train import train_local
+    from cdl_gitlab.deploy.compression import compress_version
+    from cdl_gitlab.model.evaluate import evaluate_version
+    from cdl_gitlab.model.train import train_local
 
     scratch = Path(tempfile.mkdtemp(prefix="cdl-fashion-bench-"))
     try:

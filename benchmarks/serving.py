@@ -38,9 +38,9 @@ from deploy_models import (  # noqa: E402
     torch_text_checkpoint,
 )
 
-from cdl.config import load_settings  # noqa: E402
-from cdl.deploy import local  # noqa: E402
-from cdl.deploy.loading import load_artifact  # noqa: E402
+from cdl_gitlab.config import load_settings  # noqa: E402
+from cdl_gitlab.deploy import local  # noqa: E402
+from cdl_gitlab.deploy.loading import load_artifact  # noqa: E402
 
 
 def client(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up this repository's development environment in .venv (idempotent).
 #   bash scripts/setup.sh            everything: template tooling, both frameworks, serving, tests
-# Re-running is fast when pyproject.toml and the constraints have not changed.
+# Re-running is fast when ci-library/pyproject.toml, requirements-dev.txt and the constraints
+# have not changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +13,7 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 
 VENV=.venv
 STAMP="$VENV/.cdl-setup"
-WANT=$(cat pyproject.toml template/constraints.txt | sha256sum | cut -c1-16)
+WANT=$(cat ci-library/pyproject.toml requirements-dev.txt template/constraints.txt | sha256sum | cut -c1-16)
 # Tools the CI tests use: gitlab-ci-local (npm, project-local), check-jsonschema (own venv), rsync.
 bash scripts/install-ci-tools.sh
 
@@ -25,7 +26,9 @@ fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check "pip<26" "setuptools<81" wheel
 # torch first: pip takes the CPU wheel (DESIGN.md); a plain resolve would fetch a CUDA build.
 "$VENV/bin/pip" install --quiet --disable-pip-version-check torch==2.13.0
+# The package under its former distribution name `cdl` (before 0.2.0) would shadow the command.
+"$VENV/bin/pip" uninstall --quiet --yes cdl >/dev/null 2>&1 || true
 "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-  -c template/constraints.txt -e ".[dev]"
+  -c template/constraints.txt -r requirements-dev.txt
 echo "$WANT" > "$STAMP"
 echo "setup: $VENV ready ($("$VENV/bin/cdl" --version))"

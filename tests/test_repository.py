@@ -10,15 +10,18 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import cdl
-from cdl.cli import cli
+import cdl_gitlab
+from cdl_gitlab.cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_repository_is_ruff_clean():
+@pytest.mark.parametrize(
+    "command", [["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]]
+)
+def test_repository_is_ruff_clean_and_formatted(command: list[str]):
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--no-cache", "."],
+        [sys.executable, "-m", "ruff", *command],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -29,15 +32,15 @@ def test_repository_is_ruff_clean():
 def test_cli_version_is_the_ci_library_version():
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0
-    assert result.output.strip() == f"cdl, version {cdl.__version__}"
+    assert result.output.strip() == f"cdl, version {cdl_gitlab.__version__}"
     copier_default = (REPO / "copier.yml").read_text()
-    assert f'default: "{cdl.__version__}"' in copier_default, (
+    assert f'default: "{cdl_gitlab.__version__}"' in copier_default, (
         "copier.yml's ci_library_version default must be the library version"
     )
 
 
 def test_extras_pin_the_known_good_stack():
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((REPO / "ci-library" / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
     assert "torch==2.13.0" in extras["train-torch"]
     assert "tensorflow-cpu==2.15.1" in extras["train-keras"]

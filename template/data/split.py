@@ -8,10 +8,10 @@ image becomes ``<class-folder>/<index>.png`` in the train or test repo.
 
 from __future__ import annotations
 
-from cdl.config import load_settings
-from cdl.data.script import run_script
-from cdl.data.split import split
-from cdl.data.store import open_store
+from cdl_gitlab.config import load_settings
+from cdl_gitlab.data.script import run_script
+from cdl_gitlab.data.split import split
+from cdl_gitlab.data.store import open_store
 
 
 def main() -> None:

@@ -457,20 +457,17 @@ def snapshot_template(dest: Path, sandbox: Sandbox, source: Path = REPO_ROOT) ->
 
 
 def build_cdl_wheel(dest: Path, source: Path = REPO_ROOT) -> Path:
-    """A wheel of the work-tree ``cdl`` package (built from a snapshot, no network)."""
+    """A wheel of the work-tree ``cdl-gitlab`` package (built from a snapshot, no network)."""
     snapshot = dest / "cdl-src"
     if snapshot.exists():
         shutil.rmtree(snapshot)
     snapshot.mkdir(parents=True)
-    for rel in worktree_files(source):
-        if (
-            rel == "pyproject.toml"
-            or rel.startswith(("ci-library/cdl/", "README"))
-            or rel == "LICENSE"
-        ):
+    library = source / "ci-library"
+    for rel in worktree_files(library):
+        if rel.startswith("src/") or rel in {"pyproject.toml", "README.md", "LICENSE"}:
             target = snapshot / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / rel, target)
+            shutil.copy2(library / rel, target)
     out = dest / "wheels"
     out.mkdir(parents=True, exist_ok=True)
     subprocess.run(
@@ -492,17 +489,17 @@ def build_cdl_wheel(dest: Path, source: Path = REPO_ROOT) -> Path:
         text=True,
         timeout=600,
     )
-    wheels = sorted(out.glob("cdl-*.whl"))
+    wheels = sorted(out.glob("cdl_gitlab-*.whl"))
     if not wheels:
         raise RuntimeError("no cdl wheel was built")
     return wheels[-1]
 
 
 def cdl_version() -> str:
-    text = (LIBRARY_DIR / "cdl" / "__init__.py").read_text(encoding="utf-8")
+    text = (LIBRARY_DIR / "src" / "cdl_gitlab" / "__init__.py").read_text(encoding="utf-8")
     match = re.search(r'^__version__\s*=\s*"([^"]+)"', text, re.M)
     if not match:
-        raise RuntimeError("cdl.__version__ not found")
+        raise RuntimeError("cdl_gitlab.__version__ not found")
     return match.group(1)
 
 

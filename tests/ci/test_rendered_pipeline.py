@@ -117,7 +117,7 @@ def test_includes_the_components_by_version_with_valid_inputs(
             assert requirement.endswith(f"=={version}")
         assert ("cluster" in requirement) == (answers["profile"] == "cluster")
         if name == "monitoring":
-            assert requirement.startswith("cdl[monitor")
+            assert requirement.startswith("cdl-gitlab[monitor")
         elif name != "data-pipeline":
             framework = "keras" if answers["starter"] == "fashion" else "torch"
             assert f"train-{framework}" in requirement

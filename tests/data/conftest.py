@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from data_helpers import create_project
 
-from cdl.config import Settings
-from cdl.data.local_store import LocalStore
+from cdl_gitlab.config import Settings
+from cdl_gitlab.data.local_store import LocalStore
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from cdl.config import Settings, load_settings
+from cdl_gitlab.config import Settings, load_settings
 from rendering import render_subtree
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +64,7 @@ ANSWERS: dict[str, Any] = {
     "include_monitoring": False,
     "image_prefix": "",
     "postgres_dsn_env": "CDL_POSTGRES_DSN",
-    "ci_library_version": "0.1.0",
+    "ci_library_version": "0.2.0",
 }
 
 

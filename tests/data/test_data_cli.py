@@ -14,11 +14,11 @@ import pytest
 from click.testing import CliRunner, Result
 from data_helpers import CLASSES, create_project, make_corpus
 
-from cdl.cli import cli
-from cdl.cli.data_cmd import data
-from cdl.config import Settings
-from cdl.data.dataset import load_split
-from cdl.data.local_store import LocalStore
+from cdl_gitlab.cli import cli
+from cdl_gitlab.cli.data_cmd import data
+from cdl_gitlab.config import Settings
+from cdl_gitlab.data.dataset import load_split
+from cdl_gitlab.data.local_store import LocalStore
 
 if "data" not in cli.commands:
     cli.add_command(data)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from cdl.config import Settings
-from cdl.data.collect import collect, read_source
-from cdl.data.errors import DataError
-from cdl.data.local_store import LocalStore
-from cdl.data.split import split, split_files
+from cdl_gitlab.config import Settings
+from cdl_gitlab.data.collect import collect, read_source
+from cdl_gitlab.data.errors import DataError
+from cdl_gitlab.data.local_store import LocalStore
+from cdl_gitlab.data.split import split, split_files
 
 
 def _zip(path: Path, files: dict[str, bytes]) -> Path:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cdl.data import idx
-from cdl.errors import CDLError
+from cdl_gitlab.data import idx
+from cdl_gitlab.errors import CDLError
 
 RNG = np.random.default_rng(3)
 IMAGES = RNG.integers(0, 256, size=(10, 28, 28), dtype=np.uint8)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from cdl.config import Settings, load_settings
-from cdl.data.deploy import deploy_pipelines
-from cdl.data.errors import DataError, NotFoundError
-from cdl.data.model import CommitRef, Provenance
-from cdl.data.pachyderm_store import PachydermStore
-from cdl.data.spec import lint_spec
-from cdl.data.store import open_store
+from cdl_gitlab.config import Settings, load_settings
+from cdl_gitlab.data.deploy import deploy_pipelines
+from cdl_gitlab.data.errors import DataError, NotFoundError
+from cdl_gitlab.data.model import CommitRef, Provenance
+from cdl_gitlab.data.pachyderm_store import PachydermStore
+from cdl_gitlab.data.spec import lint_spec
+from cdl_gitlab.data.store import open_store
 from fakes.pachd import FakePachd
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from data_helpers import make_corpus
 
-from cdl.config import Settings, load_settings
-from cdl.data.errors import DataError
-from cdl.data.local_store import LocalStore
-from cdl.data.model import CommitRef
-from cdl.data.runner import glob_datums, load_pipelines, run_hash, run_pipelines
+from cdl_gitlab.config import Settings, load_settings
+from cdl_gitlab.data.errors import DataError
+from cdl_gitlab.data.local_store import LocalStore
+from cdl_gitlab.data.model import CommitRef
+from cdl_gitlab.data.runner import glob_datums, load_pipelines, run_hash, run_pipelines
 
 
 def _quiet(_: str) -> None:

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from pachyderm_sdk.api import pfs, pps
 
-from cdl.config import Settings
-from cdl.data.errors import SpecError
-from cdl.data.spec import expand_image, lint_files, lint_spec, spec_hash
+from cdl_gitlab.config import Settings
+from cdl_gitlab.data.errors import SpecError
+from cdl_gitlab.data.spec import expand_image, lint_files, lint_spec, spec_hash
 
 
 def sdk_spec() -> dict[str, Any]:

@@ -21,7 +21,7 @@ from deploy_models import (  # noqa: E402
     torch_text_checkpoint,
 )
 
-from cdl.config import Settings  # noqa: E402
+from cdl_gitlab.config import Settings  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -111,7 +111,7 @@ class Served:
 
 
 def _serve(settings: Settings, scoring_url: str | None = None) -> Iterator[Served]:
-    from cdl.deploy import local
+    from cdl_gitlab.deploy import local
 
     previous = os.environ.get("CDL_SCORING_URL")
     if scoring_url:

@@ -1,7 +1,7 @@
 """Tiny trained models in the real checkpoint format, and projects that serve them.
 
-The checkpoints are written with the shared code (``cdl.model.checkpoint``,
-``cdl.features``, the networks' builders), trained for a few seconds on synthetic data whose
+The checkpoints are written with the shared code (``cdl_gitlab.model.checkpoint``,
+``cdl_gitlab.features``, the networks' builders), trained for a few seconds on synthetic data whose
 classes are easy to tell apart, so predictions on known inputs are certain.
 """
 
@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from cdl.config import Settings, load_settings
-from cdl.features.image import ImageDecoder
-from cdl.features.labels import LabelEncoder
-from cdl.features.state import FeatureState
-from cdl.features.text import TextVectorizer
-from cdl.model.checkpoint import WEIGHTS, ModelSpec, write_model_files
-from cdl.registry import Checkpoint, LocalRegistry
+from cdl_gitlab.config import Settings, load_settings
+from cdl_gitlab.features.image import ImageDecoder
+from cdl_gitlab.features.labels import LabelEncoder
+from cdl_gitlab.features.state import FeatureState
+from cdl_gitlab.features.text import TextVectorizer
+from cdl_gitlab.model.checkpoint import WEIGHTS, ModelSpec, write_model_files
+from cdl_gitlab.registry import Checkpoint, LocalRegistry
 from rendering import render_subtree
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -129,7 +129,7 @@ def torch_text_checkpoint(folder: Path, seed: int = 0, news_sized: bool = False)
     ``news_sized`` the default widths and a 10,000-stem vocabulary (the news model's shape)."""
     import torch
 
-    from cdl.model.networks_torch import build_network
+    from cdl_gitlab.model.networks_torch import build_network
 
     texts, labels = text_corpus(40, seed)
     extra = news_sized_texts(30, seed) if news_sized else []
@@ -159,7 +159,7 @@ def keras_image_checkpoint(folder: Path, seed: int = 0) -> Path:
     """A Keras image MLP trained on the synthetic band images."""
     import tensorflow as tf
 
-    from cdl.model.networks_keras import build_network
+    from cdl_gitlab.model.networks_keras import build_network
 
     pixels, labels = images(40, seed)
     features = FeatureState(ImageDecoder(28, 28), LabelEncoder(IMAGE_CLASSES))

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from deploy_models import IMAGE_CLASSES, KNOWN_TEXTS, images, text_corpus
 
-from cdl.deploy.compression import CompressionRejected, compress_version
-from cdl.deploy.loading import load_artifact
-from cdl.deploy.package import package_version
-from cdl.registry import Checkpoint, DeterminedRegistry, LocalRegistry
+from cdl_gitlab.deploy.compression import CompressionRejected, compress_version
+from cdl_gitlab.deploy.loading import load_artifact
+from cdl_gitlab.deploy.package import package_version
+from cdl_gitlab.registry import Checkpoint, DeterminedRegistry, LocalRegistry
 
 
 def _text_test_data() -> tuple[list, list, dict]:
@@ -66,7 +66,7 @@ def test_gate_refuses_a_forced_accuracy_drop(text_project) -> None:
 
 def test_gate_refuses_a_real_accuracy_drop(text_project, monkeypatch) -> None:
     """A quantized model that really predicts worse (patched to always say 'tech')."""
-    from cdl.deploy import compression
+    from cdl_gitlab.deploy import compression
 
     original = compression.TorchInt8Predictor.load
 
@@ -105,17 +105,19 @@ def test_keras_tflite_compression(image_project) -> None:
 def test_cli_compress_prints_the_comparison(text_project, monkeypatch) -> None:
     from click.testing import CliRunner
 
-    from cdl.cli import AppContext
-    from cdl.cli.deploy_cmd import deploy
+    from cdl_gitlab.cli import AppContext
+    from cdl_gitlab.cli.deploy_cmd import deploy
 
-    monkeypatch.setattr("cdl.deploy.compression.test_inputs", lambda settings: _text_test_data())
+    monkeypatch.setattr(
+        "cdl_gitlab.deploy.compression.test_inputs", lambda settings: _text_test_data()
+    )
     runner = CliRunner()
     app = AppContext(text_project.root / "cdl.yaml", None)
     result = runner.invoke(deploy, ["compress"], obj=app)
     assert result.exit_code == 0, result.output
     assert "format           torch-int8 (from v1)" in result.output
     assert "registered the compressed model as v2" in result.output
-    from cdl.deploy import compression
+    from cdl_gitlab.deploy import compression
 
     always_tech = compression.TorchInt8Predictor.load
 
@@ -136,8 +138,8 @@ def test_on_determined_the_passed_gate_is_recorded_on_the_source_version(
 ) -> None:
     from click.testing import CliRunner
 
-    from cdl.cli import AppContext
-    from cdl.cli.deploy_cmd import deploy
+    from cdl_gitlab.cli import AppContext
+    from cdl_gitlab.cli.deploy_cmd import deploy
 
     files = {
         path.relative_to(text_checkpoint).as_posix(): path.read_bytes()
@@ -158,7 +160,9 @@ def test_on_determined_the_passed_gate_is_recorded_on_the_source_version(
     assert source.metadata["framework"] == "pytorch"  # merged, not replaced
     # the CI job (cluster profile) can run the gate again: the record is updated and it says
     # which version stays the one to deploy
-    monkeypatch.setattr("cdl.deploy.compression.test_inputs", lambda settings: _text_test_data())
+    monkeypatch.setattr(
+        "cdl_gitlab.deploy.compression.test_inputs", lambda settings: _text_test_data()
+    )
     monkeypatch.setenv("DET_MASTER", det_master.url)
     app = AppContext(text_project.root / "cdl.yaml", "cluster")
     result = CliRunner().invoke(deploy, ["compress"], obj=app)

@@ -18,13 +18,13 @@ def test_trained_text_model_is_packaged_compressed_and_served(tmp_path: Path) ->
     from deploy_models import render_deployment
     from model_fixtures import make_project
 
-    from cdl.config import load_settings
-    from cdl.deploy import local
-    from cdl.deploy.compression import compress_version
-    from cdl.deploy.package import package_version
-    from cdl.model.train import train_local
-    from cdl.monitor.reference import load_reference
-    from cdl.registry import LocalRegistry
+    from cdl_gitlab.config import load_settings
+    from cdl_gitlab.deploy import local
+    from cdl_gitlab.deploy.compression import compress_version
+    from cdl_gitlab.deploy.package import package_version
+    from cdl_gitlab.model.train import train_local
+    from cdl_gitlab.monitor.reference import load_reference
+    from cdl_gitlab.registry import LocalRegistry
 
     settings = make_project(tmp_path / "tiny", "pytorch", "text", hparams={"epochs": 6})
     config = settings.root / "cdl.yaml"

@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 from deploy_models import register
 
-from cdl.cli import AppContext
-from cdl.cli.deploy_cmd import deploy
-from cdl.deploy import kube
-from cdl.registry import LocalRegistry, production_version
+from cdl_gitlab.cli import AppContext
+from cdl_gitlab.cli.deploy_cmd import deploy
+from cdl_gitlab.deploy import kube
+from cdl_gitlab.registry import LocalRegistry, production_version
 
 SHA1 = "1111111111111111111111111111111111111111"
 SHA2 = "2222222222222222222222222222222222222222"
@@ -138,7 +138,7 @@ def test_cli_apply_needs_cluster_profile_and_prints_no_secret(
     local_app = AppContext(text_project.root / "cdl.yaml", None)
     refused = runner.invoke(deploy, ["apply", "--env", "staging", "--tag", SHA1], obj=local_app)
     assert refused.exit_code != 0 and "cluster profile" in str(refused.exception)
-    monkeypatch.setattr("cdl.registry.open_registry", lambda settings: _registry(settings))
+    monkeypatch.setattr("cdl_gitlab.registry.open_registry", lambda settings: _registry(settings))
     cluster_app = AppContext(text_project.root / "cdl.yaml", "cluster")
     result = runner.invoke(deploy, ["apply", "--env", "staging", "--tag", SHA1], obj=cluster_app)
     assert result.exit_code == 0, result.output

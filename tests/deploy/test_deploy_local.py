@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from cdl.deploy import local
-from cdl.deploy.local import ServeError
+from cdl_gitlab.deploy import local
+from cdl_gitlab.deploy.local import ServeError
 
 
 def test_port_in_use_is_refused_before_starting(text_project) -> None:
@@ -41,7 +41,7 @@ def test_class_name_scheme() -> None:
 
 
 def test_predict_payloads(tmp_path: Path) -> None:
-    from cdl.cli.deploy_cmd import _payload
+    from cdl_gitlab.cli.deploy_cmd import _payload
 
     assert _payload(("a", "b"), None) == {"data": {"ndarray": ["a", "b"]}}
     raw = tmp_path / "r.json"
@@ -54,7 +54,7 @@ def test_predict_payloads(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_server_that_dies_reports_its_log(text_project) -> None:
     """A tampered artifact fails the worker's checksum check: the error shows the log tail."""
-    from cdl.deploy.package import ensure_packaged
+    from cdl_gitlab.deploy.package import ensure_packaged
 
     artifact, _ = ensure_packaged(text_project, 1)
     (artifact / "classes.json").write_text('["x", "y", "z"]')
@@ -71,14 +71,14 @@ def test_log_tail_keeps_an_error_that_scrolled_out_of_the_tail(tmp_path: Path) -
     noise = [f"[INFO] worker {i} exiting" for i in range(60)]
     lines = [
         "Traceback (most recent call last):",
-        "cdl.deploy.artifact.ArtifactError: classes.json does not match its checksum",
+        "cdl_gitlab.deploy.artifact.ArtifactError: classes.json does not match its checksum",
         *noise,
     ]
     log.write_text("\n".join(lines) + "\n")
     excerpt = local.log_tail(log, lines=10).splitlines()
     assert excerpt[:2] == [
         "errors logged earlier:",
-        "cdl.deploy.artifact.ArtifactError: classes.json does not match its checksum",
+        "cdl_gitlab.deploy.artifact.ArtifactError: classes.json does not match its checksum",
     ]
     assert excerpt[-10:] == noise[-10:]
     log.write_text("\n".join(noise) + "\n")
@@ -111,7 +111,8 @@ def _port_of(process: subprocess.Popen) -> int:
 def test_foreground_serve_stops_cleanly_on_ctrl_c(text_project) -> None:
     port, metrics = local.free_port(), local.free_port()
     script = (
-        "import sys; from cdl.cli import AppContext; from cdl.cli.deploy_cmd import deploy; "
+        "import sys; from cdl_gitlab.cli import AppContext; "
+        "from cdl_gitlab.cli.deploy_cmd import deploy; "
         "deploy.main(sys.argv[1:], obj=AppContext(None, None), standalone_mode=True)"
     )
     env = {**os.environ, "CDL_CONFIG": str(text_project.root / "cdl.yaml")}

@@ -8,9 +8,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from cdl.cli import AppContext
-from cdl.cli.deploy_cmd import deploy
-from cdl.deploy.manifest import (
+from cdl_gitlab.cli import AppContext
+from cdl_gitlab.cli.deploy_cmd import deploy
+from cdl_gitlab.deploy.manifest import (
     ManifestError,
     check_image,
     render_manifest,

@@ -9,11 +9,11 @@ import pytest
 from click.testing import CliRunner
 from deploy_models import KNOWN_TEXTS, LINEAGE
 
-from cdl.cli import AppContext
-from cdl.cli.deploy_cmd import deploy
-from cdl.deploy.artifact import ArtifactError, read_manifest
-from cdl.deploy.loading import load_artifact
-from cdl.deploy.package import ensure_packaged, package_version
+from cdl_gitlab.cli import AppContext
+from cdl_gitlab.cli.deploy_cmd import deploy
+from cdl_gitlab.deploy.artifact import ArtifactError, read_manifest
+from cdl_gitlab.deploy.loading import load_artifact
+from cdl_gitlab.deploy.package import ensure_packaged, package_version
 
 
 def test_package_writes_self_contained_artifact(text_project, tmp_path: Path) -> None:
@@ -83,7 +83,7 @@ def test_packaging_without_test_data_skips_reference(text_project, tmp_path: Pat
     """Monitoring on, but no test split here: packaging still succeeds, without reference."""
     config = text_project.root / "cdl.yaml"
     config.write_text(config.read_text() + "monitoring: {enabled: true}\n")
-    from cdl.config import load_settings
+    from cdl_gitlab.config import load_settings
 
     folder, manifest = package_version(load_settings(config), 1, tmp_path / "artifact")
     assert "reference.json" not in manifest.data["files"]

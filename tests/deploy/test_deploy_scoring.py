@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cdl.config import load_settings
-from cdl.scoring import (
+from cdl_gitlab.config import load_settings
+from cdl_gitlab.scoring import (
     ScoringRecord,
     ScoringStore,
     ScoringWriter,

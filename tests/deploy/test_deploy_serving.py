@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from deploy_models import KNOWN_TEXTS, known_images
 
-from cdl.deploy.local import post_json
-from cdl.scoring import ScoringStore
+from cdl_gitlab.deploy.local import post_json
+from cdl_gitlab.scoring import ScoringStore
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -144,7 +144,7 @@ def test_text_scoring_rows_in_sqlite(text_server) -> None:
     first = mine[0]
     assert first.status == "ok" and first.version == "1" and first.predicted == "sport"
     assert first.input_kind == "text" and first.input_text == text
-    stats = first.input_stats  # cdl.monitor.input_stats, as monitoring expects
+    stats = first.input_stats  # cdl_gitlab.monitor.input_stats, as monitoring expects
     assert stats["n_chars"] == len(text) and stats["n_tokens"] == 9
     assert stats["n_oov"] == 2 and stats["top_stems"]["the"] == 3
     assert set(first.probabilities) == {"politics", "sport", "tech"}
@@ -154,7 +154,7 @@ def test_text_scoring_rows_in_sqlite(text_server) -> None:
 
 
 def test_text_feedback_is_stored_beside_the_scoring_data(text_server) -> None:
-    from cdl.monitor.feedback import live_accuracy
+    from cdl_gitlab.monitor.feedback import live_accuracy
 
     status, answer = post_json(text_server.predict_url, {"data": {"ndarray": ["goal", "chip"]}})
     assert status == 200
@@ -187,8 +187,8 @@ def test_text_feedback_is_stored_beside_the_scoring_data(text_server) -> None:
 def test_cli_predict_and_stop_end_the_whole_process_group(text_server, tmp_path) -> None:
     from click.testing import CliRunner
 
-    from cdl.cli import AppContext
-    from cdl.cli.deploy_cmd import deploy
+    from cdl_gitlab.cli import AppContext
+    from cdl_gitlab.cli.deploy_cmd import deploy
 
     runner = CliRunner()
     app = AppContext(text_server.settings.root / "cdl.yaml", None)

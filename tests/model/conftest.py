@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from model_fixtures import make_project
 
-from cdl.config import Settings
+from cdl_gitlab.config import Settings
 
 
 @pytest.fixture(autouse=True)

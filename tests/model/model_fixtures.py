@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cdl.config import Settings, load_settings
+from cdl_gitlab.config import Settings, load_settings
 from rendering import render_subtree
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,9 +92,9 @@ training: {{accuracy_threshold: {threshold}}}
 
 def ingest(settings: Settings, split: str, files: dict[str, bytes]) -> None:
     """Commit ``files`` to the split's validated repo and import folder labels for them."""
-    from cdl.data.labeling import generate_export, import_payload
-    from cdl.data.names import validated_repo
-    from cdl.data.store import open_store
+    from cdl_gitlab.data.labeling import generate_export, import_payload
+    from cdl_gitlab.data.names import validated_repo
+    from cdl_gitlab.data.store import open_store
 
     store = open_store(settings)
     repo = validated_repo(settings, split)

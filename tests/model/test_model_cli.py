@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from model_fixtures import TEMPLATE, image_array, png_bytes, render_tree
 
-from cdl.cli import cli
-from cdl.cli.model_cmd import model
+from cdl_gitlab.cli import cli
+from cdl_gitlab.cli.model_cmd import model
 
 if "model" not in cli.commands:
     cli.add_command(model)
@@ -52,7 +52,7 @@ def test_cli_registers_an_experiment_trained_without_registering(project_factory
     assert out.startswith("registered tiny-image v1 (checkpoint ")
     card = run(settings, "report")
     assert "tiny-image" in card
-    from cdl.registry import open_registry
+    from cdl_gitlab.registry import open_registry
 
     version = open_registry(settings).get_version("tiny-image", 1)
     assert (version.metadata["experiment_id"], version.metadata["trial_id"]) == (1, 1)
@@ -98,7 +98,7 @@ def test_rendered_model_code_lints_and_is_ruff_clean(tmp_path, framework, task) 
     names = {path.relative_to(tmp_path).as_posix() for path in files}
     script = "model/model_def.py" if framework == "pytorch" else "model/train_keras.py"
     assert script in names and "test/test_model_accuracy.py" in names
-    from cdl.model.config_lint import lint_paths
+    from cdl_gitlab.model.config_lint import lint_paths
 
     configs = [tmp_path / "model" / f"{name}.yaml" for name in ("const", "adaptive", "distributed")]
     assert lint_paths(configs) == 0

@@ -1,4 +1,4 @@
-"""The cluster profile hands experiments to cdl.model.cluster.submit_experiment."""
+"""The cluster profile hands experiments to cdl_gitlab.model.cluster.submit_experiment."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 from model_fixtures import render_tree, write_config
 
-from cdl.cli import cli
-from cdl.cli.model_cmd import model
-from cdl.config import load_settings
-from cdl.registry.base import ModelVersion
+from cdl_gitlab.cli import cli
+from cdl_gitlab.cli.model_cmd import model
+from cdl_gitlab.config import load_settings
+from cdl_gitlab.registry.base import ModelVersion
 
 if "model" not in cli.commands:
     cli.add_command(model)
@@ -38,8 +38,8 @@ def cluster_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Pa
         calls.append(("register", experiment_id, exp_conf))
         return ModelVersion("tiny-text", 3, "ck-best", datetime(2026, 11, 23, tzinfo=UTC))
 
-    monkeypatch.setattr("cdl.model.cluster.submit_experiment", fake_submit)
-    monkeypatch.setattr("cdl.model.cluster.register_best_checkpoint", fake_register)
+    monkeypatch.setattr("cdl_gitlab.model.cluster.submit_experiment", fake_submit)
+    monkeypatch.setattr("cdl_gitlab.model.cluster.register_best_checkpoint", fake_register)
     return tmp_path, calls
 
 

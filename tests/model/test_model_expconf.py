@@ -6,7 +6,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from cdl.model.expconf import (
+from cdl_gitlab.model.expconf import (
     ExperimentConfigError,
     TrainLength,
     const_hparams,
@@ -15,7 +15,7 @@ from cdl.model.expconf import (
     searcher_length,
     training_length,
 )
-from cdl.model.search import best_config, pruner_settings, suggest
+from cdl_gitlab.model.search import best_config, pruner_settings, suggest
 
 SPACE = {
     "global_batch_size": 32,

@@ -1,4 +1,4 @@
-"""cdl.features: text counts over a fixed stem vocabulary, image decoding, labels, state."""
+"""cdl_gitlab.features: text counts over a fixed stem vocabulary, image decoding, labels, state."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from model_fixtures import png_bytes
 
-from cdl.features.image import ImageDecoder
-from cdl.features.labels import LabelEncoder
-from cdl.features.state import FeatureState
-from cdl.features.text import TextVectorizer, stems, tokenize
+from cdl_gitlab.features.image import ImageDecoder
+from cdl_gitlab.features.labels import LabelEncoder
+from cdl_gitlab.features.state import FeatureState
+from cdl_gitlab.features.text import TextVectorizer, stems, tokenize
 
 
 def test_tokenize_lowercases_and_stems() -> None:

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from cdl.registry import open_registry
+from cdl_gitlab.registry import open_registry
 
 pytestmark = pytest.mark.slow
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from model_fixtures import make_project, set_hparams, write_config
 
-from cdl.config import Settings, load_settings
-from cdl.model.evaluate import evaluate_version
-from cdl.model.predictor import load_predictor
-from cdl.model.train import TrainResult, train_local
-from cdl.registry import open_registry
-from cdl.registry.experiments import open_experiment_registry
+from cdl_gitlab.config import Settings, load_settings
+from cdl_gitlab.model.evaluate import evaluate_version
+from cdl_gitlab.model.predictor import load_predictor
+from cdl_gitlab.model.train import TrainResult, train_local
+from cdl_gitlab.registry import open_registry
+from cdl_gitlab.registry.experiments import open_experiment_registry
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import yaml
 
-from cdl.model.expconf import const_hparams, load_experiment_config, training_length
-from cdl.model.search import search_local
-from cdl.registry import open_registry
-from cdl.registry.experiments import open_experiment_registry
+from cdl_gitlab.model.expconf import const_hparams, load_experiment_config, training_length
+from cdl_gitlab.model.search import search_local
+from cdl_gitlab.registry import open_registry
+from cdl_gitlab.registry.experiments import open_experiment_registry
 
 
 def test_search_prunes_records_every_trial_and_writes_best_config(project_factory) -> None:
@@ -66,7 +66,7 @@ def test_search_prunes_records_every_trial_and_writes_best_config(project_factor
     written = load_experiment_config(result.best_config_path)
     assert result.best_config_path == settings.path("model/const.best.yaml")
     assert written["searcher"]["name"] == "single"
-    from cdl.model.config_lint import lint_paths
+    from cdl_gitlab.model.config_lint import lint_paths
 
     assert lint_paths([result.best_config_path]) == 0
     hparams = const_hparams(written)

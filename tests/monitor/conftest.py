@@ -13,7 +13,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from cdl.config import Settings, load_settings  # noqa: E402
+from cdl_gitlab.config import Settings, load_settings  # noqa: E402
 
 CDL_YAML = """\
 version: 1
@@ -29,9 +29,9 @@ cluster: {{postgres_dsn_env: CDL_TEST_SCORING_DSN}}
 
 @pytest.fixture(scope="session", autouse=True)
 def _monitor_command() -> None:
-    """The `monitor` group on the `cdl` CLI (the lead registers it in cdl.cli)."""
-    from cdl.cli import cli
-    from cdl.cli.monitor_cmd import monitor
+    """The `monitor` group on the `cdl` CLI (the lead registers it in cdl_gitlab.cli)."""
+    from cdl_gitlab.cli import cli
+    from cdl_gitlab.cli.monitor_cmd import monitor
 
     if "monitor" not in cli.commands:
         cli.add_command(monitor)

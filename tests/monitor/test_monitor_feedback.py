@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 from monitor_data import CLASSES, make_texts, records, text_features, text_probabilities
 
-from cdl.monitor import FeedbackError
-from cdl.monitor.checks import Policy
-from cdl.monitor.feedback import (
+from cdl_gitlab.monitor import FeedbackError
+from cdl_gitlab.monitor.checks import Policy
+from cdl_gitlab.monitor.feedback import (
     FeedbackStore,
     live_accuracy,
     parse_seldon_feedback,
     record_feedback,
     truth_labels,
 )
-from cdl.monitor.reference import compute_reference
-from cdl.monitor.report import Served, generate
-from cdl.scoring import ScoringStore
+from cdl_gitlab.monitor.reference import compute_reference
+from cdl_gitlab.monitor.report import Served, generate
+from cdl_gitlab.scoring import ScoringStore
 
 NOW = datetime.now(UTC)
 
@@ -140,7 +140,7 @@ def test_parse_seldon_feedback_json() -> None:
 
 
 class FeedbackModel:
-    """The part of the serving wrapper (cdl.deploy.server.CDLModel) that takes feedback."""
+    """The part of the serving wrapper (cdl_gitlab.deploy.server.CDLModel) that takes feedback."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -154,8 +154,8 @@ class FeedbackModel:
         from seldon_core.flask_utils import SeldonMicroserviceException
         from seldon_core.utils import json_to_seldon_message
 
-        from cdl.monitor.errors import FeedbackError
-        from cdl.monitor.feedback import FeedbackStore, store_seldon_feedback
+        from cdl_gitlab.monitor.errors import FeedbackError
+        from cdl_gitlab.monitor.feedback import FeedbackStore, store_seldon_feedback
 
         try:
             if self._feedback is None:
@@ -200,9 +200,9 @@ def test_seldon_feedback_endpoint_stores_labels(tmp_path: Path) -> None:
 def test_feedback_and_reference_commands(text_project: Any, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from cdl.cli import cli
-    from cdl.monitor.reference import save_reference
-    from cdl.scoring import open_scoring_store
+    from cdl_gitlab.cli import cli
+    from cdl_gitlab.monitor.reference import save_reference
+    from cdl_gitlab.scoring import open_scoring_store
 
     store = open_scoring_store(text_project)
     record = _scored(store, 4)[3][0]

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from cdl.cli import cli
-from cdl.config import Settings
-from cdl.monitor import MonitorError
-from cdl.monitor.issue import LABEL, MARKER, open_issue
-from cdl.registry import Checkpoint, open_registry
+from cdl_gitlab.cli import cli
+from cdl_gitlab.config import Settings
+from cdl_gitlab.monitor import MonitorError
+from cdl_gitlab.monitor.issue import LABEL, MARKER, open_issue
+from cdl_gitlab.registry import Checkpoint, open_registry
 from fakes.gitlab_api import FakeGitLab, RecordedRequest
 
 TOKEN = "glpat-monitor-test"

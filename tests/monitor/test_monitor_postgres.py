@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 from monitor_data import CLASSES, make_texts, records, text_features, text_probabilities
 
-from cdl.cli import cli
-from cdl.config import Settings
-from cdl.monitor.feedback import FeedbackStore, live_accuracy, record_feedback
-from cdl.monitor.reference import compute_reference, save_reference
-from cdl.scoring import ScoringStore
+from cdl_gitlab.cli import cli
+from cdl_gitlab.config import Settings
+from cdl_gitlab.monitor.feedback import FeedbackStore, live_accuracy, record_feedback
+from cdl_gitlab.monitor.reference import compute_reference, save_reference
+from cdl_gitlab.scoring import ScoringStore
 
 pytestmark = pytest.mark.postgres
 

@@ -18,10 +18,10 @@ from monitor_data import (
     text_probabilities,
 )
 
-from cdl.config import Settings
-from cdl.monitor import MonitorError
-from cdl.monitor.input_stats import image_stats, text_stats, vocabulary_set
-from cdl.monitor.reference import (
+from cdl_gitlab.config import Settings
+from cdl_gitlab.monitor import MonitorError
+from cdl_gitlab.monitor.input_stats import image_stats, text_stats, vocabulary_set
+from cdl_gitlab.monitor.reference import (
     REFERENCE_FILE,
     artifact_reference_path,
     attach_reference,
@@ -30,7 +30,7 @@ from cdl.monitor.reference import (
     load_reference,
     save_reference,
 )
-from cdl.registry import Checkpoint, open_registry
+from cdl_gitlab.registry import Checkpoint, open_registry
 
 
 def test_text_stats_counts_tokens_and_oov() -> None:
@@ -157,9 +157,9 @@ def test_reference_for_package(
     """What `cdl deploy package` calls: the held-out split predicted by the packaged model."""
     from types import SimpleNamespace
 
-    import cdl.data.dataset
-    from cdl.errors import CDLError
-    from cdl.monitor.reference import reference_for_package
+    import cdl_gitlab.data.dataset
+    from cdl_gitlab.errors import CDLError
+    from cdl_gitlab.monitor.reference import reference_for_package
 
     texts, labels = make_texts(60, np.random.default_rng(8))
     checkpoint = tmp_path / "checkpoint"
@@ -180,7 +180,7 @@ def test_reference_for_package(
     predictor = SimpleNamespace(
         predict_proba=lambda items: text_probabilities([item.decode() for item in items])
     )
-    monkeypatch.setattr(cdl.data.dataset, "load_split", load_split)
+    monkeypatch.setattr(cdl_gitlab.data.dataset, "load_split", load_split)
     reference = reference_for_package(text_project, checkpoint, predictor)
     assert calls == ["test"] and reference is not None
     assert reference["n_items"] == 60 and reference["accuracy"] == 1.0
@@ -194,5 +194,5 @@ def test_reference_for_package(
     def unavailable(settings: Settings, name: str) -> None:
         raise CDLError("no data repo news-test-validate")
 
-    monkeypatch.setattr(cdl.data.dataset, "load_split", unavailable)
+    monkeypatch.setattr(cdl_gitlab.data.dataset, "load_split", unavailable)
     assert reference_for_package(text_project, checkpoint, predictor) is None

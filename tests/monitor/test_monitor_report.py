@@ -21,14 +21,14 @@ from monitor_data import (
     text_probabilities,
 )
 
-from cdl.cli import cli
-from cdl.config import Settings
-from cdl.monitor import MonitorError
-from cdl.monitor.checks import Policy
-from cdl.monitor.reference import compute_reference
-from cdl.monitor.report import Served, generate, parse_duration, window
-from cdl.registry import Checkpoint, open_registry
-from cdl.scoring import ScoringStore, open_scoring_store
+from cdl_gitlab.cli import cli
+from cdl_gitlab.config import Settings
+from cdl_gitlab.monitor import MonitorError
+from cdl_gitlab.monitor.checks import Policy
+from cdl_gitlab.monitor.reference import compute_reference
+from cdl_gitlab.monitor.report import Served, generate, parse_duration, window
+from cdl_gitlab.registry import Checkpoint, open_registry
+from cdl_gitlab.scoring import ScoringStore, open_scoring_store
 
 NOW = datetime.now(UTC)
 SINCE = NOW - timedelta(days=1)

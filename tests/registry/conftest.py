@@ -13,7 +13,7 @@ if str(TESTS) not in sys.path:
 
 from registry_helpers import write_checkpoint  # noqa: E402
 
-from cdl.config import Settings, load_settings  # noqa: E402
+from cdl_gitlab.config import Settings, load_settings  # noqa: E402
 
 CDL_YAML = """\
 version: 1
@@ -44,7 +44,7 @@ def settings(project: Path) -> Settings:
 @pytest.fixture
 def make_checkpoint(tmp_path: Path):
     """``make_checkpoint(uuid)`` -> Checkpoint whose state_dict.pth holds the uuid."""
-    from cdl.registry import Checkpoint
+    from cdl_gitlab.registry import Checkpoint
 
     def make(uuid: str) -> Checkpoint:
         return Checkpoint(uuid, write_checkpoint(tmp_path / "checkpoints" / uuid, uuid))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cdl.model.config_lint import (
+from cdl_gitlab.model.config_lint import (
     LintIssue,
     experiment_schema,
     lint_config,

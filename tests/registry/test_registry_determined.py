@@ -10,19 +10,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cdl.config import load_settings
-from cdl.data.names import validated_repo
-from cdl.data.store import open_store
-from cdl.errors import CDLError
-from cdl.model.checkpoint import ModelSpec
-from cdl.model.cluster import (
+from cdl_gitlab.config import load_settings
+from cdl_gitlab.data.names import validated_repo
+from cdl_gitlab.data.store import open_store
+from cdl_gitlab.errors import CDLError
+from cdl_gitlab.model.checkpoint import ModelSpec
+from cdl_gitlab.model.cluster import (
     ClusterError,
     recorded_experiments,
     register_best_checkpoint,
     register_cluster_experiment,
     submit_experiment,
 )
-from cdl.registry import (
+from cdl_gitlab.registry import (
     Checkpoint,
     DeterminedRegistry,
     RegistryError,

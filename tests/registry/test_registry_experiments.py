@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cdl.registry import RegistryError
-from cdl.registry.experiments import ExperimentRegistry, open_experiment_registry
+from cdl_gitlab.registry import RegistryError
+from cdl_gitlab.registry.experiments import ExperimentRegistry, open_experiment_registry
 
 
 def test_experiment_lifecycle(settings, tmp_path: Path) -> None:

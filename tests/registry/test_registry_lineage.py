@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cdl.cli import AppContext
-from cdl.cli.lineage_cmd import lineage as lineage_cmd
-from cdl.cli.registry_cmd import parse_assignments
-from cdl.cli.registry_cmd import registry as registry_cmd
-from cdl.lineage import (
+from cdl_gitlab.cli import AppContext
+from cdl_gitlab.cli.lineage_cmd import lineage as lineage_cmd
+from cdl_gitlab.cli.registry_cmd import parse_assignments
+from cdl_gitlab.cli.registry_cmd import registry as registry_cmd
+from cdl_gitlab.lineage import (
     LineageError,
     build_lineage,
     code_version,
@@ -21,8 +21,8 @@ from cdl.lineage import (
     format_lineage,
     hardware,
 )
-from cdl.registry import LocalRegistry, RegistryError, open_registry
-from cdl.registry.report import model_card
+from cdl_gitlab.registry import LocalRegistry, RegistryError, open_registry
+from cdl_gitlab.registry.report import model_card
 
 
 def _lineage(commit: str = "c0ffee", accuracy: float = 0.81, **overrides) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from registry_helpers import write_checkpoint
 
-from cdl.registry import (
+from cdl_gitlab.registry import (
     Checkpoint,
     LocalRegistry,
     ModelRegistry,

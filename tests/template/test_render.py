@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from cdl.config import parse_config
+from cdl_gitlab.config import parse_config
 from rendering import render
 
 FRAMEWORKS = ("pytorch", "keras")

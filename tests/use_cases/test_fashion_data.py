@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cdl.config import Settings, load_settings
-from cdl.data import fashion, idx, pipeline
-from cdl.data.dataset import load_split
-from cdl.data.errors import DataError
-from cdl.data.labels import LabelStore
-from cdl.data.local_store import LocalStore
+from cdl_gitlab.config import Settings, load_settings
+from cdl_gitlab.data import fashion, idx, pipeline
+from cdl_gitlab.data.dataset import load_split
+from cdl_gitlab.data.errors import DataError
+from cdl_gitlab.data.labels import LabelStore
+from cdl_gitlab.data.local_store import LocalStore
 from rendering import render
 from use_cases.fashion_data import FASHION_CLASSES, write_mirror
 

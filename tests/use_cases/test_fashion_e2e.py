@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cdl.data import fashion, idx
+from cdl_gitlab.data import fashion, idx
 from use_cases.fashion_data import FASHION_CLASSES, write_mirror
 
 CDL = Path(sys.executable).with_name("cdl")
@@ -73,7 +73,7 @@ def test_fashion_use_case_end_to_end(render_project, tmp_path: Path) -> None:
     out = cdl(project, "model", "evaluate", env=env)
     assert "fashion-mnist v2 passes the gate" in out
 
-    from cdl.deploy import local
+    from cdl_gitlab.deploy import local
 
     out = cdl(project, "deploy", "compress", "--version", "2", env=env)
     assert "format           tflite (from v2)" in out

@@ -7,8 +7,8 @@ calls :func:`train` with its own core context (checkpoints, metrics and TensorBo
 :func:`main` below.
 
 Inputs come from the data store at the version named in the experiment config's ``data``
-section; preprocessing is ``cdl.features`` and the network is built by
-``cdl.model.networks_keras`` from the hyperparameters, so a checkpoint is self-contained.
+section; preprocessing is ``cdl_gitlab.features`` and the network is built by
+``cdl_gitlab.model.networks_keras`` from the hyperparameters, so a checkpoint is self-contained.
 """
 
 from __future__ import annotations
@@ -18,10 +18,15 @@ from typing import Any
 
 import determined as det
 import tensorflow as tf
-from cdl.model.expconf import TrainLength, training_length
-from cdl.model.inputs import load_training_inputs
-from cdl.model.keras_support import CheckpointingCallback, dataset, fit_schedule, report_period
-from cdl.model.networks_keras import build_network
+from cdl_gitlab.model.expconf import TrainLength, training_length
+from cdl_gitlab.model.inputs import load_training_inputs
+from cdl_gitlab.model.keras_support import (
+    CheckpointingCallback,
+    dataset,
+    fit_schedule,
+    report_period,
+)
+from cdl_gitlab.model.networks_keras import build_network
 from determined import core
 from determined.keras import TensorBoard
 
@@ -77,7 +82,7 @@ def main() -> None:
     info = det.get_cluster_info()
     if info is None or info.task_type != "TRIAL":
         # Off-cluster: the same run as `cdl model train` (local profile).
-        from cdl.model.train import train_from_cli
+        from cdl_gitlab.model.train import train_from_cli
 
         train_from_cli()
         return

@@ -11,10 +11,10 @@ For a source of another shape, replace the body of ``main``: it must commit
 
 from __future__ import annotations
 
-from cdl.config import load_settings
-from cdl.data.collect import collect
-from cdl.data.script import run_script
-from cdl.data.store import open_store
+from cdl_gitlab.config import load_settings
+from cdl_gitlab.data.collect import collect
+from cdl_gitlab.data.script import run_script
+from cdl_gitlab.data.store import open_store
 
 
 def main() -> None:

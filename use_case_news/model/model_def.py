@@ -6,8 +6,8 @@ Off-cluster, ``cdl model train`` runs this trial through the Determined ``Traine
 ``python3 -m model.model_def``: :func:`main` below.
 
 Inputs come from the data store at the version named in the experiment config's ``data``
-section; the preprocessing is ``cdl.features`` (the same code serves predictions), and the
-network is built by ``cdl.model.networks_torch`` from the hyperparameters, so a checkpoint
+section; the preprocessing is ``cdl_gitlab.features`` (the same code serves predictions), and the
+network is built by ``cdl_gitlab.model.networks_torch`` from the hyperparameters, so a checkpoint
 is self-contained for serving.
 """
 
@@ -18,10 +18,10 @@ from typing import Any
 
 import determined as det
 import torch
-from cdl.model.expconf import training_length
-from cdl.model.inputs import load_training_inputs
-from cdl.model.networks_torch import build_network
-from cdl.model.torch_support import (
+from cdl_gitlab.model.expconf import training_length
+from cdl_gitlab.model.inputs import load_training_inputs
+from cdl_gitlab.model.networks_torch import build_network
+from cdl_gitlab.model.torch_support import (
     CheckpointFiles,
     reporting_period,
     train_unit,
@@ -87,7 +87,7 @@ def main() -> None:
     info = det.get_cluster_info()
     if info is None or info.task_type != "TRIAL":
         # Off-cluster: the same run as `cdl model train` (local profile).
-        from cdl.model.train import train_from_cli
+        from cdl_gitlab.model.train import train_from_cli
 
         train_from_cli()
         return

@@ -10,8 +10,8 @@ Run: ``pytest test/test_model_accuracy.py --junitxml=reports/junit-model.xml``
 
 from __future__ import annotations
 
-from cdl.config import load_settings
-from cdl.model.evaluate import evaluate_version
+from cdl_gitlab.config import load_settings
+from cdl_gitlab.model.evaluate import evaluate_version
 
 
 def test_model_accuracy() -> None:

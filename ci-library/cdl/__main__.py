@@ -1,3 +1,0 @@
-from cdl.cli import main
-
-main()

@@ -1,0 +1,3 @@
+from cdl_gitlab.cli import main
+
+main()

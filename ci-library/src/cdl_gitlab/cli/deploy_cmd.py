@@ -1,0 +1,350 @@
+"""``cdl deploy``: package, serve, predict, compress, manifest, apply, rollback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cdl_gitlab.cli import AppContext, pass_app
+from cdl_gitlab.deploy.local import DEFAULT_THREADS, DEFAULT_WORKERS
+from cdl_gitlab.errors import CDLError
+
+VERSION = click.option(
+    "--version",
+    "version",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Model version (default: the latest registered).",
+)
+ENV = click.option(
+    "--env",
+    "environment",
+    type=click.Choice(["staging", "production"]),
+    required=True,
+    help="Target environment (staging from dev, production from main).",
+)
+IMAGE = click.option(
+    "--image", default=None, help="Serving image pinned by digest: <repo>@sha256:<digest>."
+)
+TAG = click.option(
+    "--tag",
+    default=None,
+    help="Commit SHA the image is tagged with (default: $CI_COMMIT_SHA).",
+)
+
+
+@click.group()
+def deploy() -> None:
+    """The deployment pipeline: artifacts, local Seldon serving, compression, Kubernetes."""
+
+
+@deploy.command("package")
+@VERSION
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Artifact folder (default: <state_dir>/artifacts/<model>-v<N>); the image copies "
+    "deployment/artifact.",
+)
+@pass_app
+def package(app: AppContext, version: int | None, out: Path | None) -> None:
+    """Export a registered version into a self-contained artifact folder."""
+    from cdl_gitlab.deploy.package import package_version
+
+    folder, manifest = package_version(app.settings, version, out)
+    click.echo(
+        f"packaged {manifest.name} v{manifest.version} ({manifest.format}) into {folder}\n"
+        f"checksum {manifest.checksum}"
+    )
+
+
+@deploy.command("serve")
+@VERSION
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="REST port (default: deployment.local_port).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Prometheus metrics port (default: deployment.metrics_port).",
+)
+@click.option(
+    "--grpc-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Also serve gRPC on this port (off by default).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=DEFAULT_WORKERS,
+    show_default=True,
+    help="Server processes (each loads the model).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=DEFAULT_THREADS,
+    show_default=True,
+    help="Threads per server process.",
+)
+@click.option("--foreground", is_flag=True, help="Stay attached; Ctrl-C stops the server.")
+@pass_app
+def serve(
+    app: AppContext,
+    version: int | None,
+    port: int | None,
+    metrics_port: int | None,
+    grpc_port: int | None,
+    workers: int,
+    threads: int,
+    foreground: bool,
+) -> None:
+    """Serve a version with seldon-core-microservice on localhost."""
+    from cdl_gitlab.deploy import local
+
+    settings = app.settings
+    info, process = local.serve(
+        settings,
+        version,
+        port,
+        metrics_port,
+        workers=workers,
+        threads=threads,
+        grpc_port=grpc_port,
+    )
+    click.echo(
+        f"serving {info.model} v{info.version} at {info.url}/api/v1.0/predictions "
+        f"(metrics: http://127.0.0.1:{info.metrics_port}/metrics, log: {info.log})"
+    )
+    if not foreground:
+        click.echo("stop it with `cdl deploy stop`")
+        return
+    click.echo("press Ctrl-C to stop")
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        local.stop(settings)
+        click.echo("stopped")
+        return
+    local.server_file(settings).unlink(missing_ok=True)
+    raise local.ServeError(
+        f"the model server exited with code {code}; last lines of {info.log}:\n"
+        f"{local.log_tail(Path(info.log))}"
+    )
+
+
+@deploy.command("stop")
+@pass_app
+def stop(app: AppContext) -> None:
+    """Stop the local model server (its whole process group)."""
+    from cdl_gitlab.deploy import local
+
+    info = local.stop(app.settings)
+    if info is None:
+        click.echo("no model server is running")
+    else:
+        click.echo(f"stopped {info.model} v{info.version} (pid {info.pid}, {info.url})")
+
+
+def _payload(texts: tuple[str, ...], json_file: Path | None) -> Any:
+    if texts and json_file:
+        raise click.UsageError("give texts or --json FILE, not both")
+    if json_file:
+        try:
+            data = json.loads(json_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise click.BadParameter(f"{json_file}: {exc}", param_hint="--json") from exc
+        return data if isinstance(data, dict) else {"data": {"ndarray": data}}
+    if not texts:
+        raise click.UsageError("give one or more texts, or --json FILE with a Seldon payload")
+    return {"data": {"ndarray": list(texts)}}
+
+
+@deploy.command("predict")
+@click.argument("texts", nargs=-1)
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A Seldon request body (an object), or a JSON list of inputs.",
+)
+@click.option("--url", default=None, help="Server base URL (default: the running local server).")
+@click.option("--raw", is_flag=True, help="Print the server's whole JSON answer.")
+@pass_app
+def predict(
+    app: AppContext, texts: tuple[str, ...], json_file: Path | None, url: str | None, raw: bool
+) -> None:
+    """POST inputs to the model server and print, per input, the class and its probability."""
+    from cdl_gitlab.deploy import local
+
+    payload = _payload(texts, json_file)
+    if url is None:
+        info = local.read_server(app.settings)
+        port = info.port if info else app.settings.config.deployment.local_port
+        url = f"http://127.0.0.1:{port}"
+    status, answer = local.post_json(local.predictions_url(url), payload)
+    summary = None if raw or status != 200 else _prediction_lines(answer, _shown_inputs(payload))
+    click.echo(summary or json.dumps(answer, indent=2))
+    if status != 200:
+        raise local.ServeError(f"the model server answered HTTP {status}")
+
+
+def _shown_inputs(payload: Any) -> list[str]:
+    """The text items of a Seldon payload, to show beside their predictions."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    items = data.get("ndarray") if isinstance(data, dict) else None
+    return [item if isinstance(item, str) else "" for item in items or []]
+
+
+def _prediction_lines(answer: Any, texts: list[str]) -> str | None:
+    """``<class>  <probability>  <input>`` per item; None when the answer is not a CDL one."""
+    try:
+        names = answer["data"]["names"]
+        rows = answer["data"]["ndarray"]
+        labels = answer["meta"]["tags"]["predictions"]
+    except (KeyError, TypeError):
+        return None
+    lines = []
+    for index, (label, probabilities) in enumerate(zip(labels, rows, strict=False)):
+        probability = probabilities[names.index(label)] if label in names else max(probabilities)
+        shown = (texts[index] if index < len(texts) else "") or f"item {index}"
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        lines.append(f"{label}  {probability:.4f}  {shown}")
+    version = answer["meta"]["tags"].get("version")
+    lines.append(f"(model {answer['meta']['tags'].get('model')} v{version})")
+    return "\n".join(lines)
+
+
+def _echo_comparison(comparison: dict[str, Any]) -> None:
+    size, latency, acc = comparison["size_bytes"], comparison["latency_ms"], comparison["accuracy"]
+    click.echo(
+        f"format           {comparison['format']} (from v{comparison['source_version']})\n"
+        f"size             {size['original']:,} -> {size['compressed']:,} bytes "
+        f"(x{size['ratio']:.3f})\n"
+        f"latency p50      {latency['original']['p50']:.3f} -> "
+        f"{latency['compressed']['p50']:.3f} ms (x{latency['ratio_p50']:.3f})\n"
+        f"test accuracy    {acc['original']:.4f} -> {acc['compressed']:.4f} "
+        f"(drop {acc['drop']:+.4f}, allowed {acc['max_drop']:.4f}, {acc['test_items']} items)"
+    )
+
+
+@deploy.command("compress")
+@VERSION
+@pass_app
+def compress(app: AppContext, version: int | None) -> None:
+    """Quantize a version, compare it with the original, register it if accuracy holds."""
+    from cdl_gitlab.deploy.compression import CompressionRejected, compress_version
+
+    try:
+        result = compress_version(app.settings, version)
+    except CompressionRejected as exc:
+        _echo_comparison(exc.comparison)
+        raise
+    _echo_comparison(result.comparison)
+    if result.version is None:
+        source = result.comparison["source_version"]
+        click.echo(
+            f"the compressed model passed; this registry cannot store its files, so the "
+            f"comparison is recorded on v{source} (compression_gate), which stays the version "
+            "to deploy"
+        )
+        return
+    click.echo(f"registered the compressed model as v{result.version}")
+
+
+@deploy.command("manifest")
+@ENV
+@IMAGE
+@TAG
+@VERSION
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the manifest here instead of printing it.",
+)
+@pass_app
+def manifest(
+    app: AppContext,
+    environment: str,
+    image: str | None,
+    tag: str | None,
+    version: int | None,
+    out: Path | None,
+) -> None:
+    """Render and validate the SeldonDeployment of an environment."""
+    from cdl_gitlab.deploy.manifest import render_manifest, resolve_image
+    from cdl_gitlab.fsutil import atomic_write_text
+
+    settings = app.settings
+    rendered = render_manifest(
+        settings, environment, resolve_image(settings, image, tag), model_version=version
+    )
+    if out:
+        atomic_write_text(out, rendered.text)
+        click.echo(f"wrote {out} ({rendered.name} in {rendered.namespace}, {rendered.image})")
+    else:
+        click.echo(rendered.text, nl=False)
+
+
+def _cluster_registry(app: AppContext) -> Any:
+    from cdl_gitlab.registry import open_registry
+
+    settings = app.settings
+    if settings.profile != "cluster":
+        raise CDLError(
+            "apply and rollback deploy to Kubernetes: use the cluster profile "
+            "(--profile cluster or CDL_PROFILE=cluster); locally, use `cdl deploy serve`"
+        )
+    return open_registry(settings)
+
+
+@deploy.command("apply")
+@ENV
+@IMAGE
+@TAG
+@VERSION
+@pass_app
+def apply(
+    app: AppContext, environment: str, image: str | None, tag: str | None, version: int | None
+) -> None:
+    """Apply the SeldonDeployment with kubectl, wait for the rollout, record it."""
+    from cdl_gitlab.deploy import kube
+    from cdl_gitlab.deploy.manifest import resolve_image
+
+    registry = _cluster_registry(app)
+    result = kube.apply(
+        app.settings, registry, environment, resolve_image(app.settings, image, tag), version
+    )
+    for line in result.output:
+        click.echo(line)
+    click.echo(
+        f"deployed {app.settings.config.model.name} v{result.version} to {environment} "
+        f"({result.name} in {result.namespace}, {result.image})"
+    )
+
+
+@deploy.command("rollback")
+@ENV
+@pass_app
+def rollback(app: AppContext, environment: str) -> None:
+    """Re-deploy the version that was deployed to an environment before the current one."""
+    from cdl_gitlab.deploy import kube
+
+    registry = _cluster_registry(app)
+    result = kube.rollback(app.settings, registry, environment)
+    for line in result.output:
+        click.echo(line)
+    click.echo(
+        f"rolled {environment} back to {app.settings.config.model.name} v{result.version} "
+        f"({result.image})"
+    )

@@ -1,0 +1,308 @@
+"""``cdl deploy apply`` / ``rollback``: SeldonDeployments on Kubernetes through ``kubectl``.
+
+The kubeconfig comes from ``$KUBECONFIG`` (a path) or ``$KUBECONFIG_B64`` (a masked CI/CD
+variable, decoded into a private temporary file). The scoring DSN goes into a Secret through
+``kubectl``'s standard input, never its arguments. Neither is ever printed: every line of
+``kubectl`` output shown to the user is scrubbed of both.
+
+Each apply records ``deployments.<env> = {image, at, namespace, name}`` on the model version;
+``rollback`` re-applies the previously recorded version and retires the current record.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cdl_gitlab.deploy.manifest import (
+    ENVIRONMENTS,
+    Manifest,
+    ManifestError,
+    render_manifest,
+    scoring_secret_name,
+    seldon_deployment_names,
+)
+from cdl_gitlab.errors import CDLError
+from cdl_gitlab.scoring import SCORING_URL_ENV, normalize_url
+
+log = logging.getLogger(__name__)
+
+KUBECTL_ENV = "CDL_KUBECTL"
+APPEAR_POLL = 2.0
+
+
+class KubeError(CDLError):
+    """kubectl failed, or the deployment did not roll out."""
+
+
+@dataclass
+class Deployed:
+    """The outcome of an apply or a rollback."""
+
+    environment: str
+    version: int
+    image: str
+    namespace: str
+    name: str
+    output: list[str]
+
+
+def current_branch(root: Path) -> str | None:
+    """The branch being deployed: GitLab's variables, else git's checked-out branch."""
+    for variable in ("CI_COMMIT_BRANCH", "CI_COMMIT_REF_NAME"):
+        if os.environ.get(variable):
+            return os.environ[variable]
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "--abbrev-ref", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    branch = result.stdout.strip()
+    return branch if branch and branch != "HEAD" else None
+
+
+def check_branch(settings: Any, environment: str) -> None:
+    """Production deploys only from ``main`` (DESIGN.md); staging from any branch."""
+    if environment != "production":
+        return
+    branch = current_branch(settings.root)
+    if branch != ENVIRONMENTS["production"]:
+        raise KubeError(
+            f"production deploys only from the main branch (this is {branch or 'an unknown'} "
+            "branch); deploy to staging from dev"
+        )
+
+
+class Kubectl:
+    """Runs ``kubectl`` with the kubeconfig from the environment; scrubs secrets from output."""
+
+    def __init__(self, secrets: list[str] | None = None, timeout: float = 900.0) -> None:
+        self.executable = os.environ.get(KUBECTL_ENV) or shutil.which("kubectl")
+        if not self.executable:
+            raise KubeError("kubectl not found on PATH (install it, or set $CDL_KUBECTL)")
+        self.secrets = [s for s in (secrets or []) if s]
+        self.timeout = timeout
+        self._env: dict[str, str] | None = None
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Kubectl]:
+        """Provide the kubeconfig for the duration of the block (a private temp file if B64)."""
+        env = dict(os.environ)
+        encoded = env.pop("KUBECONFIG_B64", "")
+        with tempfile.TemporaryDirectory(prefix="cdl-kube-") as folder:
+            if not env.get("KUBECONFIG"):
+                if not encoded:
+                    raise KubeError(
+                        "no cluster credentials: set KUBECONFIG (a path) or KUBECONFIG_B64 "
+                        "(a masked CI/CD variable with the base64 kubeconfig)"
+                    )
+                try:
+                    config = base64.b64decode(encoded, validate=True)
+                except ValueError:
+                    raise KubeError("KUBECONFIG_B64 is not valid base64") from None
+                path = Path(folder) / "kubeconfig"
+                path.touch(mode=0o600)
+                path.write_bytes(config)
+                env["KUBECONFIG"] = str(path)
+                self.secrets.append(encoded)
+            self._env = env
+            try:
+                yield self
+            finally:
+                self._env = None
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def run(self, args: list[str], stdin: str | None = None, check: bool = True) -> str:
+        """Run ``kubectl args``; KubeError with scrubbed stderr if it fails (when ``check``)."""
+        if self._env is None:
+            raise RuntimeError("Kubectl.run outside a session()")
+        try:
+            result = subprocess.run(
+                [self.executable, *args],
+                input=stdin,
+                capture_output=True,
+                text=True,
+                env=self._env,
+                timeout=self.timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise KubeError(f"kubectl {args[0]} timed out after {self.timeout:.0f} s") from None
+        if check and result.returncode != 0:
+            raise KubeError(
+                f"kubectl {args[0]} failed (exit {result.returncode}): "
+                f"{self.scrub(result.stderr.strip() or result.stdout.strip())}"
+            )
+        return self.scrub(result.stdout.strip())
+
+
+def secret_manifest(name: str, namespace: str, scoring_url: str) -> str:
+    """The Secret holding the scoring store URL, as JSON for ``kubectl apply -f -``."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/managed-by": "cdl"},
+            },
+            "type": "Opaque",
+            "stringData": {SCORING_URL_ENV: scoring_url},
+        }
+    )
+
+
+def _wait_for_deployment(kubectl: Kubectl, name: str, namespace: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = kubectl.run(
+            ["get", "deployment", name, "-n", namespace, "--ignore-not-found", "-o", "name"]
+        )
+        if found:
+            return
+        if time.monotonic() >= deadline:
+            raise KubeError(
+                f"the Seldon operator did not create deployment {name} in {namespace} within "
+                f"{timeout:.0f} s (is the operator installed? `kubectl describe sdep`)"
+            )
+        time.sleep(APPEAR_POLL)
+
+
+def apply_manifest(settings: Any, manifest: Manifest) -> list[str]:
+    """Apply the scoring Secret and ``manifest``; wait for every Deployment to roll out."""
+    env_name = settings.config.cluster.postgres_dsn_env
+    dsn = normalize_url(settings.secret(env_name, "the scoring data store of the deployment"))
+    timeout = settings.config.deployment.rollout_timeout
+    kubectl = Kubectl(secrets=[dsn, os.environ.get(env_name, "")], timeout=timeout + 60)
+    namespace = manifest.namespace
+    output: list[str] = []
+    with kubectl.session():
+        output.append(
+            kubectl.run(
+                ["apply", "-f", "-"],
+                stdin=secret_manifest(scoring_secret_name(settings), namespace, dsn),
+            )
+        )
+        output.append(kubectl.run(["apply", "-f", "-"], stdin=manifest.text))
+        for name in seldon_deployment_names(manifest.document):
+            _wait_for_deployment(kubectl, name, namespace, timeout)
+            output.append(
+                kubectl.run(
+                    [
+                        "rollout",
+                        "status",
+                        f"deployment/{name}",
+                        "-n",
+                        namespace,
+                        f"--timeout={timeout}s",
+                    ]
+                )
+            )
+    return [line for line in output if line]
+
+
+def _record(
+    registry: Any, name: str, version: int, environment: str, entry: dict[str, Any] | None
+) -> None:
+    registry.add_metadata(name, version, {"deployments": {environment: entry}}, overwrite=True)
+
+
+def deployment_entry(manifest: Manifest) -> dict[str, Any]:
+    return {
+        "image": manifest.image,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "namespace": manifest.namespace,
+        "name": manifest.name,
+    }
+
+
+def apply(
+    settings: Any,
+    registry: Any,
+    environment: str,
+    image: str,
+    version: int | None = None,
+    applier: Callable[[Any, Manifest], list[str]] = apply_manifest,
+) -> Deployed:
+    """Deploy ``version`` (default: latest) in ``image`` to ``environment`` and record it."""
+    check_branch(settings, environment)
+    name = settings.config.model.name
+    found = registry.get_version(name, version)
+    manifest = render_manifest(settings, environment, image, model_version=found.version)
+    output = applier(settings, manifest)
+    _record(registry, name, found.version, environment, deployment_entry(manifest))
+    return Deployed(environment, found.version, image, manifest.namespace, manifest.name, output)
+
+
+def deployment_history(registry: Any, name: str, environment: str) -> list[tuple[int, dict]]:
+    """``(version, record)`` of the active deployments of ``environment``, oldest first."""
+    active = []
+    for found in registry.list_versions(name):
+        record = (found.metadata.get("deployments") or {}).get(environment)
+        if isinstance(record, dict) and record.get("image") and record.get("at"):
+            active.append((found.version, record))
+    return sorted(active, key=lambda item: item[1]["at"])
+
+
+def rollback(
+    settings: Any,
+    registry: Any,
+    environment: str,
+    applier: Callable[[Any, Manifest], list[str]] = apply_manifest,
+) -> Deployed:
+    """Re-deploy the version deployed to ``environment`` before the current one."""
+    check_branch(settings, environment)
+    name = settings.config.model.name
+    history = deployment_history(registry, name, environment)
+    if len(history) < 2:
+        raise KubeError(
+            f"no earlier deployment of {name} to {environment} is recorded: nothing to roll back to"
+        )
+    current_version, current = history[-1]
+    previous_version, previous = history[-2]
+    try:
+        manifest = render_manifest(
+            settings, environment, previous["image"], model_version=previous_version
+        )
+    except ManifestError as exc:
+        raise KubeError(f"cannot roll back to {name} v{previous_version}: {exc}") from exc
+    output = applier(settings, manifest)
+    entry = {**deployment_entry(manifest), "rolled_back_from": current_version}
+    _record(registry, name, previous_version, environment, entry)
+    retired = {**current, "retired_at": entry["at"], "replaced_by": previous_version}
+    registry.add_metadata(
+        name,
+        current_version,
+        {"deployments": {environment: None, "retired": {environment: retired}}},
+        overwrite=True,
+    )
+    return Deployed(
+        environment,
+        previous_version,
+        previous["image"],
+        manifest.namespace,
+        manifest.name,
+        output,
+    )

@@ -1,0 +1,364 @@
+"""Local serving: the real ``seldon-core-microservice`` on localhost, in its own process group.
+
+``serve`` packages the version if needed, starts the server with the artifact and the scoring
+store in its environment, waits for ``/health/ping`` and records a pid file under the state
+folder; ``stop`` ends the whole process group (SIGTERM, then SIGKILL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cdl_gitlab.errors import CDLError
+from cdl_gitlab.fsutil import atomic_write_json
+from cdl_gitlab.scoring import SCORING_URL_ENV
+
+SERVER_FILE = "serve.json"
+DEPLOYMENT_DIR = "deployment"
+LOG_TAIL_LINES = 40
+
+
+class ServeError(CDLError):
+    """The local model server cannot start, is not running, or answered with an error."""
+
+
+@dataclass
+class ServerInfo:
+    """What the pid file records about a running local server."""
+
+    pid: int
+    port: int
+    metrics_port: int
+    model: str
+    version: int
+    artifact: str
+    log: str
+    started: float
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+# Gunicorn processes, not threads, are what use a second core: the GIL and Seldon's metrics
+# store (inter-process calls on every request) serialise threads. benchmarks/serving.py: on
+# 2 cores, 2 workers x 2 threads serve ~190 requests/s (p99 ~19 ms, 2 clients) where
+# 1 worker x 4 threads serve ~140-165.
+DEFAULT_WORKERS = 2
+DEFAULT_THREADS = 2
+
+
+def model_class_name(model_name: str) -> str:
+    """The wrapper's class (and module) name: ``news-classifier`` -> ``NewsClassifier``.
+
+    The template names ``deployment/<ModelClass>.py`` with the same expression.
+    """
+    return model_name.title().replace("-", "")
+
+
+def wrapper_dir(settings: Any) -> Path:
+    """The project's ``deployment/`` folder, checked to hold the rendered wrapper."""
+    folder = settings.root / DEPLOYMENT_DIR
+    module = folder / f"{model_class_name(settings.config.model.name)}.py"
+    if not module.is_file():
+        raise ServeError(
+            f"{module} is missing: the Seldon wrapper is rendered by the CDL template "
+            "(run `copier update`, or check model.name in cdl.yaml)"
+        )
+    return folder
+
+
+def microservice_executable() -> str:
+    beside = Path(sys.executable).parent / "seldon-core-microservice"
+    found = str(beside) if beside.is_file() else shutil.which("seldon-core-microservice")
+    if not found:
+        raise ServeError(
+            "seldon-core-microservice not found: install the serving extra (pip install "
+            "'cdl-gitlab[serve]')"
+        )
+    return found
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A port the kernel reports free right now (for tests and benchmarks)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit): ")
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a server log, preceded by the exception messages logged
+    before them: with several workers, one worker's error can scroll out of the tail behind
+    the others' shutdown messages."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no server log)"
+    all_lines = text.splitlines()
+    tail = all_lines[-lines:]
+    earlier = [line for line in all_lines[:-lines] if _EXCEPTION_LINE.match(line)]
+    errors = [line for line in dict.fromkeys(earlier) if line not in tail][-5:]
+    if not errors:
+        return "\n".join(tail)
+    return "\n".join(["errors logged earlier:", *errors, "...", *tail])
+
+
+def start_server(
+    class_name: str,
+    cwd: Path,
+    artifact_dir: Path,
+    *,
+    port: int,
+    metrics_port: int,
+    log_path: Path,
+    scoring_url: str | None,
+    workers: int = DEFAULT_WORKERS,
+    threads: int = DEFAULT_THREADS,
+    grpc_port: int | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``seldon-core-microservice`` in a new session (its own process group)."""
+    for wanted in (port, metrics_port, *([grpc_port] if grpc_port else [])):
+        if not port_free(wanted):
+            raise ServeError(
+                f"port {wanted} is in use (another model server? try `cdl deploy stop`, "
+                "or choose --port)"
+            )
+    command = [
+        microservice_executable(),
+        class_name,
+        "--service-type",
+        "MODEL",
+        "--http-port",
+        str(port),
+        "--metrics-port",
+        str(metrics_port),
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--log-level",
+        "INFO",
+    ]
+    if grpc_port:
+        command += ["--grpc-port", str(grpc_port), "--grpc-workers", "1"]
+    else:
+        command += ["--grpc-workers", "0"]
+    env = {**os.environ, "CDL_ARTIFACT_DIR": str(artifact_dir), "PYTHONUNBUFFERED": "1"}
+    env.pop(SCORING_URL_ENV, None)
+    if scoring_url:
+        env[SCORING_URL_ENV] = scoring_url
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float, log_path: Path) -> None:
+    """Poll ``/health/ping`` until it answers; ServeError with the log tail if the server dies."""
+    deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{port}/health/ping"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServeError(
+                f"the model server exited with code {process.returncode} during start-up; "
+                f"last lines of {log_path}:\n{log_tail(log_path)}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    stop_group(process.pid)
+    raise ServeError(
+        f"the model server did not answer {url} within {timeout:.0f} s (stopped it); "
+        f"last lines of {log_path}:\n{log_tail(log_path)}"
+    )
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (exited, not yet reaped) counts as gone. Without
+    ``/proc`` it counts as gone too, so :func:`stop_group` signals the group at once."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_group(pgid: int, grace: float = 10.0) -> bool:
+    """Stop the server whose process group is ``pgid``: SIGTERM the leader (gunicorn's
+    master stops its workers, which flush their scoring data), then the rest of the group,
+    SIGKILL whatever is left after ``grace`` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    leader_deadline = time.monotonic() + grace / 2
+    group_signalled = False
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pgid, os.WNOHANG)
+        if not _group_alive(pgid):
+            return True
+        if not group_signalled and (not _alive(pgid) or time.monotonic() > leader_deadline):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGTERM)
+            group_signalled = True
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pgid, 0)
+    return True
+
+
+def server_file(settings: Any) -> Path:
+    return settings.state_dir / SERVER_FILE
+
+
+def read_server(settings: Any) -> ServerInfo | None:
+    """The recorded server, or None (a stale record of a dead server is removed)."""
+    path = server_file(settings)
+    try:
+        info = ServerInfo(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+    if not _group_alive(info.pid):
+        path.unlink(missing_ok=True)
+        return None
+    return info
+
+
+def serve(
+    settings: Any,
+    version: int | None = None,
+    port: int | None = None,
+    metrics_port: int | None = None,
+    *,
+    workers: int = DEFAULT_WORKERS,
+    threads: int = DEFAULT_THREADS,
+    grpc_port: int | None = None,
+) -> tuple[ServerInfo, subprocess.Popen[bytes]]:
+    """Package ``version`` if needed, start its server, wait for it, write the pid file."""
+    from cdl_gitlab.deploy.package import ensure_packaged
+    from cdl_gitlab.scoring import scoring_url
+
+    running = read_server(settings)
+    if running is not None:
+        raise ServeError(
+            f"a model server is already running ({running.model} v{running.version} on "
+            f"{running.url}, pid {running.pid}): `cdl deploy stop` first"
+        )
+    folder = wrapper_dir(settings)
+    artifact, manifest = ensure_packaged(settings, version)
+    deployment = settings.config.deployment
+    port = port or deployment.local_port
+    metrics_port = metrics_port or deployment.metrics_port
+    log_path = settings.state_dir / "logs" / f"serve-{port}.log"
+    url = os.environ.get(SCORING_URL_ENV) or scoring_url(settings)
+    process = start_server(
+        model_class_name(manifest.name),
+        folder,
+        artifact,
+        port=port,
+        metrics_port=metrics_port,
+        log_path=log_path,
+        scoring_url=url,
+        workers=workers,
+        threads=threads,
+        grpc_port=grpc_port,
+    )
+    try:
+        wait_ready(process, port, deployment.startup_timeout, log_path)
+    except BaseException:
+        stop_group(process.pid)
+        raise
+    info = ServerInfo(
+        pid=process.pid,
+        port=port,
+        metrics_port=metrics_port,
+        model=manifest.name,
+        version=manifest.version,
+        artifact=str(artifact),
+        log=str(log_path),
+        started=time.time(),
+    )
+    atomic_write_json(server_file(settings), asdict(info))
+    return info, process
+
+
+def stop(settings: Any) -> ServerInfo | None:
+    """Stop the recorded server (whole process group); None if none was running."""
+    info = read_server(settings)
+    if info is not None:
+        stop_group(info.pid)
+    server_file(settings).unlink(missing_ok=True)
+    return info
+
+
+def post_json(url: str, payload: Any, timeout: float = 30.0) -> tuple[int, Any]:
+    """POST ``payload`` as JSON; returns the status and the decoded answer (errors too)."""
+    body = json.dumps(payload).encode("utf-8")
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw)
+        except ValueError:
+            return exc.code, raw.decode("utf-8", errors="replace")
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        raise ServeError(f"cannot reach the model server at {url}: {exc}") from exc
+
+
+def predictions_url(base: str) -> str:
+    return f"{base.rstrip('/')}/api/v1.0/predictions"

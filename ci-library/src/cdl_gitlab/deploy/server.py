@@ -1,0 +1,369 @@
+"""The Seldon Core v1 model component the rendered ``deployment/<ModelClass>.py`` subclasses.
+
+The server process builds the component (``__init__``: reads ``model.json`` only, cheap) and
+asks for its metadata; every worker then calls :meth:`load` (verify checksums, load the
+predictor, start the scoring writer). Predictions validate their input first: a bad request
+raises ``SeldonMicroserviceException`` with status 400 and a reason, and the server stays up.
+
+Custom metrics (Prometheus, on the metrics port) are returned as Seldon runtime metrics of
+each prediction: ``cdl_prediction_requests`` / ``cdl_prediction_items`` (COUNTER),
+``cdl_prediction_latency`` (TIMER, ms), ``cdl_predicted_class{class}`` (COUNTER), and, as
+they occur, ``cdl_rejected_requests{reason}`` and ``cdl_scoring_failures`` (COUNTER).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Container, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from seldon_core.flask_utils import SeldonMicroserviceException
+from seldon_core.user_model import SeldonNotImplementedError, SeldonResponse
+
+from cdl_gitlab.deploy.artifact import ArtifactManifest, read_manifest
+from cdl_gitlab.deploy.loading import Predictor, load_artifact
+from cdl_gitlab.deploy.validation import InvalidRequest, check_payload, parse_images, parse_texts
+from cdl_gitlab.monitor.input_stats import image_stats, text_stats, vocabulary_set
+from cdl_gitlab.scoring import (
+    SCORING_URL_ENV,
+    STATUS_OK,
+    STATUS_REJECTED,
+    ScoringRecord,
+    ScoringStore,
+    ScoringWriter,
+    redact,
+)
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_ENV = "CDL_ARTIFACT_DIR"
+MOUNTED_ARTIFACT = Path("/mnt/models")
+DEFAULT_LIMITS = {"max_batch": 64, "max_text_chars": 100_000, "scoring_text_chars": 200}
+
+REQUESTS = "cdl_prediction_requests"
+ITEMS = "cdl_prediction_items"
+LATENCY = "cdl_prediction_latency"
+PREDICTED = "cdl_predicted_class"
+REJECTED = "cdl_rejected_requests"
+SCORING_FAILURES = "cdl_scoring_failures"
+
+
+def resolve_artifact_dir(default: Path | None) -> Path:
+    """``$CDL_ARTIFACT_DIR``, else ``/mnt/models`` if it holds a model, else ``default``."""
+    explicit = os.environ.get(ARTIFACT_ENV)
+    if explicit:
+        return Path(explicit)
+    if (MOUNTED_ARTIFACT / "model.json").is_file() or default is None:
+        return MOUNTED_ARTIFACT
+    return default
+
+
+def _limit(manifest: ArtifactManifest, name: str) -> int:
+    value = os.environ.get(f"CDL_{name.upper()}")
+    if value:
+        return int(value)
+    return int(manifest.serving.get(name, DEFAULT_LIMITS[name]))
+
+
+def summarize_text(text: str, keep: int, vocabulary: Container[str]) -> dict[str, Any]:
+    """Hash, leading characters and monitoring's input statistics of one text."""
+    return {
+        "input_kind": "text",
+        "input_hash": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "input_text": text[:keep],
+        "input_stats": text_stats(text, vocabulary),
+    }
+
+
+def summarize_image(image: Any) -> dict[str, Any]:
+    """Hash and monitoring's pixel statistics (0..1 scale) of one image array."""
+    pixels = np.ascontiguousarray(image, dtype=np.float32)
+    return {
+        "input_kind": "image",
+        "input_hash": hashlib.sha256(pixels.tobytes()).hexdigest(),
+        "input_stats": image_stats(pixels),
+    }
+
+
+class CDLModel:
+    """A Seldon Core v1 MODEL serving one CDL artifact (see the module docstring)."""
+
+    default_artifact_dir: Path | None = None
+    """Set by the rendered wrapper: the ``artifact/`` folder next to it."""
+
+    def __init__(self, artifact_dir: str | None = None, **_parameters: Any) -> None:
+        self.artifact_dir = (
+            Path(artifact_dir) if artifact_dir else resolve_artifact_dir(self.default_artifact_dir)
+        )
+        self.manifest = read_manifest(self.artifact_dir)
+        self.max_batch = _limit(self.manifest, "max_batch")
+        self.max_text_chars = _limit(self.manifest, "max_text_chars")
+        self.scoring_text_chars = _limit(self.manifest, "scoring_text_chars")
+        self.predictor: Predictor | None = None
+        self.writer: ScoringWriter | None = None
+        self._pending: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._tags = {"model": self.manifest.name, "version": str(self.manifest.version)}
+        self._vocabulary: frozenset[str] = frozenset()
+        self._feedback: Any = None
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Verify and load the artifact, warm the model up, start the scoring writer."""
+        manifest, predictor = load_artifact(self.artifact_dir, verify=True)
+        self.manifest = manifest
+        self.predictor = predictor
+        if manifest.task == "text":
+            self._vocabulary = vocabulary_set(getattr(predictor, "features", ()))
+        self._predict_items(self._warm_up_inputs())
+        url = os.environ.get(SCORING_URL_ENV)
+        if url:
+            self.writer = ScoringWriter(
+                lambda: ScoringStore(url), on_failure=self._count_scoring_failure
+            )
+            atexit.register(self.writer.close, 5.0)  # flush on a graceful worker exit
+            log.info("scoring data goes to %s", redact(url))
+        else:
+            log.warning("%s is not set: scoring data is not stored", SCORING_URL_ENV)
+        log.info(
+            "serving %s v%s (%s) from %s",
+            manifest.name,
+            manifest.version,
+            manifest.format,
+            self.artifact_dir,
+        )
+
+    def _warm_up_inputs(self) -> list[Any]:
+        if self.manifest.task == "text":
+            return ["warm up"]
+        return [np.zeros(self.manifest.input_shape, dtype=np.float32)]
+
+    # -- Seldon's interface ----------------------------------------------------------------
+
+    def class_names(self) -> list[str]:
+        return self.manifest.classes
+
+    def init_metadata(self) -> dict[str, Any]:
+        """Name, version, lineage summary and the input/output description."""
+        manifest = self.manifest
+        if manifest.task == "text":
+            inputs = [{"messagetype": "ndarray", "schema": {"names": ["text"], "shape": [1]}}]
+            inputs.append({"messagetype": "strData"})
+        else:
+            shape = list(manifest.input_shape)
+            inputs = [{"messagetype": "ndarray", "schema": {"shape": shape}}]
+            inputs.append({"messagetype": "binData"})
+        custom = {
+            "task": manifest.task,
+            "format": manifest.format,
+            "framework": str(manifest.data.get("framework", "")),
+            "checksum": manifest.checksum,
+            "checkpoint_uuid": str(manifest.data.get("checkpoint_uuid", "")),
+            "max_batch": str(self.max_batch),
+            **{key: str(value) for key, value in manifest.data.get("lineage_summary", {}).items()},
+        }
+        if manifest.data.get("source_version") is not None:
+            custom["source_version"] = str(manifest.data["source_version"])
+        return {
+            "name": manifest.name,
+            "versions": [str(manifest.version)],
+            "platform": f"cdl-{manifest.data.get('framework', '')}",
+            "inputs": inputs,
+            "outputs": [
+                {
+                    "messagetype": "ndarray",
+                    "schema": {"names": manifest.classes, "shape": [len(manifest.classes)]},
+                }
+            ],
+            "custom": custom,
+        }
+
+    def health_status(self) -> dict[str, Any]:
+        """Ready when the model is loaded; reports scoring-writer counts."""
+        if self.predictor is None:
+            raise SeldonMicroserviceException(
+                "model not loaded yet", status_code=503, reason="MODEL_NOT_LOADED"
+            )
+        status: dict[str, Any] = {
+            "status": "ok",
+            "model": self.manifest.name,
+            "version": self.manifest.version,
+        }
+        if self.writer is not None:
+            status["scoring"] = {"written": self.writer.written, "failed": self.writer.failed}
+        return status
+
+    def send_feedback_raw(self, feedback: Any) -> Any:
+        """Store the true classes of a scored request (Seldon's ``/api/v1.0/feedback``)."""
+        from seldon_core.utils import json_to_seldon_message
+
+        from cdl_gitlab.monitor.errors import FeedbackError
+        from cdl_gitlab.monitor.feedback import FeedbackStore, store_seldon_feedback
+
+        url = os.environ.get(SCORING_URL_ENV)
+        if not url:
+            raise SeldonMicroserviceException(
+                f"feedback needs the scoring store: {SCORING_URL_ENV} is not set",
+                status_code=503,
+                reason="NO_SCORING_STORE",
+            )
+        try:
+            with self._lock:
+                if self._feedback is None:
+                    self._feedback = FeedbackStore(url)
+            stored = store_seldon_feedback(self._feedback, feedback, self.manifest.classes)
+        except FeedbackError as exc:
+            raise SeldonMicroserviceException(
+                str(exc), status_code=400, reason="BAD_FEEDBACK"
+            ) from None
+        return json_to_seldon_message({"meta": {"tags": {"feedback_stored": stored}}})
+
+    def predict_raw(self, request: Any) -> Any:
+        """Reject payloads Seldon cannot decode (400, not 500); hand the rest to :meth:`predict`."""
+        if isinstance(request, dict):
+            started = time.perf_counter()
+            try:
+                check_payload(request)
+            except InvalidRequest as exc:
+                raise self._reject(exc, started) from None
+        raise SeldonNotImplementedError("decoded by Seldon, served by predict")
+
+    def predict(
+        self, X: Any, features_names: Iterable[str] | None = None, meta: dict | None = None
+    ) -> SeldonResponse:
+        """Class probabilities (one row per item, columns = :meth:`class_names`)."""
+        started = time.perf_counter()
+        try:
+            items = self._parse(X)
+        except InvalidRequest as exc:
+            raise self._reject(exc, started) from None
+        try:
+            labels, probabilities = self._predict_items(items)
+        except TypeError as exc:  # Seldon retries predict() on TypeError: never let one out
+            raise RuntimeError(f"prediction failed: {exc}") from exc
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        request_id = uuid.uuid4().hex
+        self._score(request_id, items, labels, probabilities, latency_ms)
+        counts: dict[str, int] = {}
+        for label in labels:
+            counts[label] = counts.get(label, 0) + 1
+        metrics = [
+            {"type": "COUNTER", "key": REQUESTS, "value": 1, "tags": dict(self._tags)},
+            {"type": "COUNTER", "key": ITEMS, "value": len(items), "tags": dict(self._tags)},
+            {"type": "TIMER", "key": LATENCY, "value": latency_ms, "tags": dict(self._tags)},
+            *(
+                {"type": "COUNTER", "key": PREDICTED, "value": n, "tags": {"class": label}}
+                for label, n in counts.items()
+            ),
+        ]
+        tags = {"request_id": request_id, "predictions": labels, **self._tags}
+        return SeldonResponse(data=probabilities, tags=tags, metrics=metrics + self.drain())
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Counters recorded outside a successful prediction (rejections, scoring failures).
+
+        Seldon's metrics store costs inter-process calls per update, so instead of a
+        ``metrics()`` method (one more update per request) they ride along with the next
+        prediction's runtime metrics.
+        """
+        with self._lock:
+            pending, self._pending = self._pending, []
+        return pending
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _parse(self, X: Any) -> list[Any]:
+        if self.manifest.task == "text":
+            return list(parse_texts(X, self.max_batch, self.max_text_chars))
+        return parse_images(X, self.manifest.input_shape, self.max_batch)
+
+    def _predict_items(self, items: list[Any]) -> tuple[list[str], np.ndarray]:
+        if self.predictor is None:
+            raise SeldonMicroserviceException(
+                "model not loaded yet", status_code=503, reason="MODEL_NOT_LOADED"
+            )
+        probabilities = np.asarray(self.predictor.predict_proba(items), dtype=np.float64)
+        classes = self.manifest.classes
+        labels = [classes[int(i)] for i in probabilities.argmax(axis=1)]
+        return labels, probabilities
+
+    def _reject(self, exc: InvalidRequest, started: float) -> SeldonMicroserviceException:
+        log.info("rejected request: %s: %s", exc.reason, exc.message)
+        self._add_metrics(
+            [{"type": "COUNTER", "key": REJECTED, "value": 1, "tags": {"reason": exc.reason}}]
+        )
+        if self.writer is not None:
+            self.writer.submit(
+                [
+                    ScoringRecord(
+                        request_id=uuid.uuid4().hex,
+                        model=self.manifest.name,
+                        version=str(self.manifest.version),
+                        status=STATUS_REJECTED,
+                        error=f"{exc.reason}: {exc.message}"[:2000],
+                        input_kind=self.manifest.task,
+                        latency_ms=(time.perf_counter() - started) * 1000.0,
+                    )
+                ]
+            )
+        return SeldonMicroserviceException(exc.message, status_code=400, reason=exc.reason)
+
+    def _score(
+        self,
+        request_id: str,
+        items: list[Any],
+        labels: list[str],
+        probabilities: np.ndarray,
+        latency_ms: float,
+    ) -> None:
+        """Queue one scoring record per item; any failure is counted and logged, not raised."""
+        if self.writer is None:
+            return
+        try:
+            now = datetime.now(UTC)
+            classes = self.manifest.classes
+            records = []
+            for index, (item, label, row) in enumerate(
+                zip(items, labels, probabilities, strict=True)
+            ):
+                if self.manifest.task == "text":
+                    summary = summarize_text(item, self.scoring_text_chars, self._vocabulary)
+                else:
+                    summary = summarize_image(item)
+                records.append(
+                    ScoringRecord(
+                        request_id=request_id,
+                        item_index=index,
+                        ts=now,
+                        model=self.manifest.name,
+                        version=str(self.manifest.version),
+                        status=STATUS_OK,
+                        predicted=label,
+                        probabilities={c: float(p) for c, p in zip(classes, row, strict=True)},
+                        latency_ms=latency_ms,
+                        **summary,
+                    )
+                )
+            self.writer.submit(records)
+        except Exception:  # scoring must never fail a prediction
+            log.exception("scoring data: could not record request %s", request_id)
+            self._count_scoring_failure(len(items))
+
+    def _count_scoring_failure(self, count: int) -> None:
+        self._add_metrics(
+            [{"type": "COUNTER", "key": SCORING_FAILURES, "value": count, "tags": dict(self._tags)}]
+        )
+
+    def _add_metrics(self, metrics: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._pending.extend(metrics)

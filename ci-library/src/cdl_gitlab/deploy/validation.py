@@ -1,0 +1,171 @@
+"""Validation of prediction requests: every bad input becomes an :class:`InvalidRequest`
+with a machine-readable reason and a message that says what was wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cdl_gitlab.errors import CDLError
+
+MAX_IMAGE_BYTES = 5_000_000
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+
+EMPTY_INPUT = "EMPTY_INPUT"
+WRONG_TYPE = "WRONG_TYPE"
+WRONG_SHAPE = "WRONG_SHAPE"
+NOT_TEXT = "NOT_TEXT"
+TOO_MANY_ITEMS = "TOO_MANY_ITEMS"
+TEXT_TOO_LONG = "TEXT_TOO_LONG"
+BAD_VALUE = "BAD_VALUE"
+BAD_IMAGE = "BAD_IMAGE"
+BAD_PAYLOAD = "BAD_PAYLOAD"
+
+
+class InvalidRequest(CDLError):
+    """A client error (HTTP 400): ``reason`` is one of the constants above."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def check_payload(request: Any) -> None:
+    """Structural checks Seldon's JSON decoding would otherwise turn into a 500."""
+    if not isinstance(request, dict):
+        raise InvalidRequest(BAD_PAYLOAD, "the request body must be a JSON object")
+    data = request.get("data")
+    if data is None:
+        if not any(key in request for key in ("strData", "binData", "jsonData")):
+            raise InvalidRequest(
+                BAD_PAYLOAD, "the request has no data: send data.ndarray, data.tensor or strData"
+            )
+        return
+    if not isinstance(data, dict):
+        raise InvalidRequest(BAD_PAYLOAD, "'data' must be an object with 'ndarray' or 'tensor'")
+    if "ndarray" in data:
+        try:
+            np.array(data["ndarray"])
+        except ValueError as exc:
+            raise InvalidRequest(
+                WRONG_SHAPE, f"data.ndarray is ragged (rows of different lengths): {exc}"
+            ) from None
+    elif "tensor" in data:
+        tensor = data["tensor"]
+        if not isinstance(tensor, dict) or "values" not in tensor or "shape" not in tensor:
+            raise InvalidRequest(BAD_PAYLOAD, "data.tensor needs 'shape' and 'values'")
+        try:
+            np.array(tensor["values"]).reshape(tensor["shape"])
+        except (ValueError, TypeError) as exc:
+            raise InvalidRequest(
+                WRONG_SHAPE, f"data.tensor values do not fit its shape: {exc}"
+            ) from None
+    else:
+        raise InvalidRequest(
+            EMPTY_INPUT, "'data' holds neither 'ndarray' nor 'tensor': nothing to predict"
+        )
+
+
+def _check_count(count: int, max_batch: int) -> None:
+    if count == 0:
+        raise InvalidRequest(EMPTY_INPUT, "the request holds no items to predict")
+    if count > max_batch:
+        raise InvalidRequest(
+            TOO_MANY_ITEMS, f"{count} items in one request; at most {max_batch} are allowed"
+        )
+
+
+def parse_texts(X: Any, max_batch: int, max_chars: int) -> list[str]:
+    """The texts of a request: ``strData``, or a 1-D ``ndarray``/list of strings."""
+    if isinstance(X, bytes | bytearray):
+        raise InvalidRequest(NOT_TEXT, "this is a text model: send strData or strings, not binData")
+    if isinstance(X, str):
+        items: Sequence[Any] = [X]
+    elif isinstance(X, dict):
+        raise InvalidRequest(
+            WRONG_TYPE, "this is a text model: send data.ndarray as a list of strings or strData"
+        )
+    else:
+        array = np.asarray(X, dtype=object if isinstance(X, list) else None)
+        if array.size == 0:
+            raise InvalidRequest(EMPTY_INPUT, "the request holds no texts to predict")
+        if array.dtype.kind in "biufc":
+            raise InvalidRequest(NOT_TEXT, "this is a text model: got numbers, expected strings")
+        if array.ndim == 0:
+            array = array.reshape(1)
+        if array.ndim != 1:
+            raise InvalidRequest(
+                WRONG_SHAPE,
+                f"expected a flat list of texts, got an array of shape {tuple(array.shape)}",
+            )
+        items = list(array)
+    _check_count(len(items), max_batch)
+    texts: list[str] = []
+    for index, item in enumerate(items):
+        if isinstance(item, np.str_ | str):
+            text = str(item)
+        else:
+            raise InvalidRequest(
+                NOT_TEXT, f"item {index} is {type(item).__name__}, not text (this is a text model)"
+            )
+        if not text.strip():
+            raise InvalidRequest(EMPTY_INPUT, f"item {index} is an empty text")
+        if len(text) > max_chars:
+            raise InvalidRequest(
+                TEXT_TOO_LONG,
+                f"item {index} has {len(text)} characters; at most {max_chars} are allowed",
+            )
+        texts.append(text)
+    return texts
+
+
+def parse_images(X: Any, shape: tuple[int, ...], max_batch: int) -> list[Any]:
+    """The images of a request: arrays of ``shape`` (0..1 or 0..255), or one PNG/JPEG."""
+    expected = "x".join(str(n) for n in shape)
+    dims = ", ".join(str(n) for n in shape)
+    if isinstance(X, bytes | bytearray):
+        if len(X) > MAX_IMAGE_BYTES:
+            raise InvalidRequest(
+                TOO_MANY_ITEMS, f"image of {len(X)} bytes; at most {MAX_IMAGE_BYTES} are allowed"
+            )
+        if not X.startswith(IMAGE_MAGIC):
+            raise InvalidRequest(BAD_IMAGE, "binData is not a PNG or JPEG image")
+        from cdl_gitlab.features.image import ImageDecoder
+
+        try:  # decoded here, with the model's own decoder, so a broken file is a 400
+            return [ImageDecoder(*shape).decode(bytes(X))]
+        except ValueError as exc:
+            raise InvalidRequest(BAD_IMAGE, f"binData: {exc}") from None
+    if isinstance(X, str | dict):
+        raise InvalidRequest(
+            WRONG_TYPE,
+            f"this is an image model: send data.ndarray of {expected} pixel arrays "
+            "or a PNG as binData",
+        )
+    try:
+        array = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidRequest(
+            WRONG_TYPE, f"this is an image model: expected numbers ({expected} pixel arrays)"
+        ) from None
+    if array.size == 0:
+        raise InvalidRequest(EMPTY_INPUT, "the request holds no images")
+    if array.shape == shape:
+        array = array[np.newaxis]
+    if array.ndim == len(shape) + 2 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != len(shape) + 1 or tuple(array.shape[1:]) != shape:
+        raise InvalidRequest(
+            WRONG_SHAPE,
+            f"expected images of shape {expected} (an array of shape (n, {dims})), "
+            f"got shape {tuple(np.shape(X))}",
+        )
+    _check_count(array.shape[0], max_batch)
+    if not np.isfinite(array).all():
+        raise InvalidRequest(BAD_VALUE, "pixel values must be finite numbers (got NaN or inf)")
+    if array.min() < 0 or array.max() > 255:
+        raise InvalidRequest(BAD_VALUE, "pixel values must be in 0..1 (or 0..255)")
+    return [image.astype(np.float32) for image in array]

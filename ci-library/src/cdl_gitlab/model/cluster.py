@@ -1,0 +1,311 @@
+"""Submit experiments to the Determined master of the cluster profile and follow them.
+
+``submit_experiment`` lints the config, sends it with the context folder through the
+determined SDK (``Determined.create_experiment``; ``.detignore`` is honoured by the SDK),
+records the id in ``<state_dir>/cluster-experiments.json`` and, by default, polls until the
+experiment ends, printing progress. ``register_best_checkpoint`` then registers the
+experiment's best checkpoint (by its searcher metric) in the Determined model registry with
+the same metadata and lineage a local run records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from cdl_gitlab.errors import CDLError
+from cdl_gitlab.fsutil import atomic_write_json
+from cdl_gitlab.model.config_lint import lint_config
+from cdl_gitlab.registry.base import ModelVersion, merge_metadata
+from cdl_gitlab.registry.determined_backend import DeterminedRegistry, connect, master_errors
+
+RECORD_FILE = "cluster-experiments.json"
+TERMINAL = {"COMPLETED", "CANCELED", "ERROR", "DELETED"}
+
+
+class ClusterError(CDLError):
+    """Submitting to or following an experiment on the Determined master failed."""
+
+
+def load_experiment_config(config_path: Path, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The YAML config at ``config_path`` with ``overrides`` deep-merged over it."""
+    try:
+        config = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ClusterError(f"cannot read experiment config {config_path}: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ClusterError(f"{config_path}: expected a mapping at the top level")
+    return merge_metadata(config, overrides or {}, overwrite=True)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def record_experiment(settings: Any, experiment_id: int, **fields: Any) -> None:
+    """Add or update the entry of ``experiment_id`` in ``cluster-experiments.json``."""
+    path = settings.state_dir / RECORD_FILE
+    with _locked(path):
+        data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        entries = data.setdefault("experiments", [])
+        entry = next((e for e in entries if e.get("id") == experiment_id), None)
+        if entry is None:
+            entry = {"id": experiment_id}
+            entries.append(entry)
+        entry.update(fields)
+        atomic_write_json(path, data)
+
+
+def recorded_experiments(settings: Any) -> list[dict[str, Any]]:
+    """The experiments this project submitted, oldest first."""
+    path = settings.state_dir / RECORD_FILE
+    if not path.exists():
+        return []
+    return list(json.loads(path.read_text(encoding="utf-8")).get("experiments", []))
+
+
+def _trial_summary(session: Any, experiment_id: int) -> str:
+    from determined.common import api
+    from determined.common.api import bindings
+
+    def page(offset: int) -> bindings.v1GetExperimentTrialsResponse:
+        return bindings.get_GetExperimentTrials(session, experimentId=experiment_id, offset=offset)
+
+    trials = [t for resp in api.read_paginated(page) for t in resp.trials]
+    counts: dict[str, int] = {}
+    for trial in trials:
+        state = trial.state.value.removeprefix("STATE_")
+        counts[state] = counts.get(state, 0) + 1
+    batches = sum(trial.totalBatchesProcessed for trial in trials)
+    states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none yet"
+    return f"trials: {states}; batches: {batches}"
+
+
+def wait_for_experiment(
+    experiment: Any,
+    session: Any,
+    *,
+    poll_interval: float = 5.0,
+    timeout: float | None = None,
+    echo: Callable[[str], None] = click.echo,
+) -> str:
+    """Poll until ``experiment`` ends; print a line whenever its progress changes."""
+    started = time.monotonic()
+    last = ""
+    while True:
+        experiment.reload()
+        state = experiment.state.value.removeprefix("STATE_")
+        progress = f"{experiment.progress * 100:.0f}%" if experiment.progress is not None else "-"
+        line = (
+            f"experiment {experiment.id}: {state} {progress}; "
+            f"{_trial_summary(session, experiment.id)}"
+        )
+        if line != last:
+            echo(line)
+            last = line
+        if state in TERMINAL:
+            return state
+        if state == "PAUSED":
+            raise ClusterError(f"experiment {experiment.id} is paused: activate it in the web UI")
+        if timeout is not None and time.monotonic() - started > timeout:
+            raise ClusterError(
+                f"experiment {experiment.id} still {state} after {timeout:.0f} s; it keeps "
+                "running on the cluster (follow it with det experiment describe)"
+            )
+        time.sleep(poll_interval)
+
+
+def submit_experiment(
+    settings: Any,
+    config_path: Path,
+    context_dir: Path,
+    *,
+    wait: bool = True,
+    overrides: dict[str, Any] | None = None,
+    poll_interval: float = 5.0,
+    timeout: float | None = None,
+    lint: bool = True,
+    echo: Callable[[str], None] = click.echo,
+) -> int:
+    """Create the experiment on ``settings.determined_master`` and return its id.
+
+    Lint errors stop the submission. With ``wait``, polls until the experiment ends and raises
+    ClusterError unless it COMPLETED (the id is recorded either way).
+    """
+    config = load_experiment_config(config_path, overrides)
+    if lint:
+        errors = [
+            i
+            for i in lint_config(config, str(config_path), Path(context_dir))
+            if i.severity == "error"
+        ]
+        if errors:
+            raise ClusterError("the experiment config has errors:\n" + "\n".join(map(str, errors)))
+    master = settings.determined_master
+    client = connect(master)
+    with master_errors(master, f"submit {config_path}"):
+        experiment = client.create_experiment(config, model_dir=str(context_dir))
+    echo(f"submitted experiment {experiment.id} to {master}")
+    record_experiment(
+        settings,
+        experiment.id,
+        name=config.get("name"),
+        config=str(config_path),
+        master=master,
+        submitted=datetime.now(UTC).isoformat(),
+        state="ACTIVE",
+        pipeline=os.environ.get("CI_PIPELINE_ID"),
+    )
+    if not wait:
+        return int(experiment.id)
+    with master_errors(master, f"follow experiment {experiment.id}"):
+        state = wait_for_experiment(
+            experiment,
+            client._session,
+            poll_interval=poll_interval,
+            timeout=timeout,
+            echo=echo,
+        )
+    record_experiment(settings, experiment.id, state=state)
+    if state != "COMPLETED":
+        raise ClusterError(f"experiment {experiment.id} ended {state} (see its logs on {master})")
+    return int(experiment.id)
+
+
+def _wall_seconds(session: Any, experiment_id: int) -> float:
+    """Start to end of the experiment on the master (0 when it does not say)."""
+    from determined.common import util
+    from determined.common.api import bindings
+
+    raw = bindings.get_GetExperiment(session, experimentId=experiment_id).experiment
+    if not (raw.startTime and raw.endTime):
+        return 0.0
+    started = util.parse_protobuf_timestamp(raw.startTime)
+    ended = util.parse_protobuf_timestamp(raw.endTime)
+    return max(0.0, (ended - started).total_seconds())
+
+
+def register_best_checkpoint(
+    settings: Any,
+    experiment_id: int,
+    exp_conf: dict[str, Any],
+    *,
+    registry: DeterminedRegistry | None = None,
+    echo: Callable[[str], None] = click.echo,
+) -> ModelVersion:
+    """Register the best checkpoint of a finished experiment as the next model version.
+
+    "Best" is the master's order by the config's ``searcher.metric`` and
+    ``smaller_is_better`` (one trial for ``single``, every trial for a search). The checkpoint
+    is downloaded once to read the CDL spec inside it (the data version the trial read), so a
+    checkpoint that is not a CDL checkpoint is refused before anything is registered. One
+    logged-in client (``registry``'s) serves the lookups, the download and the registration.
+    """
+    from cdl_gitlab.model.checkpoint import read_spec
+    from cdl_gitlab.model.expconf import slots_per_trial
+    from cdl_gitlab.model.register import register_checkpoint
+
+    master = settings.determined_master
+    registry = registry or DeterminedRegistry(master)
+    client = registry.client
+    with master_errors(master, f"find the best checkpoint of experiment {experiment_id}"):
+        best = client.get_experiment(experiment_id).list_checkpoints(max_results=1)
+        wall = _wall_seconds(client._session, experiment_id)
+    if not best:
+        raise ClusterError(
+            f"experiment {experiment_id} has no completed checkpoint with a validation: "
+            "nothing to register (check min_validation_period / checkpoint policy)"
+        )
+    checkpoint = best[0]
+    training = checkpoint.training
+    if training is None:
+        raise ClusterError(f"checkpoint {checkpoint.uuid} has no training metadata")
+    validation = dict((training.validation_metrics or {}).get("avgMetrics") or {})
+    with tempfile.TemporaryDirectory(prefix="cdl-checkpoint-") as tmp:
+        folder = Path(tmp) / checkpoint.uuid
+        with master_errors(master, f"download checkpoint {checkpoint.uuid}"):
+            checkpoint.download(str(folder))
+        try:
+            spec = read_spec(folder)
+        except (FileNotFoundError, ValueError) as exc:
+            raise ClusterError(f"checkpoint {checkpoint.uuid}: {exc}") from exc
+        version = register_checkpoint(
+            settings,
+            checkpoint_uuid=checkpoint.uuid,
+            checkpoint_path=folder,
+            steps_completed=int((checkpoint.metadata or {}).get("steps_completed", 0)),
+            exp_conf=exp_conf,
+            hparams=dict(training.hparams or {}),
+            experiment_id=experiment_id,
+            trial_id=training.trial_id,
+            validation={k: float(v) for k, v in validation.items()},
+            train_data=spec.data,
+            wall_seconds=wall,
+            slots=slots_per_trial(exp_conf),
+            tensorboard=None,
+            registry=registry,
+        )
+    record_experiment(
+        settings, experiment_id, registered={"model": version.model, "version": version.version}
+    )
+    shown = ", ".join(f"{k} {float(v):.4f}" for k, v in sorted(validation.items()))
+    echo(f"best checkpoint {checkpoint.uuid} (trial {training.trial_id}; {shown or 'no metrics'})")
+    return version
+
+
+@dataclass
+class ClusterRun:
+    """A finished experiment on the master and, when registered, its model version."""
+
+    experiment_id: int
+    version: ModelVersion | None
+
+
+def run_on_cluster(
+    settings: Any,
+    config_path: Path,
+    *,
+    overrides: dict[str, Any] | None = None,
+    register: bool = True,
+) -> ClusterRun:
+    """Submit ``config_path`` (with ``overrides``), wait for it, register its best checkpoint."""
+    experiment_id = submit_experiment(
+        settings, config_path, settings.root, wait=True, overrides=overrides
+    )
+    if not register:
+        return ClusterRun(experiment_id, None)
+    exp_conf = load_experiment_config(config_path, overrides)
+    return ClusterRun(experiment_id, register_best_checkpoint(settings, experiment_id, exp_conf))
+
+
+def register_cluster_experiment(settings: Any, experiment_id: int) -> ModelVersion:
+    """Register the best checkpoint of an experiment that ran on the master (submitted with
+    the web UI, ``det``, or by another pipeline), with the config the master recorded."""
+    master = settings.determined_master
+    registry = DeterminedRegistry(master)
+    with master_errors(master, f"get experiment {experiment_id}"):
+        experiment = registry.client.get_experiment(experiment_id)
+    state = experiment.state.value.removeprefix("STATE_")
+    if state != "COMPLETED":
+        raise ClusterError(f"experiment {experiment_id} is {state}: register it once it completes")
+    config = dict(experiment.config or {})
+    return register_best_checkpoint(settings, experiment_id, config, registry=registry)

@@ -1,0 +1,52 @@
+"""The model registry: one interface, a local backend (SQLite + files) and Determined's.
+
+Example::
+
+    registry = open_registry(settings)
+    registry.create_model("news")
+    version = registry.register_version("news", Checkpoint(uuid, path), {"lineage": ...})
+    registry.add_metadata("news", version.version, {"test": {"accuracy": 0.93}})
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdl_gitlab.registry.base import (
+    Checkpoint,
+    ModelRegistry,
+    ModelVersion,
+    RegistryError,
+    in_production,
+    merge_metadata,
+)
+from cdl_gitlab.registry.determined_backend import DeterminedRegistry
+from cdl_gitlab.registry.local import LocalRegistry
+
+__all__ = [
+    "Checkpoint",
+    "DeterminedRegistry",
+    "LocalRegistry",
+    "ModelRegistry",
+    "ModelVersion",
+    "RegistryError",
+    "in_production",
+    "merge_metadata",
+    "open_registry",
+    "production_version",
+]
+
+
+def open_registry(settings: Any) -> ModelRegistry:
+    """The profile's registry: local under ``<state_dir>/registry``, or Determined's."""
+    if settings.profile == "cluster":
+        return DeterminedRegistry(master=settings.determined_master)
+    return LocalRegistry(settings.state_dir / "registry")
+
+
+def production_version(registry: ModelRegistry, name: str) -> ModelVersion | None:
+    """The latest version whose metadata records a production deployment."""
+    return next(
+        (version for version in reversed(registry.list_versions(name)) if in_production(version)),
+        None,
+    )

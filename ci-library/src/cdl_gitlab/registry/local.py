@@ -1,0 +1,282 @@
+"""The local model registry: SQLite rows + checkpoint files under ``<root>/models/<name>/<v>/``.
+
+Registration copies the checkpoint into a staging folder first (slow, no lock held), then,
+inside one ``BEGIN IMMEDIATE`` transaction (a cross-process write lock), renames the staging
+folder to its version folder, inserts the row and commits. A version is visible only through
+its row, and a row is committed only after its folder is complete, so a registration that dies
+at any point leaves no half-written version. A version folder without a row (death between
+rename and commit) is removed by the next registration, under the same lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sqlite3
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cdl_gitlab.fsutil import atomic_directory
+from cdl_gitlab.registry.base import (
+    Checkpoint,
+    ModelVersion,
+    RegistryError,
+    check_model_name,
+    ensure_json,
+    merge_metadata,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS models (
+    name TEXT PRIMARY KEY,
+    description TEXT NOT NULL DEFAULT '',
+    labels TEXT NOT NULL DEFAULT '[]',
+    created TEXT NOT NULL,
+    last_version INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS versions (
+    model TEXT NOT NULL REFERENCES models(name),
+    version INTEGER NOT NULL,
+    checkpoint_uuid TEXT NOT NULL,
+    created TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (model, version)
+);
+"""
+_STAGING = ".staging"
+
+
+class LocalRegistry:
+    """The model registry of the local profile, safe for concurrent processes."""
+
+    stores_files = True
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.db_path = self.root / "registry.sqlite"
+        self.models_dir = self.root / "models"
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._transaction() as conn:
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                conn.execute(statement)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db_path, timeout=60.0, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout = 60000")
+        with contextlib.suppress(sqlite3.OperationalError):
+            conn.execute("PRAGMA journal_mode = WAL")
+        return conn
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: holds the database's write lock from start to commit."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def _version_dir(self, name: str, version: int) -> Path:
+        return self.models_dir / name / str(version)
+
+    def _row_to_version(self, row: tuple[Any, ...]) -> ModelVersion:
+        name, version, checkpoint_uuid, created, metadata = row
+        return ModelVersion(
+            model=name,
+            version=int(version),
+            checkpoint_uuid=checkpoint_uuid,
+            created=datetime.fromisoformat(created),
+            metadata=json.loads(metadata),
+            path=self._version_dir(name, int(version)),
+        )
+
+    @staticmethod
+    def _require_model(conn: sqlite3.Connection, name: str) -> None:
+        if conn.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone() is None:
+            raise RegistryError(f"model {name!r} is not in the registry (register a version first)")
+
+    # -- operations ------------------------------------------------------------------------
+
+    def create_model(self, name: str, description: str = "", labels: Sequence[str] = ()) -> None:
+        check_model_name(name)
+        with self._transaction() as conn:
+            self._insert_model(conn, name, description, labels)
+
+    @staticmethod
+    def _insert_model(
+        conn: sqlite3.Connection, name: str, description: str, labels: Sequence[str]
+    ) -> None:
+        conn.execute(
+            "INSERT OR IGNORE INTO models (name, description, labels, created) VALUES (?,?,?,?)",
+            (name, description, json.dumps(list(labels)), datetime.now(UTC).isoformat()),
+        )
+
+    def list_models(self) -> list[str]:
+        with self._reader() as conn:
+            return [row[0] for row in conn.execute("SELECT name FROM models ORDER BY name")]
+
+    def register_version(
+        self, name: str, checkpoint: Checkpoint, metadata: Mapping[str, Any] | None = None
+    ) -> ModelVersion:
+        check_model_name(name)
+        meta = ensure_json(metadata or {})
+        source = checkpoint.path
+        if source is None or not Path(source).is_dir():
+            raise RegistryError(
+                f"checkpoint {checkpoint.uuid}: the local registry needs the checkpoint folder "
+                f"(got {source})"
+            )
+        staging = self._stage(Path(source), name)
+        try:
+            with self._transaction() as conn:
+                self._insert_model(conn, name, "", ())
+                (last,) = conn.execute(
+                    "SELECT last_version FROM models WHERE name = ?", (name,)
+                ).fetchone()
+                version = int(last) + 1
+                target = self._version_dir(name, version)
+                if target.exists():  # left by a registration that died before its commit
+                    shutil.rmtree(target)
+                self._publish(staging, target)
+                try:
+                    created = datetime.now(UTC)
+                    self._insert_row(conn, name, version, checkpoint.uuid, created, meta)
+                except BaseException:
+                    shutil.rmtree(target, ignore_errors=True)
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return ModelVersion(name, version, checkpoint.uuid, created, meta, target)
+
+    def _stage(self, source: Path, name: str) -> Path:
+        """Copy the checkpoint files into a fresh staging folder (no lock held)."""
+        staging_root = self.models_dir / name / _STAGING
+        staging_root.mkdir(parents=True, exist_ok=True)
+        self._clean_stale_staging(staging_root)
+        staging = staging_root / f"{os.getpid()}-{uuid.uuid4().hex}"
+        shutil.copytree(source, staging, symlinks=False)
+        return staging
+
+    @staticmethod
+    def _clean_stale_staging(staging_root: Path) -> None:
+        """Remove staging folders of processes that no longer run."""
+        for entry in staging_root.iterdir():
+            pid_text = entry.name.split("-", 1)[0]
+            if not pid_text.isdigit() or int(pid_text) == os.getpid():
+                continue
+            try:
+                os.kill(int(pid_text), 0)
+            except ProcessLookupError:
+                shutil.rmtree(entry, ignore_errors=True)
+            except PermissionError:
+                continue
+
+    @staticmethod
+    def _publish(staging: Path, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(staging, target)
+
+    @staticmethod
+    def _insert_row(
+        conn: sqlite3.Connection,
+        name: str,
+        version: int,
+        checkpoint_uuid: str,
+        created: datetime,
+        metadata: dict[str, Any],
+    ) -> None:
+        conn.execute(
+            "INSERT INTO versions (model, version, checkpoint_uuid, created, metadata) "
+            "VALUES (?,?,?,?,?)",
+            (name, version, checkpoint_uuid, created.isoformat(), json.dumps(metadata)),
+        )
+        conn.execute("UPDATE models SET last_version = ? WHERE name = ?", (version, name))
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        with self._reader() as conn:
+            self._require_model(conn, name)
+            rows = conn.execute(
+                "SELECT model, version, checkpoint_uuid, created, metadata FROM versions "
+                "WHERE model = ? ORDER BY version",
+                (name,),
+            ).fetchall()
+        return [self._row_to_version(row) for row in rows]
+
+    def get_version(self, name: str, version: int | None = None) -> ModelVersion:
+        with self._reader() as conn:
+            return self._get(conn, name, version)
+
+    def _get(self, conn: sqlite3.Connection, name: str, version: int | None) -> ModelVersion:
+        self._require_model(conn, name)
+        query = "SELECT model, version, checkpoint_uuid, created, metadata FROM versions "
+        if version is None:
+            row = conn.execute(query + "WHERE model = ? ORDER BY version DESC LIMIT 1", (name,))
+        else:
+            row = conn.execute(query + "WHERE model = ? AND version = ?", (name, version))
+        found = row.fetchone()
+        if found is None:
+            if version is None:
+                raise RegistryError(f"model {name!r} has no registered versions yet")
+            raise RegistryError(f"model {name!r} has no version {version}")
+        return self._row_to_version(found)
+
+    def add_metadata(
+        self,
+        name: str,
+        version: int,
+        metadata: Mapping[str, Any],
+        *,
+        overwrite: bool = False,
+    ) -> ModelVersion:
+        update = ensure_json(metadata)
+        with self._transaction() as conn:
+            current = self._get(conn, name, version)
+            try:
+                merged = merge_metadata(current.metadata, update, overwrite=overwrite)
+            except RegistryError as exc:
+                raise RegistryError(f"{name} v{version}: {exc}") from exc
+            conn.execute(
+                "UPDATE versions SET metadata = ? WHERE model = ? AND version = ?",
+                (json.dumps(merged), name, version),
+            )
+        return ModelVersion(
+            current.model,
+            current.version,
+            current.checkpoint_uuid,
+            current.created,
+            merged,
+            current.path,
+        )
+
+    def download(self, name: str, version: int | None = None, dest: Path | None = None) -> Path:
+        found = self.get_version(name, version)
+        assert found.path is not None
+        target = Path(dest) if dest else Path.cwd() / "checkpoints" / f"{name}-v{found.version}"
+        if target.exists() and any(target.iterdir()):
+            raise RegistryError(f"cannot download {name} v{found.version}: {target} is not empty")
+        if target.exists():
+            target.rmdir()
+        with atomic_directory(target) as staging:
+            shutil.copytree(found.path, staging, dirs_exist_ok=True)
+        return target

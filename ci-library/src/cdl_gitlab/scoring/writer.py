@@ -1,0 +1,126 @@
+"""A background writer: predictions hand records to a queue and never wait for the database.
+
+Failures (database down, queue full) are counted and logged, never raised to the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from cdl_gitlab.scoring.store import ScoringRecord, ScoringStore, redact
+
+log = logging.getLogger(__name__)
+
+
+class ScoringWriter:
+    """Writes scoring records in batches from one daemon thread."""
+
+    def __init__(
+        self,
+        store_factory: Callable[[], ScoringStore],
+        *,
+        max_queue: int = 10_000,
+        batch_size: int = 200,
+        on_failure: Callable[[int], None] | None = None,
+    ) -> None:
+        self._factory = store_factory
+        self._queue: queue.Queue[ScoringRecord | None] = queue.Queue(maxsize=max_queue)
+        self._batch_size = batch_size
+        self._on_failure = on_failure
+        self._lock = threading.Lock()
+        self._failed = 0
+        self._written = 0
+        self._store: ScoringStore | None = None
+        self._thread = threading.Thread(target=self._run, name="cdl-scoring", daemon=True)
+        self._thread.start()
+
+    @property
+    def failed(self) -> int:
+        """Records that could not be written (dropped)."""
+        with self._lock:
+            return self._failed
+
+    @property
+    def written(self) -> int:
+        with self._lock:
+            return self._written
+
+    def submit(self, records: list[ScoringRecord]) -> None:
+        """Queue ``records``; drops (and counts) them if the queue is full. Never raises."""
+        for index, record in enumerate(records):
+            try:
+                self._queue.put_nowait(record)
+            except queue.Full:
+                self._fail(len(records) - index, "scoring queue full")
+                return
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued record is written or dropped; False on timeout."""
+        done = threading.Event()
+        waiter = threading.Thread(target=lambda: (self._queue.join(), done.set()), daemon=True)
+        waiter.start()
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush, stop the thread and release the database connections."""
+        self.flush(timeout)
+        try:
+            self._queue.put_nowait(None)
+        except queue.Full:
+            return
+        self._thread.join(timeout)
+        if self._store is not None:
+            self._store.dispose()
+
+    def _fail(self, count: int, reason: str) -> None:
+        with self._lock:
+            self._failed += count
+        log.warning("scoring data: %d record(s) not written: %s", count, reason)
+        if self._on_failure is not None:
+            try:
+                self._on_failure(count)
+            except Exception:  # a metrics hook must not stop the writer
+                log.exception("scoring failure hook failed")
+
+    def _take_batch(self) -> tuple[list[ScoringRecord], bool]:
+        first = self._queue.get()
+        if first is None:
+            self._queue.task_done()
+            return [], True
+        batch = [first]
+        stop = False
+        while len(batch) < self._batch_size:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.task_done()
+                stop = True
+                break
+            batch.append(item)
+        return batch, stop
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            batch, stop = self._take_batch()
+            if batch:
+                self._write(batch)
+                for _ in batch:
+                    self._queue.task_done()
+
+    def _write(self, batch: list[ScoringRecord]) -> None:
+        try:
+            if self._store is None:
+                self._store = self._factory()
+            self._store.write(batch)
+        except Exception as exc:  # never propagate to predictions
+            url = redact(self._store.url) if self._store is not None else "scoring store"
+            self._fail(len(batch), f"{url}: {type(exc).__name__}: {exc}")
+            return
+        with self._lock:
+            self._written += len(batch)
