@@ -14,6 +14,7 @@ from cdl_gitlab.cli.lineage_cmd import lineage as lineage_cmd
 from cdl_gitlab.cli.registry_cmd import parse_assignments
 from cdl_gitlab.cli.registry_cmd import registry as registry_cmd
 from cdl_gitlab.lineage import (
+    DIRTY_FILES_SHOWN,
     LineageError,
     build_lineage,
     code_version,
@@ -48,23 +49,80 @@ def _lineage(commit: str = "c0ffee", accuracy: float = 0.81, **overrides) -> dic
     return build_lineage(**parts)
 
 
-def test_code_version_reads_git_and_prefers_ci(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.delenv("CI_COMMIT_SHA", raising=False)
-    monkeypatch.delenv("CI_COMMIT_REF_NAME", raising=False)
-    assert code_version(tmp_path) == {"commit": None, "branch": None, "dirty": None}
-    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run([*git, "init", "-q", "-b", "dev"], check=True)
-    (tmp_path / "f.txt").write_text("1")
-    subprocess.run([*git, "add", "f.txt"], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
-    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
-    assert code_version(tmp_path) == {"commit": head.strip(), "branch": "dev", "dirty": False}
-    (tmp_path / "f.txt").write_text("2")
-    assert code_version(tmp_path)["dirty"] is True
-    monkeypatch.setenv("CI_COMMIT_SHA", "abc123")
+def _git(root: Path, *args: str) -> str:
+    command = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", *args]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _repository(root: Path, branch: str = "dev") -> str:
+    """A git repository at ``root`` with one commit; returns its HEAD."""
+    root.mkdir(parents=True, exist_ok=True)
+    _git(root, "init", "-q", "-b", branch)
+    (root / "cdl.yaml").write_text("version: 1\n")
+    _git(root, "add", "cdl.yaml")
+    _git(root, "commit", "-q", "-m", f"first commit of {root.name}")
+    return _git(root, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def no_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CI_COMMIT_SHA", "CI_COMMIT_REF_NAME", "CI_PROJECT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_code_version_of_the_projects_own_repository(tmp_path: Path, no_ci) -> None:
+    outer_head = _repository(tmp_path / "checkout", "main")
+    project = tmp_path / "checkout" / "out" / "project"
+    head = _repository(project)
+    assert head != outer_head
+    assert code_version(project) == {"commit": head, "branch": "dev", "dirty": False}
+    (project / "cdl.yaml").write_text("version: 2\n")
+    for index in range(24):
+        (project / f"new-{index:02d}.py").write_text("")
+    code = code_version(project)
+    assert code["commit"] == head and code["dirty"] is True
+    assert code["dirty_count"] == 25 and len(code["dirty_files"]) == DIRTY_FILES_SHOWN
+    assert code["dirty_files"][0] == "cdl.yaml"
+    _lineage(code=code)  # valid against the schema
+
+
+def test_code_version_never_takes_an_enclosing_repository(tmp_path: Path, no_ci) -> None:
+    _repository(tmp_path / "checkout", "main")
+    project = tmp_path / "checkout" / "out" / "project"
+    project.mkdir(parents=True)
+    code = code_version(project)
+    assert code["commit"] is None and code["branch"] is None and code["dirty"] is None
+    assert code["note"] == (
+        f"the project folder {project} is not a git repository "
+        f"(it lies inside the repository {tmp_path / 'checkout'})"
+    )
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    assert code_version(alone)["note"] == f"the project folder {alone} is not a git repository"
+    _git(alone, "init", "-q")
+    assert code_version(alone)["note"] == f"the git repository {alone} has no commit yet"
+    _lineage(code=code)
+
+
+def test_code_version_in_gitlab_ci(tmp_path: Path, no_ci, monkeypatch) -> None:
+    project = tmp_path / "project"
+    head = _repository(project)
+    _git(project, "checkout", "-q", "--detach")
     monkeypatch.setenv("CI_COMMIT_REF_NAME", "main")
-    assert code_version(tmp_path)["commit"] == "abc123"
-    assert code_version(tmp_path)["branch"] == "main"
+    monkeypatch.setenv("CI_COMMIT_SHA", "f" * 40)  # another repository's pipeline
+    assert code_version(project) == {"commit": head, "branch": None, "dirty": False}
+    monkeypatch.setenv("CI_COMMIT_SHA", head)
+    assert code_version(project) == {"commit": head, "branch": "main", "dirty": False}
+    # a job image without git: CI's commit, if the project is the CI project's folder
+    monkeypatch.setenv("PATH", str(tmp_path / "no-git"))
+    assert code_version(project)["note"] == "git is not installed"
+    monkeypatch.setenv("CI_PROJECT_DIR", str(project))
+    assert code_version(project) == {
+        "commit": head,
+        "branch": "main",
+        "dirty": None,
+        "note": "git is not installed; commit from GitLab CI's CI_COMMIT_SHA",
+    }
 
 
 def test_hardware_and_environment(monkeypatch) -> None:
@@ -94,34 +152,119 @@ def test_build_lineage_validates_with_key_paths() -> None:
         _lineage(metrics={"validation": {"loss": float("nan")}})
 
 
+TEST_METRICS = {
+    "accuracy": 0.84,
+    "f1_macro": 0.8312,
+    "precision_macro": 0.85,
+    "recall_macro": 0.83,
+    "n_items": 120,
+    "per_class": {"sport": {"f1": 0.9}},
+    "confusion_matrix": {"classes": ["a", "b"], "matrix": [[1, 0], [0, 1]]},
+}
+
+
 def _registry_with_versions(settings, make_checkpoint) -> LocalRegistry:
     registry = open_registry(settings)
     registry.register_version("news", make_checkpoint("ck-1"), {"lineage": _lineage("c1", 0.81)})
-    registry.register_version("news", make_checkpoint("ck-2"), {"lineage": _lineage("c2", 0.86)})
-    registry.add_metadata("news", 2, {"lineage": {"metrics": {"test": {"accuracy": 0.84}}}})
+    dirty = {
+        "commit": "c2" * 20,
+        "branch": "dev",
+        "dirty": True,
+        "dirty_count": 5,
+        "dirty_files": ["cdl.yaml", "model/const.yaml", "model/model_def.py", "a.py", "b.py"],
+    }
+    environment = {
+        "python": "3.11.9",
+        "packages": {"torch": "2.13.0", "cdl-gitlab": "0.2.0", "numpy": None},
+        "image_digest": "registry.example.org/news/train@sha256:" + "a" * 64,
+    }
+    metadata = {
+        "framework": "pytorch",
+        "task": "text",
+        "hparams": {"lr": 0.01},
+        "metrics": {"validation": {"accuracy": 0.86}},
+        "lineage": _lineage(
+            "c2",
+            0.86,
+            code=dirty,
+            checkpoint={"uuid": "ck-2", "steps_completed": 100},
+            environment=environment,
+        ),
+    }
+    registry.register_version("news", make_checkpoint("ck-2"), metadata)
+    registry.add_metadata(
+        "news",
+        2,
+        {
+            "metrics": {"test": TEST_METRICS},
+            "lineage": {"metrics": {"test": TEST_METRICS}},
+            "monitoring": {"reference": {"n_items": 120, "oov_rate": 0.01}},
+        },
+    )
     registry.add_metadata("news", 1, {"deployments": {"production": {"image": "img@sha256:1"}}})
     return registry
 
 
+SUMMARY_V2 = """\
+  code         c2c2c2c2c2c2 on dev, DIRTY: 5 uncommitted file(s) (cdl.yaml, model/const.yaml, \
+model/model_def.py +2 more)
+  data train   news-train-validate@master dddddddddddd
+  data test    news-test-validate@master eeeeeeeeeeee
+  experiment   3, trial 7
+  hparams      lr=0.01
+  checkpoint   ck-2, 100 steps
+  validation   accuracy 0.86, loss 0.52
+  test         accuracy 0.84, f1_macro 0.8312, n_items 120, precision_macro 0.85, +1 more
+  image        registry.example.org/news/train@sha256:{digest}
+  hardware     Test CPU, 2 cores, no GPU
+  environment  Python 3.11.9; cdl-gitlab 0.2.0, torch 2.13.0
+  cost         12.5 s wall, 0.0035 device-hours
+  also recorded  monitoring (see --json)
+""".format(digest="a" * 64)
+
+
 def test_format_lineage(settings, make_checkpoint) -> None:
     registry = _registry_with_versions(settings, make_checkpoint)
-    text = format_lineage(registry.get_version("news", 2))
-    assert text.startswith("news v2  (registered ")
-    for expected in (
-        "commit c2 on dev",
-        "news-train-validate@master commit " + "d" * 32,
-        "3, trial 7",
-        "lr=0.01",
-        "metrics test",
-        "accuracy=0.84",
-        "Test CPU, 2 cores, no GPU",
-        "torch 2.13.0",
-        "12.5 s wall, 0.0035 device-hours",
-        "tensorboard=/tmp/tb",
-    ):
-        assert expected in text, expected
-    deployed = format_lineage(registry.get_version("news", 1))
-    assert "production.image=img@sha256:1" in deployed
+    header, *rows = format_lineage(registry.get_version("news", 2)).splitlines()
+    assert header.startswith("news v2  (pytorch text model, registered ")
+    labels = [row.split("  ")[1].strip() for row in rows]
+    assert labels == [
+        "code",
+        "data train",
+        "data test",
+        "experiment",
+        "hparams",
+        "checkpoint",
+        "validation",
+        "test",
+        "image",
+        "hardware",
+        "environment",
+        "cost",
+        "also recorded",
+    ]
+    assert [" ".join(row.split()) for row in rows] == [
+        " ".join(line.split()) for line in SUMMARY_V2.splitlines()
+    ]
+    deployed = format_lineage(registry.get_version("news", 1)).splitlines()
+    assert " ".join(deployed[1].split()) == "code c1 on dev, clean"
+    assert " ".join(deployed[-1].split()) == "deployed production img@sha256:1"
+    assert not any("also recorded" in line for line in deployed)
+
+
+def test_format_lineage_of_a_project_outside_git(settings, make_checkpoint) -> None:
+    registry = open_registry(settings)
+    code = {"commit": None, "branch": None, "dirty": None, "note": "x is not a git repository"}
+    registry.register_version("news", make_checkpoint("ck-1"), {"lineage": _lineage(code=code)})
+    registry.register_version("news", make_checkpoint("ck-2"), {"metrics": {"test": {"acc": 1}}})
+    text = format_lineage(registry.get_version("news", 1))
+    assert "code         unknown: x is not a git repository\n" in text
+    bare = format_lineage(registry.get_version("news", 2)).splitlines()
+    assert [" ".join(line.split()) for line in bare[1:]] == [
+        "checkpoint ck-2",
+        "lineage none recorded (register through `cdl model` to record it)",
+        "test acc 1",
+    ]
 
 
 def _invoke(project: Path, command, args: list[str]):
@@ -132,7 +275,18 @@ def _invoke(project: Path, command, args: list[str]):
 def test_lineage_cli_text_and_json(project, settings, make_checkpoint) -> None:
     _registry_with_versions(settings, make_checkpoint)
     result = _invoke(project, lineage_cmd, ["news"])
-    assert result.exit_code == 0 and "news v2" in result.output and "commit c2" in result.output
+    assert result.exit_code == 0 and result.output.startswith("news v2  (pytorch text model")
+    lines = result.output.splitlines()
+    assert len(lines) == 14, result.output  # a header and 13 rows, one per fact
+    labels = [line.split("  ")[1].strip() for line in lines[1:]]
+    assert len(labels) == len(set(labels))
+    for raw in ("per_class", "confusion", "oov_rate", "lineage", "{"):
+        assert raw not in result.output
+    full = json.loads(_invoke(project, lineage_cmd, ["news", "--json"]).output)
+    assert full["metadata"]["monitoring"]["reference"]["oov_rate"] == 0.01
+    assert full["lineage"]["metrics"]["test"]["per_class"] == {"sport": {"f1": 0.9}}
+    assert full["lineage"]["code"]["dirty_files"][2] == "model/model_def.py"
+    assert full["lineage"]["code"]["commit"] == "c2" * 20
     result = _invoke(project, lineage_cmd, ["news", "v1", "--json"])
     record = json.loads(result.output)
     assert record["version"] == 1 and record["checkpoint_uuid"] == "ck-1"
@@ -156,7 +310,7 @@ def test_registry_cli(project, settings, make_checkpoint, tmp_path: Path) -> Non
     assert lines[0].startswith("v1 ") and lines[0].endswith("ck-1  [production]")
     assert lines[1].startswith("v2 ") and lines[1].endswith("ck-2")
     shown = json.loads(_invoke(project, registry_cmd, ["show", "news", "2", "--json"]).output)
-    assert shown["metadata"]["lineage"]["metrics"]["test"] == {"accuracy": 0.84}
+    assert shown["metadata"]["lineage"]["metrics"]["test"] == TEST_METRICS
     assert "checkpoint_uuid: ck-2" in _invoke(project, registry_cmd, ["show", "news"]).output
 
     meta = tmp_path / "extra.yaml"
