@@ -46,6 +46,7 @@ data:
   source: "{source}"
   repo_prefix: demo
   split: {{seed: 7, test_ratio: 0.25}}
+  min_items: {min_items}
   validation: {{min_chars: 40, max_bytes: 4000, extensions: [{extension}]}}
 """
 
@@ -114,6 +115,7 @@ def create_project(
     classes: list[str] | None = None,
     extension: str = '".txt"',
     render: bool = True,
+    min_items: int = 5,
 ) -> Settings:
     """A CDL project in ``root``: cdl.yaml and the rendered data/ folder."""
     root.mkdir(parents=True, exist_ok=True)
@@ -122,6 +124,7 @@ def create_project(
         source=source,
         extension=extension,
         classes=classes if classes is not None else CLASSES,
+        min_items=min_items,
     )
     (root / "cdl.yaml").write_text(text.replace("'", '"'), encoding="utf-8")
     if render:

@@ -16,9 +16,13 @@ from data_helpers import CLASSES, create_project, make_corpus
 
 from cdl_gitlab.cli import cli
 from cdl_gitlab.cli.data_cmd import data
-from cdl_gitlab.config import Settings
-from cdl_gitlab.data.dataset import load_split
+from cdl_gitlab.config import Settings, parse_config
+from cdl_gitlab.data.dataset import load_split, require_items
+from cdl_gitlab.data.errors import DataError, MissingDataError
 from cdl_gitlab.data.local_store import LocalStore
+from cdl_gitlab.data.pipeline import check_min_items
+from cdl_gitlab.errors import ConfigError
+from cdl_gitlab.model.inputs import load_training_inputs
 
 if "data" not in cli.commands:
     cli.add_command(data)
@@ -146,3 +150,38 @@ def test_deploy_dry_run_fills_the_image_tag(
     result = invoke(project, "deploy", "--dry-run")
     assert result.exit_code == 0
     assert '"image": "registry.example.org/ml/demo/data:0123abcd"' in result.stdout
+
+
+def test_training_data_is_required_before_training(ran: tuple[Settings, Result]) -> None:
+    settings, _ = ran
+    store = LocalStore(settings.state_dir / "data")
+    commit = require_items(settings, "train", store=store)
+    assert commit.id == store.resolve("demo-train-validate", "master").id
+    store.create_branch("demo-train-validate", "unlabeled", "master")
+    store.put("demo-train-validate", "unlabeled", {"sport/new.txt": b"n" * 100})
+    with pytest.raises(MissingDataError, match=r"no labelled train items at .* \(1 without a "):
+        load_training_inputs({"train": {"ref": "unlabeled"}}, {}, settings)
+    store.create_branch("demo-train-validate", "emptied", "master")
+    store.put("demo-train-validate", "emptied", {"summary.json": b"{}"})
+    with pytest.raises(MissingDataError, match=r"demo-train-validate@\w{12} has no items"):
+        require_items(settings, "train", "emptied", store)
+
+
+def test_min_items_names_the_short_split(project: Settings) -> None:
+    results = {
+        "train": {"kept": 20, "discarded": 0, "discarded_items": []},
+        "test": {"kept": 4, "discarded": 0, "discarded_items": []},
+    }
+    with pytest.raises(DataError) as raised:
+        check_min_items(project, results)
+    assert str(raised.value) == (
+        "too few items to train and test on (test kept 4; data.min_items: 5). Add items to "
+        "the data source (folders <class>/<file>), then run `cdl data pipeline` again"
+    )
+    results["test"]["kept"] = 5
+    check_min_items(project, results)
+    text = (project.root / "cdl.yaml").read_text()
+    assert parse_config(text).data.min_items == 5
+    assert parse_config(text.replace("  min_items: 5\n", "")).data.min_items == 10
+    with pytest.raises(ConfigError, match=r"data\.min_items: Input should be greater than"):
+        parse_config(text.replace("min_items: 5", "min_items: 0"))

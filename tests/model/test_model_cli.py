@@ -16,6 +16,10 @@ from cdl_gitlab.cli.model_cmd import model
 
 if "model" not in cli.commands:
     cli.add_command(model)
+if "lineage" not in cli.commands:
+    from cdl_gitlab.cli.lineage_cmd import lineage
+
+    cli.add_command(lineage)
 
 
 def run(settings, *args: str, code: int = 0) -> str:
@@ -69,6 +73,50 @@ def test_cli_registers_an_experiment_trained_without_registering(project_factory
     )
     assert unknown.exit_code != 0 and "no experiment with id 9" in str(unknown.exception)
     assert [v.version for v in open_registry(settings).list_versions("tiny-image")] == [1]
+
+
+def _git(root, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
+    return done.stdout.decode().strip()
+
+
+def test_lineage_names_the_projects_own_commit(project_factory, monkeypatch) -> None:
+    from cdl_gitlab.registry import open_registry
+
+    for name in ("CI_COMMIT_SHA", "CI_COMMIT_REF_NAME", "CI_PROJECT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    settings = project_factory("pytorch", "image", hparams={"arch": "mlp"})
+    checkout = settings.root.parent  # a repository the project was rendered into
+    (checkout / "README").write_text("the enclosing checkout\n")
+    _git(checkout, "init", "-q", "-b", "main")
+    _git(checkout, "add", "README")
+    _git(checkout, "commit", "-q", "-m", "checkout")
+    run(settings, "train", "--max-steps", "2")
+    registry = open_registry(settings)
+    code = registry.get_version("tiny-image", 1).metadata["lineage"]["code"]
+    assert code["commit"] is None and "is not a git repository" in code["note"]
+
+    (settings.root / ".gitignore").write_text(".cdl/\n")
+    _git(settings.root, "init", "-q", "-b", "dev")
+    _git(settings.root, "add", ".")
+    _git(settings.root, "commit", "-q", "-m", "project")
+    (settings.root / "notes.txt").write_text("not committed\n")
+    run(settings, "train", "--max-steps", "2")
+    code = registry.get_version("tiny-image", 2).metadata["lineage"]["code"]
+    head = _git(settings.root, "rev-parse", "HEAD")
+    assert code == {
+        "commit": head,
+        "branch": "dev",
+        "dirty": True,
+        "dirty_count": 1,
+        "dirty_files": ["notes.txt"],
+    }
+    shown = CliRunner(mix_stderr=False).invoke(
+        cli, ["--config", str(settings.root / "cdl.yaml"), "lineage"], catch_exceptions=False
+    )
+    assert f"  code         {head[:12]} on dev, DIRTY: 1 uncommitted file(s) (notes.txt)\n" in (
+        shown.output
+    )
 
 
 def test_cli_gate_fails_with_exit_code(project_factory) -> None:

@@ -35,7 +35,7 @@ def _lineage(commit: str = "c0ffee", accuracy: float = 0.81, **overrides) -> dic
         },
         "experiment": {"id": 3, "config": {"name": "news"}, "hparams": {"lr": 0.01}, "trial_id": 7},
         "checkpoint": {"uuid": "ck-1", "steps_completed": 100},
-        "metrics": {"validation": {"accuracy": accuracy, "loss": 0.52}},
+        "metrics": {"validation": {"accuracy": accuracy, "loss": 0.52, "batches": 40}},
         "hardware": {"cpu_model": "Test CPU", "cpu_cores": 2, "gpu_model": None, "gpu_count": 0},
         "environment": {
             "python": "3.11.9",
@@ -214,7 +214,8 @@ model/model_def.py +2 more)
   hparams      lr=0.01
   checkpoint   ck-2, 100 steps
   validation   accuracy 0.86, loss 0.52
-  test         accuracy 0.84, f1_macro 0.8312, n_items 120, precision_macro 0.85, +1 more
+  test         accuracy 0.84, f1_macro 0.8312, precision_macro 0.85, recall_macro 0.83 \
+(120 items)
   image        registry.example.org/news/train@sha256:{digest}
   hardware     Test CPU, 2 cores, no GPU
   environment  Python 3.11.9; cdl-gitlab 0.2.0, torch 2.13.0

@@ -84,6 +84,9 @@ class DataSection(_Section):
     branch: str = "master"
     split: SplitSection = SplitSection()
     validation: ValidationSection = ValidationSection()
+    min_items: Annotated[int, Field(ge=1)] = 10
+    """Fewest items the train and the test split may keep after validation: below it,
+    ``cdl data pipeline`` fails with the discard reasons."""
 
 
 class TrainingSection(_Section):

@@ -229,6 +229,7 @@ SHORT_ID = 12
 """Characters of a commit id the summary shows (``--json`` has the whole id)."""
 METRICS_SHOWN = 4
 _FIRST_METRICS = ("accuracy", "validation_accuracy", "loss", "validation_loss", "f1_macro")
+_COUNTERS = frozenset({"batches", "epochs", "n_items", "steps_completed"})
 _SUMMARISED = frozenset(
     {"lineage", "metrics", "hparams", "experiment_id", "trial_id", "framework", "task"}
 )
@@ -275,18 +276,22 @@ def _data_version(value: dict[str, Any] | None) -> str:
 
 
 def _key_metrics(values: dict[str, Any]) -> str:
-    """At most ``METRICS_SHOWN`` numeric top-level metrics, accuracy and loss first."""
+    """At most ``METRICS_SHOWN`` numeric top-level metrics, accuracy and loss first (counters
+    such as batches and epochs left out), then the number of items if recorded."""
     numeric = {
         key: value
         for key, value in values.items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
+        if isinstance(value, int | float) and not isinstance(value, bool) and key not in _COUNTERS
     }
     order = [key for key in _FIRST_METRICS if key in numeric]
     order += sorted(key for key in numeric if key not in order)
     shown = [f"{key} {_value(numeric[key])}" for key in order[:METRICS_SHOWN]]
     if len(order) > METRICS_SHOWN:
         shown.append(f"+{len(order) - METRICS_SHOWN} more")
-    return ", ".join(shown) or "-"
+    text = ", ".join(shown) or "-"
+    if isinstance(values.get("n_items"), int):
+        text += f" ({values['n_items']} items)"
+    return text
 
 
 def _checkpoint(version: ModelVersion, recorded: dict[str, Any]) -> str:

@@ -7,11 +7,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cdl_gitlab.data.labeling import validated_files
+from cdl_gitlab.data.errors import MissingDataError
+from cdl_gitlab.data.labeling import validated_commit, validated_files
 from cdl_gitlab.data.labels import LabelStore, table_name
-from cdl_gitlab.data.model import DataVersion
-from cdl_gitlab.data.names import check_split
+from cdl_gitlab.data.model import Commit, DataVersion
+from cdl_gitlab.data.names import check_split, validated_repo
 from cdl_gitlab.data.store import DataStore, open_store
+from cdl_gitlab.data.validate import SUMMARY_FILE
 
 if TYPE_CHECKING:
     from cdl_gitlab.config import Settings
@@ -41,6 +43,31 @@ class LabeledSplit:
     """Labelled paths that are not at the data commit."""
     unknown_labels: list[str] = field(default_factory=list)
     """Paths whose label is not one of ``model.classes``."""
+
+
+def require_items(
+    settings: Settings, split: str, ref: str | None = None, store: DataStore | None = None
+) -> Commit:
+    """The validated commit of ``split`` at ``ref``; :class:`MissingDataError` (what is
+    missing and the command to run) when nothing was validated yet or the split is empty.
+
+    Reads the file list only (no contents): a cheap check before training starts.
+    """
+    store = store or open_store(settings)
+    repo = validated_repo(settings, check_split(split))
+    if repo not in store.list_repos():
+        raise MissingDataError(
+            f"no {split} data: the data repo {repo} does not exist (nothing collected and "
+            "validated yet); run `cdl data pipeline`"
+        )
+    commit = validated_commit(settings, store, split, ref)
+    if not any(path != SUMMARY_FILE for path in store.list_files(repo, commit.id)):
+        raise MissingDataError(
+            f"no {split} data: the validated {split} split {repo}@{commit.id[:12]} has no "
+            "items (validation discarded all of them); run `cdl data pipeline` and fix what "
+            "it reports"
+        )
+    return commit
 
 
 def load_split(

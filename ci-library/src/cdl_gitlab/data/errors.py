@@ -15,3 +15,7 @@ class NotFoundError(DataError):
 
 class SpecError(DataError):
     """A pipeline spec does not pass the linter or cannot be run."""
+
+
+class MissingDataError(DataError):
+    """A split that training or evaluation needs was never collected, or holds no items."""

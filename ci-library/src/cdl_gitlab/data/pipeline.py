@@ -95,22 +95,56 @@ def label(settings: Settings, store: DataStore, echo: Echo) -> None:
             echo(f"labels ({name}): {report}")
 
 
+def _examples(results: dict[str, dict[str, Any]], limit: int = 3) -> str:
+    """One discarded item per reason (at most ``limit``): ``too_short, e.g. a/1.txt (...)``."""
+    first: dict[str, dict[str, str]] = {}
+    for result in results.values():
+        for item in result.get("discarded_items") or []:
+            first.setdefault(item["reason"], item)
+    return "; ".join(
+        f"{reason}, e.g. {item['path']} ({item['detail']})" if item.get("detail") else reason
+        for reason, item in sorted(first.items())[:limit]
+    )
+
+
+def check_min_items(settings: Settings, results: dict[str, dict[str, Any]]) -> None:
+    """Fail when a split kept fewer than ``data.min_items`` items after validation."""
+    minimum = settings.config.data.min_items
+    short = {name: result for name, result in results.items() if result["kept"] < minimum}
+    if not short:
+        return
+    counts = ", ".join(f"{name} kept {result['kept']}" for name, result in short.items())
+    message = f"too few items to train and test on ({counts}; data.min_items: {minimum})."
+    if any(result["discarded"] for result in short.values()):
+        message += (
+            f" Discarded: {_examples(short)}. Fix the data, or the rules in data.validation "
+            "of cdl.yaml"
+        )
+    else:
+        message += " Add items to the data source (folders <class>/<file>)"
+    raise DataError(f"{message}, then run `cdl data pipeline` again")
+
+
 def run_all(settings: Settings, store: DataStore, echo: Echo = print) -> dict[str, Any]:
-    """Collect, split, validate and label; returns and prints the per-split summary."""
+    """Collect, split, validate and label; prints one line per split and returns the
+    summary. Raises :class:`DataError` when a split kept fewer than ``data.min_items``."""
     collect(settings, store, echo)
     split(settings, store, echo)
     validate = [validated_repo(settings, name) for name in SPLITS]
     run_pipelines(settings, store, validate, echo)
     label(settings, store, echo)
+    results = {name: validation_summary(settings, store, name) for name in SPLITS}
+    minimum = settings.config.data.min_items
     summary: dict[str, Any] = {}
-    for name in SPLITS:
-        result = validation_summary(settings, store, name)
+    for name, result in results.items():
         summary[name] = {
             k: result[k] for k in ("total", "kept", "discarded", "reasons", "repaired")
         }
         reasons = ", ".join(f"{k} {v}" for k, v in result["reasons"].items()) or "none"
+        short = f" < data.min_items {minimum}" if result["kept"] < minimum else ""
         echo(
-            f"{name}: {result['total']} items, {result['kept']} kept, "
+            f"{name}: {result['total']} items, {result['kept']} kept{short}, "
             f"{result['discarded']} discarded ({reasons})"
         )
+    check_min_items(settings, results)
     return summary

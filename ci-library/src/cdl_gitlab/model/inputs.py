@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from cdl_gitlab.config import Settings, load_settings
+from cdl_gitlab.data.errors import MissingDataError
 from cdl_gitlab.features.image import ImageDecoder
 from cdl_gitlab.features.labels import LabelEncoder
 from cdl_gitlab.features.state import FeatureState
@@ -99,8 +100,10 @@ def load_training_inputs(
     task = settings.config.model.task
     split = load_split(settings, "train", ref=data_ref(data_config))
     if not split.items:
-        raise ValueError(
-            f"no labelled training items at {split.version}: ingest and label data first"
+        raise MissingDataError(
+            f"no labelled train items at {split.version} ({len(split.unlabeled)} without a "
+            f"label, {len(split.unknown_labels)} with a label outside model.classes); run "
+            "`cdl data pipeline` (folder labels) or import labels with `cdl data labels import`"
         )
     feature_keys = ("vocab_size",) if task == "text" else ("image_size",)
     key = (

@@ -35,7 +35,7 @@ from cdl_gitlab.model.expconf import (
 )
 from cdl_gitlab.model.recorder import TrialRecorder
 from cdl_gitlab.model.runner import run_paths, run_trial
-from cdl_gitlab.model.train import experiment_seed
+from cdl_gitlab.model.train import experiment_seed, require_training_data
 from cdl_gitlab.registry.base import ModelVersion
 
 if TYPE_CHECKING:
@@ -154,6 +154,7 @@ def search_local(
     seed = experiment_seed(exp_conf, settings)
     length = searcher_length(exp_conf)
     pruning = searcher.get("name") == "adaptive_asha" and length is not None
+    require_training_data(settings, exp_conf, register)
     experiments = open_experiment_registry(settings)
     experiment_id = experiments.create_experiment(
         str(exp_conf.get("name") or f"{settings.config.model.name}-search"),

@@ -17,6 +17,7 @@ from cdl_gitlab.config import Settings
 from cdl_gitlab.errors import CDLError
 from cdl_gitlab.model.expconf import (
     const_hparams,
+    data_ref,
     load_experiment_config,
     slots_per_trial,
     training_length,
@@ -60,6 +61,19 @@ def resolve_config(settings: Settings, config: Path | str | None, default: str) 
     return path
 
 
+def require_training_data(settings: Settings, exp_conf: dict[str, Any], register: bool) -> None:
+    """Fail before an experiment starts when the validated train split (and, to register,
+    the test split) of the config's data refs is missing or empty: one line naming what is
+    missing and the command to run."""
+    from cdl_gitlab.data.dataset import require_items
+    from cdl_gitlab.data.store import open_store
+
+    store = open_store(settings)
+    data = exp_conf.get("data")
+    for split in ("train", "test") if register else ("train",):
+        require_items(settings, split, data_ref(data, split), store)
+
+
 def train_local(
     settings: Settings,
     config_path: Path,
@@ -73,6 +87,7 @@ def train_local(
     exp_conf = load_experiment_config(config_path)
     hparams = const_hparams(exp_conf)
     length = training_length(hparams, max_steps)
+    require_training_data(settings, exp_conf, register)
     experiments = open_experiment_registry(settings)
     name = str(exp_conf.get("name") or settings.config.model.name)
     experiment_id = experiments.create_experiment(
