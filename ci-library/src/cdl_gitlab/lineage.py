@@ -1,7 +1,7 @@
 """Lineage of a model version: the chain of code, data, experiment, environment and cost.
 
 ``build_lineage`` assembles and validates the dict stored as ``metadata["lineage"]`` of a
-registered version (schema ``cdl/schemas/lineage.json``); ``format_lineage`` prints it.
+registered version (schema ``cdl_gitlab/schemas/lineage.json``); ``format_lineage`` prints it.
 """
 
 from __future__ import annotations
