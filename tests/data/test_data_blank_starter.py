@@ -97,7 +97,6 @@ def test_blank_starter_without_enough_data(blank: Path, tmp_path: Path) -> None:
     message = one_error_line(cdl(blank, "model", "train"))
     assert re.fullmatch(
         rf"no train data: the validated train split {slug}-train-validate@[0-9a-f]{{12}} has "
-        r"no items \(validation discarded all of them\); run `cdl data pipeline` and fix what "
-        r"it reports",
+        r"no items \(validation kept none\); run `cdl data pipeline` and fix what it reports",
         message,
     )

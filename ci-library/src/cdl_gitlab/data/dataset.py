@@ -64,8 +64,7 @@ def require_items(
     if not any(path != SUMMARY_FILE for path in store.list_files(repo, commit.id)):
         raise MissingDataError(
             f"no {split} data: the validated {split} split {repo}@{commit.id[:12]} has no "
-            "items (validation discarded all of them); run `cdl data pipeline` and fix what "
-            "it reports"
+            "items (validation kept none); run `cdl data pipeline` and fix what it reports"
         )
     return commit
 
