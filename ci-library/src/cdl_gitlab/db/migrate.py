@@ -89,8 +89,6 @@ def ensure_schema(engine: sa.Engine, schema: Schema) -> None:
         if current_revision(engine, schema) == head:
             return
         _upgrade(engine, schema)
-    except DatabaseError:
-        raise
     except Exception as exc:
         raise DatabaseError(
             f"cannot migrate the {schema.name} schema of {redact(str(engine.url))} "

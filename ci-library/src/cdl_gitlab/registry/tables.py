@@ -13,11 +13,12 @@ metadata = sa.MetaData()
 models = sa.Table(
     "models",
     metadata,
-    sa.Column("name", sa.Text, primary_key=True),
+    # nullable: SQLite lets a TEXT primary key be NULL unless it says NOT NULL (today's DDL)
+    sa.Column("name", sa.Text, primary_key=True, nullable=True),
     sa.Column("description", sa.Text, nullable=False, server_default=""),
     sa.Column("labels", sa.Text, nullable=False, server_default="[]"),
     sa.Column("created", sa.Text, nullable=False),
-    sa.Column("last_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_version", sa.Integer, nullable=False, server_default=sa.text("0")),
 )
 versions = sa.Table(
     "versions",

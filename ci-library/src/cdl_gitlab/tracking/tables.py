@@ -13,7 +13,7 @@ metadata = sa.MetaData()
 experiments = sa.Table(
     "experiments",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True, nullable=True),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("config", sa.Text, nullable=False),
     sa.Column("labels", sa.Text, nullable=False),
@@ -25,7 +25,7 @@ experiments = sa.Table(
 trials = sa.Table(
     "trials",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True, nullable=True),
     sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id"), nullable=False),
     sa.Column("hparams", sa.Text, nullable=False),
     sa.Column("state", sa.Text, nullable=False),
@@ -34,6 +34,7 @@ trials = sa.Table(
     sa.Index("ix_trials_experiment_id", "experiment_id"),
     sqlite_autoincrement=True,
 )
+# ids: INTEGER PRIMARY KEY without NOT NULL, as before migrations (a rowid alias is never NULL)
 # metrics and checkpoints have no key of their own: rows keep SQLite's insertion order (rowid)
 metrics = sa.Table(
     "metrics",

@@ -16,11 +16,12 @@ depends_on = None
 def upgrade() -> None:
     create_table_if_missing(
         "models",
-        sa.Column("name", sa.Text, primary_key=True),
+        # nullable: SQLite lets a TEXT primary key be NULL unless it says NOT NULL (today's DDL)
+        sa.Column("name", sa.Text, primary_key=True, nullable=True),
         sa.Column("description", sa.Text, nullable=False, server_default=""),
         sa.Column("labels", sa.Text, nullable=False, server_default="[]"),
         sa.Column("created", sa.Text, nullable=False),
-        sa.Column("last_version", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_version", sa.Integer, nullable=False, server_default=sa.text("0")),
     )
     create_table_if_missing(
         "versions",

@@ -16,7 +16,7 @@ depends_on = None
 def upgrade() -> None:
     create_table_if_missing(
         "experiments",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True, nullable=True),
         sa.Column("name", sa.Text, nullable=False),
         sa.Column("config", sa.Text, nullable=False),
         sa.Column("labels", sa.Text, nullable=False),
@@ -27,7 +27,7 @@ def upgrade() -> None:
     )
     create_table_if_missing(
         "trials",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True, nullable=True),
         sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id"), nullable=False),
         sa.Column("hparams", sa.Text, nullable=False),
         sa.Column("state", sa.Text, nullable=False),
