@@ -22,16 +22,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic.config import Config
-from alembic.runtime.environment import EnvironmentContext
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 from cdl_gitlab.db.engine import redact, write_transaction
 from cdl_gitlab.db.errors import DatabaseError
+
+if TYPE_CHECKING:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 log = logging.getLogger(__name__)
@@ -55,6 +55,8 @@ class Schema:
 
 @cache
 def _scripts(location: Path) -> ScriptDirectory:
+    from alembic.script import ScriptDirectory  # alembic costs ~0.1 s to import: only on use
+
     if not (location / "versions").is_dir():
         raise DatabaseError(f"no migrations for schema {location.name!r} in {location}")
     return ScriptDirectory(str(location))
@@ -69,9 +71,11 @@ def head_revision(schema: Schema) -> str:
 
 def current_revision(engine: sa.Engine, schema: Schema) -> str | None:
     """The revision the database is at (None: never migrated)."""
+    versions = sa.table(schema.version_table, sa.column("version_num"))
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"version_table": schema.version_table})
-        heads = context.get_current_heads()
+        if not sa.inspect(conn).has_table(schema.version_table):
+            return None
+        heads = conn.execute(sa.select(versions.c.version_num)).scalars().all()
     if len(heads) > 1:
         raise DatabaseError(f"{schema.version_table} holds several revisions: {heads}")
     return heads[0] if heads else None
@@ -97,6 +101,9 @@ def ensure_schema(engine: sa.Engine, schema: Schema) -> None:
 
 
 def _upgrade(engine: sa.Engine, schema: Schema) -> None:
+    from alembic.config import Config
+    from alembic.runtime.environment import EnvironmentContext
+
     scripts = _scripts(schema.location)
     config = Config()
     config.set_main_option("script_location", str(schema.location))
