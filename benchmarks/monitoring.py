@@ -35,7 +35,7 @@ from cdl_gitlab.monitor.input_stats import text_stats, vocabulary_set
 from cdl_gitlab.monitor.reference import compute_reference
 from cdl_gitlab.monitor.report import Served, generate
 from cdl_gitlab.scoring import ScoringStore
-from cdl_gitlab.scoring.store import scoring_records
+from cdl_gitlab.scoring.tables import scoring_records
 
 CLASSES = ["business", "entertainment", "politics", "sport", "tech"]
 WORDS = [

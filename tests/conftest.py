@@ -1,7 +1,11 @@
-"""Fixtures shared by every test area: rendering the template into a project."""
+"""Fixtures shared by every test area: rendering the template into a project, the fake
+Determined master and throw-away databases on the PostgreSQL server."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,3 +50,46 @@ def det_master(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fake
         monkeypatch.delenv(name, raising=False)
     with FakeDeterminedMaster(username=DET_USER, password=DET_PASSWORD) as fake:
         yield fake
+
+
+POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+
+
+class PostgresServer:
+    """The PostgreSQL server on 127.0.0.1:5432 (trust auth): throw-away databases on demand."""
+
+    @contextlib.contextmanager
+    def database(self, prefix: str = "cdl_test") -> Iterator[str]:
+        """A new empty database, dropped on exit; yields its URL."""
+        import psycopg
+
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        finally:
+            with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> PostgresServer:
+    """The server, or a skip saying why not; under ``CI=true`` a missing server fails."""
+    try:
+        import psycopg
+
+        psycopg.connect(POSTGRES_ADMIN).close()
+    except Exception as exc:  # driver missing or server unreachable
+        message = f"PostgreSQL on 127.0.0.1:5432 is not reachable: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message} (CI=true: the PostgreSQL tests must run)", pytrace=False)
+        pytest.skip(message)
+    return PostgresServer()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of a throw-away database on the PostgreSQL server, dropped after the test."""
+    with postgres_server.database() as url:
+        yield url

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -50,20 +49,9 @@ def label_settings(
     if request.param == "sqlite":
         yield settings
         return
-    psycopg = pytest.importorskip("psycopg")
-    name = f"cdl_test_{uuid.uuid4().hex[:12]}"
-    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 is not reachable: {exc}")
-    monkeypatch.setenv("CDL_POSTGRES_DSN", f"postgresql://postgres@127.0.0.1:5432/{name}")
-    try:
+    with request.getfixturevalue("postgres_server").database() as url:
+        monkeypatch.setenv("CDL_POSTGRES_DSN", url)
         yield load_settings(settings.root / "cdl.yaml", "cluster")
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _rows(settings: Settings, split: str = "train") -> list[Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,42 +68,13 @@ def image_project(tmp_path: Path, image_checkpoint: Path) -> Settings:
     return settings
 
 
-def _postgres_available() -> bool:
-    try:
-        import psycopg
-
-        psycopg.connect(
-            "host=127.0.0.1 port=5432 user=postgres dbname=postgres", connect_timeout=3
-        ).close()
-    except Exception:
-        return False
-    return True
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh database on the local PostgreSQL server, dropped afterwards."""
-    if not _postgres_available():
-        pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable")
-    import psycopg
-
-    name = f"cdl_deploy_test_{uuid.uuid4().hex[:10]}"
-    admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 class Served:
     """A running local server of a test project."""
 
-    def __init__(self, settings: Settings, info) -> None:
+    def __init__(self, settings: Settings, info, scoring_url: str | None) -> None:
         self.settings = settings
         self.info = info
+        self.scoring_url = scoring_url
         self.url = info.url
         self.predict_url = f"{info.url}/api/v1.0/predictions"
         self.metrics_url = f"http://127.0.0.1:{info.metrics_port}/metrics"
@@ -125,7 +95,7 @@ def _serve(settings: Settings, scoring_url: str | None = None) -> Iterator[Serve
             else:
                 os.environ["CDL_SCORING_URL"] = previous
     try:
-        yield Served(settings, info)
+        yield Served(settings, info, scoring_url)
     finally:
         local.stop(settings)
         local.stop_group(process.pid, grace=5)
@@ -142,12 +112,11 @@ def text_server(tmp_path_factory: pytest.TempPathFactory, text_checkpoint: Path)
 
 
 @pytest.fixture(scope="module")
-def image_server(
-    tmp_path_factory: pytest.TempPathFactory, image_checkpoint: Path, postgres_url: str
-):
+def image_server(tmp_path_factory: pytest.TempPathFactory, image_checkpoint: Path, postgres_server):
     """The Keras image model served by the real microservice, scoring into PostgreSQL."""
     settings = make_project(
         tmp_path_factory.mktemp("served") / "fashion", "keras", "image", "fashion-demo"
     )
     register(settings, image_checkpoint)
-    yield from _serve(settings, scoring_url=postgres_url)
+    with postgres_server.database() as url:
+        yield from _serve(settings, scoring_url=url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -9,9 +10,9 @@ import re
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from deploy_models import KNOWN_TEXTS, known_images
 
@@ -214,18 +215,15 @@ def test_cli_predict_and_stop_end_the_whole_process_group(text_server, tmp_path)
 
 
 def _group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of the process group ``pgid``, from /proc."""
+    """Live (non-zombie) processes of the process group ``pgid``."""
     members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            fields = stat.rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry))
+    for process in psutil.process_iter(["pid", "status"]):
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if (
+                os.getpgid(process.info["pid"]) == pgid
+                and process.info["status"] != psutil.STATUS_ZOMBIE
+            ):
+                members.append(process.info["pid"])
     return members
 
 
@@ -234,7 +232,7 @@ def _group_members(pgid: int) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_image_predictions_metadata_and_postgres_scoring(image_server, postgres_url) -> None:
+def test_image_predictions_metadata_and_postgres_scoring(image_server) -> None:
     images = known_images()
     payload = {"data": {"ndarray": [img.tolist() for img in images.values()]}}
     status, answer = post_json(image_server.predict_url, payload)
@@ -256,7 +254,7 @@ def test_image_predictions_metadata_and_postgres_scoring(image_server, postgres_
     )
     assert status == 200 and png["meta"]["tags"]["predictions"] == ["bottom"]
 
-    rows = _rows(postgres_url, "fashion-demo", 4)
+    rows = _rows(image_server.scoring_url, "fashion-demo", 4)
     ok = [r for r in rows if r.status == "ok"]
     assert len(ok) >= 4
     assert {r.predicted for r in ok} == set(images)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,33 +64,3 @@ def text_project(tmp_path: Path) -> Settings:
 @pytest.fixture
 def image_project(tmp_path: Path) -> Settings:
     return make_project(tmp_path / "fashion", "image")
-
-
-def _postgres_available() -> bool:
-    try:
-        import psycopg
-
-        psycopg.connect(
-            "host=127.0.0.1 port=5432 user=postgres dbname=postgres", connect_timeout=3
-        ).close()
-    except Exception:
-        return False
-    return True
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh database on the local PostgreSQL server, dropped afterwards."""
-    if not _postgres_available():
-        pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable")
-    import psycopg
-
-    name = f"cdl_monitor_test_{uuid.uuid4().hex[:10]}"
-    admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

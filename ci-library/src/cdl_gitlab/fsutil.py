@@ -1,4 +1,5 @@
-"""Atomic file-system writes: a reader sees the old content or the new, never a half."""
+"""Atomic file-system writes (a reader sees the old content or the new, never a half) and
+cross-process file locks."""
 
 from __future__ import annotations
 
@@ -10,6 +11,16 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
+
+
+def file_lock(path: str | os.PathLike[str]) -> FileLock:
+    """An exclusive lock between processes (and threads) on the lock file ``path``; use it as
+    a context manager. The folder is created if missing; the file stays after release."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(target)
 
 
 def _fsync_dir(path: Path) -> None:

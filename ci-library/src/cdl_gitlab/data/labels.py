@@ -1,7 +1,8 @@
 """The labels table: Label Studio exports in, one row per labelled task.
 
 One code path (SQLAlchemy Core) for SQLite under ``<state_dir>/labels.sqlite`` (local profile)
-and PostgreSQL from the DSN in ``$<cluster.postgres_dsn_env>`` (cluster profile). Rows are
+and PostgreSQL from the DSN in ``$<cluster.postgres_dsn_env>`` (cluster profile); the table is
+brought to the ``labels`` schema's newest revision on first use (``cdl_gitlab.db``). Rows are
 upserted by (split, task id), so importing the same export twice changes nothing. Malformed
 export entries are rejected one by one with a message; the valid ones are imported.
 """
@@ -20,6 +21,7 @@ import sqlalchemy as sa
 from cdl_gitlab.data.errors import DataError
 from cdl_gitlab.data.model import DataVersion
 from cdl_gitlab.data.names import check_split
+from cdl_gitlab.db import Schema, create_engine, ensure_schema, normalize_url, sqlite_url
 
 if TYPE_CHECKING:
     from cdl_gitlab.config import Settings
@@ -59,6 +61,12 @@ def table_name(settings: Settings) -> str:
     return f"{settings.config.project.slug.replace('-', '_')}_labels"
 
 
+def label_schema(name: str) -> Schema:
+    """The ``labels`` schema of table ``name``, with its own version table (projects may
+    share one PostgreSQL database)."""
+    return Schema("labels", f"cdl_{name}_revision", {"table": name})
+
+
 def make_table(name: str, metadata: sa.MetaData) -> sa.Table:
     return sa.Table(
         name,
@@ -80,23 +88,18 @@ def database_url(settings: Settings) -> str:
     """SQLite locally; the PostgreSQL DSN from the environment on the cluster profile."""
     if settings.profile == "cluster":
         env = settings.config.cluster.postgres_dsn_env
-        dsn = settings.secret(env, "the labels table (PostgreSQL)")
-        for prefix in ("postgresql://", "postgres://"):
-            if dsn.startswith(prefix):
-                return "postgresql+psycopg://" + dsn[len(prefix) :]
-        return dsn
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{settings.state_dir / 'labels.sqlite'}"
+        return normalize_url(settings.secret(env, "the labels table (PostgreSQL)"))
+    return sqlite_url(settings.state_dir / "labels.sqlite")
 
 
 class LabelStore:
     """The labels table of one project."""
 
     def __init__(self, url: str, name: str) -> None:
-        self.engine = sa.create_engine(url)
+        self.engine = create_engine(url)
         self.metadata = sa.MetaData()
         self.table = make_table(name, self.metadata)
-        self.metadata.create_all(self.engine)
+        ensure_schema(self.engine, label_schema(name))
 
     @classmethod
     def open(cls, settings: Settings) -> LabelStore:

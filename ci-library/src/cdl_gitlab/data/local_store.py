@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from cdl_gitlab.data.errors import DataError, NotFoundError
 from cdl_gitlab.data.model import Commit, Provenance
@@ -42,7 +43,7 @@ from cdl_gitlab.data.store import (
     iter_source,
     normalize_path,
 )
-from cdl_gitlab.fsutil import atomic_write_json, atomic_write_text
+from cdl_gitlab.fsutil import atomic_write_json, atomic_write_text, file_lock
 
 Manifest = dict[str, list[Any]]  # path -> [sha256, size]
 
@@ -68,15 +69,8 @@ class LocalStore(DataStore):
     def _object_path(self, digest: str) -> Path:
         return self.root / "objects" / digest[:2] / digest
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / "lock", "a+b") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    def _locked(self) -> FileLock:
+        return file_lock(self.root / "lock")
 
     def _require_repo(self, repo: str) -> Path:
         folder = self._repo_dir(repo)

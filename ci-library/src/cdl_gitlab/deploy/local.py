@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from cdl_gitlab.errors import CDLError
 from cdl_gitlab.fsutil import atomic_write_json
 from cdl_gitlab.scoring import SCORING_URL_ENV
@@ -212,12 +214,10 @@ def wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float, log_
 
 
 def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs; a zombie (exited, not yet reaped) counts as gone. Without
-    ``/proc`` it counts as gone too, so :func:`stop_group` signals the group at once."""
+    """Whether ``pid`` runs; a zombie (exited, not yet reaped) counts as gone."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
 
 

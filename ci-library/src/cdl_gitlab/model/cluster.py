@@ -10,13 +10,11 @@ the same metadata and lineage a local run records.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +24,7 @@ import click
 import yaml
 
 from cdl_gitlab.errors import CDLError
-from cdl_gitlab.fsutil import atomic_write_json
+from cdl_gitlab.fsutil import atomic_write_json, file_lock
 from cdl_gitlab.model.config_lint import lint_config
 from cdl_gitlab.registry.base import ModelVersion, merge_metadata
 from cdl_gitlab.registry.determined_backend import DeterminedRegistry, connect, master_errors
@@ -50,21 +48,10 @@ def load_experiment_config(config_path: Path, overrides: dict[str, Any] | None) 
     return merge_metadata(config, overrides or {}, overwrite=True)
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def record_experiment(settings: Any, experiment_id: int, **fields: Any) -> None:
     """Add or update the entry of ``experiment_id`` in ``cluster-experiments.json``."""
     path = settings.state_dir / RECORD_FILE
-    with _locked(path):
+    with file_lock(path.with_name(path.name + ".lock")):
         data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
         entries = data.setdefault("experiments", [])
         entry = next((e for e in entries if e.get("id") == experiment_id), None)

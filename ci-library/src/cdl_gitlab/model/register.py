@@ -28,7 +28,7 @@ def _experiment_registry(settings: Settings, experiment_id: int) -> str:
     """Where the experiment is recorded: the master's web UI, or the local SQLite registry."""
     if settings.profile == "cluster":
         return f"{settings.determined_master.rstrip('/')}/det/experiments/{experiment_id}"
-    from cdl_gitlab.registry.experiments import open_experiment_registry
+    from cdl_gitlab.tracking.local import open_experiment_registry
 
     return str(open_experiment_registry(settings).path)
 
@@ -115,10 +115,10 @@ def register_local_experiment(settings: Settings, experiment_id: int) -> ModelVe
     without ``--register``): its last checkpoint, by the config's ``searcher.metric``."""
     from cdl_gitlab.model.checkpoint import read_spec
     from cdl_gitlab.model.runner import run_paths
-    from cdl_gitlab.registry.experiments import open_experiment_registry
+    from cdl_gitlab.tracking.local import open_experiment_registry
 
     experiments = open_experiment_registry(settings)
-    experiment = experiments.get_experiment(experiment_id)  # RegistryError names a wrong id
+    experiment = experiments.get_experiment(experiment_id)  # TrackingError names a wrong id
     searcher = experiment.config.get("searcher") or {}
     metric = str(searcher.get("metric") or "validation_loss")
     trial = experiments.best_trial(

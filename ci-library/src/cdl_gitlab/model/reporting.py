@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cdl_gitlab.fsutil import atomic_write_bytes, atomic_write_text
-from cdl_gitlab.registry.base import ModelVersion, RegistryError
+from cdl_gitlab.registry.base import ModelVersion
 
 if TYPE_CHECKING:
     from cdl_gitlab.config import Settings
@@ -81,7 +81,7 @@ def confusion_png(result: Evaluation) -> bytes:
 
 def training_series(settings: Settings, version: ModelVersion) -> dict[str, list[tuple[int, dict]]]:
     """Training and validation series of the version's trial from the experiment registry."""
-    from cdl_gitlab.registry.experiments import open_experiment_registry
+    from cdl_gitlab.tracking import TrackingError, open_experiment_registry
 
     experiment_id = version.metadata.get("experiment_id")
     trial_id = version.metadata.get("trial_id")
@@ -89,7 +89,7 @@ def training_series(settings: Settings, version: ModelVersion) -> dict[str, list
         return {}
     try:
         experiment = open_experiment_registry(settings).get_experiment(int(experiment_id))
-    except RegistryError:
+    except TrackingError:
         return {}
     for trial in experiment.trials:
         if trial_id is None or trial.id == trial_id:

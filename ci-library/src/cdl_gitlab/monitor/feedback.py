@@ -9,69 +9,30 @@ item wins).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Engine,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    and_,
-    insert,
-    select,
-)
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy import Engine, and_, insert, select
 
-from cdl_gitlab.monitor.errors import FeedbackError, MonitorError
+from cdl_gitlab.monitor.errors import FeedbackError
 from cdl_gitlab.monitor.live import as_utc
 from cdl_gitlab.scoring import ScoringStore
-from cdl_gitlab.scoring.store import redact, scoring_records
+from cdl_gitlab.scoring.tables import SOURCE_CLI, scoring_feedback, scoring_records
 
-TABLE_NAME = "scoring_feedback"
 SOURCE_SELDON = "seldon"
-SOURCE_CLI = "cli"
-
-metadata = MetaData()
-scoring_feedback = Table(
-    TABLE_NAME,
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("request_id", String(64), nullable=False),
-    Column("item_index", Integer, nullable=False, default=0),
-    Column("truth", String(256), nullable=False),
-    Column("ts", DateTime(timezone=True), nullable=False),
-    Column("source", String(64), nullable=False, default=SOURCE_CLI),
-    Index("ix_feedback_request_item", "request_id", "item_index"),
-)
 
 
 class FeedbackStore:
-    """Reads and writes feedback rows in the scoring database (creates the table if missing)."""
+    """Reads and writes feedback rows in the scoring database (migrated with it)."""
 
     def __init__(self, url_or_store: str | ScoringStore) -> None:
         self.scoring = (
             url_or_store if isinstance(url_or_store, ScoringStore) else ScoringStore(url_or_store)
         )
         self.engine: Engine = self.scoring.engine
-        for attempt in range(3):
-            try:
-                metadata.create_all(self.engine)
-                break
-            except (IntegrityError, ProgrammingError, OperationalError) as exc:
-                if attempt == 2:
-                    raise MonitorError(
-                        f"cannot create {TABLE_NAME} in {redact(self.scoring.url)}: {exc}"
-                    ) from exc
-                time.sleep(0.2 * (attempt + 1))  # another worker may be creating it
 
     def write(self, rows: Sequence[Mapping[str, Any]]) -> int:
         """Insert feedback rows (``request_id``, ``item_index``, ``truth``, ``source``, ``ts``)."""
@@ -272,8 +233,6 @@ def live_accuracy(
         query = query.where(sc.ts < as_utc(until))
     latest: dict[tuple[str, int], tuple[str, str | None]] = {}
     with engine.connect() as conn:
-        if not engine.dialect.has_table(conn, TABLE_NAME):
-            return Accuracy()
         for request_id, item_index, truth, predicted in conn.execute(query):
             latest[(request_id, item_index)] = (truth, predicted)
     result = Accuracy()

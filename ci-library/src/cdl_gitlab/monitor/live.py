@@ -23,7 +23,7 @@ from cdl_gitlab.monitor.errors import MonitorError
 from cdl_gitlab.monitor.reference import FEATURES
 from cdl_gitlab.monitor.stats import bin_counts
 from cdl_gitlab.scoring import STATUS_OK, STATUS_REJECTED
-from cdl_gitlab.scoring.store import scoring_records
+from cdl_gitlab.scoring.tables import scoring_records
 
 SAMPLE_CAP = 100_000
 """Largest uniform sample kept per live feature (KS tests, quantiles, plots)."""

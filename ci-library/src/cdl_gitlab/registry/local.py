@@ -1,7 +1,7 @@
 """The local model registry: SQLite rows + checkpoint files under ``<root>/models/<name>/<v>/``.
 
 Registration copies the checkpoint into a staging folder first (slow, no lock held), then,
-inside one ``BEGIN IMMEDIATE`` transaction (a cross-process write lock), renames the staging
+inside one write transaction (SQLite ``BEGIN IMMEDIATE``: a cross-process lock), renames the staging
 folder to its version folder, inserts the row and commits. A version is visible only through
 its row, and a row is committed only after its folder is complete, so a registration that dies
 at any point leaves no half-written version. A version folder without a row (death between
@@ -10,17 +10,18 @@ rename and commit) is removed by the next registration, under the same lock.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import sqlite3
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
+from cdl_gitlab.db import create_engine, ensure_schema, sqlite_url, write_transaction
 from cdl_gitlab.fsutil import atomic_directory
 from cdl_gitlab.registry.base import (
     Checkpoint,
@@ -30,25 +31,16 @@ from cdl_gitlab.registry.base import (
     ensure_json,
     merge_metadata,
 )
+from cdl_gitlab.registry.tables import SCHEMA, models, versions
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS models (
-    name TEXT PRIMARY KEY,
-    description TEXT NOT NULL DEFAULT '',
-    labels TEXT NOT NULL DEFAULT '[]',
-    created TEXT NOT NULL,
-    last_version INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS versions (
-    model TEXT NOT NULL REFERENCES models(name),
-    version INTEGER NOT NULL,
-    checkpoint_uuid TEXT NOT NULL,
-    created TEXT NOT NULL,
-    metadata TEXT NOT NULL DEFAULT '{}',
-    PRIMARY KEY (model, version)
-);
-"""
 _STAGING = ".staging"
+_SELECT_VERSION = sa.select(
+    versions.c.model,
+    versions.c.version,
+    versions.c.checkpoint_uuid,
+    versions.c.created,
+    versions.c.metadata,
+)
 
 
 class LocalRegistry:
@@ -61,46 +53,15 @@ class LocalRegistry:
         self.db_path = self.root / "registry.sqlite"
         self.models_dir = self.root / "models"
         self.root.mkdir(parents=True, exist_ok=True)
-        with self._transaction() as conn:
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                conn.execute(statement)
+        self.engine = create_engine(sqlite_url(self.db_path))
+        ensure_schema(self.engine, SCHEMA)
 
     # -- plumbing --------------------------------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.db_path, timeout=60.0, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout = 60000")
-        with contextlib.suppress(sqlite3.OperationalError):
-            conn.execute("PRAGMA journal_mode = WAL")
-        return conn
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: holds the database's write lock from start to commit."""
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
-
-    @contextlib.contextmanager
-    def _reader(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connect()
-        try:
-            yield conn
-        finally:
-            conn.close()
 
     def _version_dir(self, name: str, version: int) -> Path:
         return self.models_dir / name / str(version)
 
-    def _row_to_version(self, row: tuple[Any, ...]) -> ModelVersion:
+    def _row_to_version(self, row: sa.Row[Any]) -> ModelVersion:
         name, version, checkpoint_uuid, created, metadata = row
         return ModelVersion(
             model=name,
@@ -112,29 +73,36 @@ class LocalRegistry:
         )
 
     @staticmethod
-    def _require_model(conn: sqlite3.Connection, name: str) -> None:
-        if conn.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone() is None:
+    def _require_model(conn: sa.Connection, name: str) -> None:
+        if conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is None:
             raise RegistryError(f"model {name!r} is not in the registry (register a version first)")
 
     # -- operations ------------------------------------------------------------------------
 
     def create_model(self, name: str, description: str = "", labels: Sequence[str] = ()) -> None:
         check_model_name(name)
-        with self._transaction() as conn:
+        with write_transaction(self.engine) as conn:
             self._insert_model(conn, name, description, labels)
 
     @staticmethod
     def _insert_model(
-        conn: sqlite3.Connection, name: str, description: str, labels: Sequence[str]
+        conn: sa.Connection, name: str, description: str, labels: Sequence[str]
     ) -> None:
+        """Add the model unless it exists (the caller holds the write lock)."""
+        if conn.execute(sa.select(models.c.name).where(models.c.name == name)).first():
+            return
         conn.execute(
-            "INSERT OR IGNORE INTO models (name, description, labels, created) VALUES (?,?,?,?)",
-            (name, description, json.dumps(list(labels)), datetime.now(UTC).isoformat()),
+            sa.insert(models).values(
+                name=name,
+                description=description,
+                labels=json.dumps(list(labels)),
+                created=datetime.now(UTC).isoformat(),
+            )
         )
 
     def list_models(self) -> list[str]:
-        with self._reader() as conn:
-            return [row[0] for row in conn.execute("SELECT name FROM models ORDER BY name")]
+        with self.engine.connect() as conn:
+            return list(conn.scalars(sa.select(models.c.name).order_by(models.c.name)))
 
     def register_version(
         self, name: str, checkpoint: Checkpoint, metadata: Mapping[str, Any] | None = None
@@ -149,11 +117,9 @@ class LocalRegistry:
             )
         staging = self._stage(Path(source), name)
         try:
-            with self._transaction() as conn:
+            with write_transaction(self.engine) as conn:
                 self._insert_model(conn, name, "", ())
-                (last,) = conn.execute(
-                    "SELECT last_version FROM models WHERE name = ?", (name,)
-                ).fetchone()
+                last = conn.scalar(sa.select(models.c.last_version).where(models.c.name == name))
                 version = int(last) + 1
                 target = self._version_dir(name, version)
                 if target.exists():  # left by a registration that died before its commit
@@ -199,7 +165,7 @@ class LocalRegistry:
 
     @staticmethod
     def _insert_row(
-        conn: sqlite3.Connection,
+        conn: sa.Connection,
         name: str,
         version: int,
         checkpoint_uuid: str,
@@ -207,34 +173,36 @@ class LocalRegistry:
         metadata: dict[str, Any],
     ) -> None:
         conn.execute(
-            "INSERT INTO versions (model, version, checkpoint_uuid, created, metadata) "
-            "VALUES (?,?,?,?,?)",
-            (name, version, checkpoint_uuid, created.isoformat(), json.dumps(metadata)),
+            sa.insert(versions).values(
+                model=name,
+                version=version,
+                checkpoint_uuid=checkpoint_uuid,
+                created=created.isoformat(),
+                metadata=json.dumps(metadata),
+            )
         )
-        conn.execute("UPDATE models SET last_version = ? WHERE name = ?", (version, name))
+        conn.execute(sa.update(models).where(models.c.name == name).values(last_version=version))
 
     def list_versions(self, name: str) -> list[ModelVersion]:
-        with self._reader() as conn:
+        with self.engine.connect() as conn:
             self._require_model(conn, name)
             rows = conn.execute(
-                "SELECT model, version, checkpoint_uuid, created, metadata FROM versions "
-                "WHERE model = ? ORDER BY version",
-                (name,),
-            ).fetchall()
+                _SELECT_VERSION.where(versions.c.model == name).order_by(versions.c.version)
+            ).all()
         return [self._row_to_version(row) for row in rows]
 
     def get_version(self, name: str, version: int | None = None) -> ModelVersion:
-        with self._reader() as conn:
+        with self.engine.connect() as conn:
             return self._get(conn, name, version)
 
-    def _get(self, conn: sqlite3.Connection, name: str, version: int | None) -> ModelVersion:
+    def _get(self, conn: sa.Connection, name: str, version: int | None) -> ModelVersion:
         self._require_model(conn, name)
-        query = "SELECT model, version, checkpoint_uuid, created, metadata FROM versions "
+        query = _SELECT_VERSION.where(versions.c.model == name)
         if version is None:
-            row = conn.execute(query + "WHERE model = ? ORDER BY version DESC LIMIT 1", (name,))
+            query = query.order_by(versions.c.version.desc()).limit(1)
         else:
-            row = conn.execute(query + "WHERE model = ? AND version = ?", (name, version))
-        found = row.fetchone()
+            query = query.where(versions.c.version == version)
+        found = conn.execute(query).first()
         if found is None:
             if version is None:
                 raise RegistryError(f"model {name!r} has no registered versions yet")
@@ -250,15 +218,16 @@ class LocalRegistry:
         overwrite: bool = False,
     ) -> ModelVersion:
         update = ensure_json(metadata)
-        with self._transaction() as conn:
+        with write_transaction(self.engine) as conn:
             current = self._get(conn, name, version)
             try:
                 merged = merge_metadata(current.metadata, update, overwrite=overwrite)
             except RegistryError as exc:
                 raise RegistryError(f"{name} v{version}: {exc}") from exc
             conn.execute(
-                "UPDATE versions SET metadata = ? WHERE model = ? AND version = ?",
-                (json.dumps(merged), name, version),
+                sa.update(versions)
+                .where(versions.c.model == name, versions.c.version == version)
+                .values(metadata=json.dumps(merged))
             )
         return ModelVersion(
             current.model,

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from cdl_gitlab.db import normalize_url, redact
 from cdl_gitlab.scoring.store import (
     STATUS_OK,
     STATUS_REJECTED,
     ScoringError,
     ScoringRecord,
     ScoringStore,
-    normalize_url,
-    redact,
 )
 from cdl_gitlab.scoring.writer import ScoringWriter
 

@@ -8,62 +8,19 @@ for text the first characters and simple counts, for images shape and pixel stat
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Column,
-    DateTime,
-    Engine,
-    Float,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    event,
-    func,
-    insert,
-    select,
-)
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy import Engine, func, insert, select
 
+from cdl_gitlab.db import DatabaseError, create_engine, ensure_schema, normalize_url
 from cdl_gitlab.errors import CDLError
+from cdl_gitlab.scoring.tables import SCHEMA, scoring_records
 
-TABLE_NAME = "scoring_records"
 STATUS_OK = "ok"
 STATUS_REJECTED = "rejected"
-
-metadata = MetaData()
-scoring_records = Table(
-    TABLE_NAME,
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("request_id", String(64), nullable=False),
-    Column("item_index", Integer, nullable=False, default=0),
-    Column("ts", DateTime(timezone=True), nullable=False),
-    Column("model", String(128), nullable=False),
-    Column("version", String(64), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("error", Text, nullable=True),
-    Column("input_kind", String(16), nullable=True),
-    Column("input_hash", String(64), nullable=True),
-    Column("input_text", Text, nullable=True),
-    Column("input_stats", JSON, nullable=True),
-    Column("predicted", String(256), nullable=True),
-    Column("probabilities", JSON, nullable=True),
-    Column("latency_ms", Float, nullable=True),
-    Index("ix_scoring_model_version_ts", "model", "version", "ts"),
-    Index("ix_scoring_request", "request_id"),
-)
 
 
 class ScoringError(CDLError):
@@ -93,59 +50,16 @@ class ScoringRecord:
         return asdict(self)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
-
-
-def normalize_url(url: str) -> str:
-    """SQLAlchemy URL for a DSN: ``postgres(ql)://`` becomes ``postgresql+psycopg://``."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
-def redact(url: str) -> str:
-    """``url`` with its password hidden, for messages and logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL is shown as its scheme only
-        return url.split(":", 1)[0] + "://…"
-
-
 class ScoringStore:
-    """Reads and writes scoring records in SQLite or PostgreSQL."""
+    """Reads and writes scoring records in SQLite or PostgreSQL (migrated on first use)."""
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
         try:
-            self.engine: Engine = create_engine(self.url, pool_pre_ping=True)
-        except Exception as exc:  # bad URL or missing driver
-            raise ScoringError(f"cannot open scoring store {redact(self.url)}: {exc}") from exc
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-            database = self.engine.url.database
-            if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
-        if create:
-            self.create_schema()
-
-    def create_schema(self) -> None:
-        """Create the table if missing; a concurrent creator (another worker) is tolerated."""
-        for attempt in range(3):
-            try:
-                metadata.create_all(self.engine)
-                return
-            except (IntegrityError, ProgrammingError, OperationalError) as exc:
-                if attempt == 2:
-                    raise ScoringError(
-                        f"cannot create scoring table in {redact(self.url)}: {exc}"
-                    ) from exc
-                time.sleep(0.2 * (attempt + 1))
+            self.engine: Engine = create_engine(self.url)
+            ensure_schema(self.engine, SCHEMA)
+        except DatabaseError as exc:
+            raise ScoringError(f"scoring store: {exc}") from exc
 
     def write(self, records: Sequence[ScoringRecord]) -> int:
         """Insert ``records`` in one transaction; returns how many were written."""

@@ -10,7 +10,8 @@ import queue
 import threading
 from collections.abc import Callable
 
-from cdl_gitlab.scoring.store import ScoringRecord, ScoringStore, redact
+from cdl_gitlab.db import redact
+from cdl_gitlab.scoring.store import ScoringRecord, ScoringStore
 
 log = logging.getLogger(__name__)
 

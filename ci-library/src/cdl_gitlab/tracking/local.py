@@ -1,4 +1,4 @@
-"""The local experiment registry: experiments, trials, metrics and checkpoints in SQLite.
+"""The local experiment tracker: experiments, trials, metrics and checkpoints in SQLite.
 
 The local profile's stand-in for Determined's experiment tracking; local training and the
 Optuna search record every trial here (``<state_dir>/experiments.sqlite``).
@@ -6,39 +6,29 @@ Optuna search record every trial here (``<state_dir>/experiments.sqlite``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from cdl_gitlab.registry.base import RegistryError
+import sqlalchemy as sa
+
+from cdl_gitlab.db import create_engine, ensure_schema, sqlite_url, write_transaction
+from cdl_gitlab.errors import CDLError
+from cdl_gitlab.tracking.tables import SCHEMA, checkpoints, experiments, rowid, trials
+from cdl_gitlab.tracking.tables import metrics as _metrics
 
 MetricGroup = Literal["training", "validation", "test"]
 TrialState = Literal["ACTIVE", "COMPLETED", "ERROR", "PRUNED", "CANCELED"]
 GROUPS = ("training", "validation", "test")
 END_STATES = ("COMPLETED", "ERROR", "PRUNED", "CANCELED")
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS experiments (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, config TEXT NOT NULL,
-        labels TEXT NOT NULL, state TEXT NOT NULL, started TEXT NOT NULL, ended TEXT)""",
-    """CREATE TABLE IF NOT EXISTS trials (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        experiment_id INTEGER NOT NULL REFERENCES experiments(id),
-        hparams TEXT NOT NULL, state TEXT NOT NULL, started TEXT NOT NULL, ended TEXT)""",
-    """CREATE TABLE IF NOT EXISTS metrics (
-        trial_id INTEGER NOT NULL REFERENCES trials(id), grp TEXT NOT NULL,
-        steps_completed INTEGER NOT NULL, metrics TEXT NOT NULL, reported TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS checkpoints (
-        trial_id INTEGER NOT NULL REFERENCES trials(id), uuid TEXT NOT NULL UNIQUE,
-        path TEXT NOT NULL, steps_completed INTEGER NOT NULL, metadata TEXT NOT NULL,
-        reported TEXT NOT NULL)""",
-)
+
+class TrackingError(CDLError):
+    """An experiment-tracking operation failed: unknown id, bad state or group, bad JSON."""
 
 
 @dataclass(frozen=True)
@@ -111,65 +101,46 @@ class ExperimentRegistry:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._transaction() as conn:
-            for statement in _SCHEMA:
-                conn.execute(statement)
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-        try:
-            with contextlib.suppress(sqlite3.OperationalError):
-                conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
+        self.engine = create_engine(sqlite_url(self.path))
+        ensure_schema(self.engine, SCHEMA)
 
     @staticmethod
     def _json(value: Any, what: str) -> str:
         try:
             return json.dumps(value, allow_nan=False, sort_keys=True)
         except (TypeError, ValueError) as exc:
-            raise RegistryError(f"{what} must be JSON-serialisable (no NaN): {exc}") from exc
+            raise TrackingError(f"{what} must be JSON-serialisable (no NaN): {exc}") from exc
 
     @staticmethod
-    def _require(conn: sqlite3.Connection, table: str, row_id: int) -> str:
-        row = conn.execute(f"SELECT state FROM {table} WHERE id = ?", (row_id,)).fetchone()
-        if row is None:
-            raise RegistryError(f"no {table[:-1]} with id {row_id} in the experiment registry")
-        return str(row[0])
+    def _require(conn: sa.Connection, table: sa.Table, row_id: int) -> None:
+        if conn.execute(sa.select(table.c.id).where(table.c.id == row_id)).first() is None:
+            what = str(table.name)[:-1]
+            raise TrackingError(f"no {what} with id {row_id} in the experiment registry")
 
     def create_experiment(
         self, name: str, config: dict[str, Any], labels: Mapping[str, str] | None = None
     ) -> int:
-        with self._transaction() as conn:
-            cursor = conn.execute(
-                "INSERT INTO experiments (name, config, labels, state, started) VALUES (?,?,?,?,?)",
-                (
-                    name,
-                    self._json(config, "experiment config"),
-                    self._json(dict(labels or {}), "labels"),
-                    "ACTIVE",
-                    _now(),
-                ),
-            )
-            return int(cursor.lastrowid or 0)
+        values = {
+            "name": name,
+            "config": self._json(config, "experiment config"),
+            "labels": self._json(dict(labels or {}), "labels"),
+            "state": "ACTIVE",
+            "started": _now(),
+        }
+        with write_transaction(self.engine) as conn:
+            result = conn.execute(sa.insert(experiments).values(values))
+            return int(result.inserted_primary_key[0])
 
     def create_trial(self, experiment_id: int, hparams: dict[str, Any]) -> int:
-        with self._transaction() as conn:
-            self._require(conn, "experiments", experiment_id)
-            cursor = conn.execute(
-                "INSERT INTO trials (experiment_id, hparams, state, started) VALUES (?,?,?,?)",
-                (experiment_id, self._json(hparams, "hparams"), "ACTIVE", _now()),
-            )
-            return int(cursor.lastrowid or 0)
+        values = {
+            "experiment_id": experiment_id,
+            "hparams": self._json(hparams, "hparams"),
+            "state": "ACTIVE",
+            "started": _now(),
+        }
+        with write_transaction(self.engine) as conn:
+            self._require(conn, experiments, experiment_id)
+            return int(conn.execute(sa.insert(trials).values(values)).inserted_primary_key[0])
 
     def report_metrics(
         self,
@@ -179,15 +150,18 @@ class ExperimentRegistry:
         metrics: Mapping[str, float],
     ) -> None:
         if group not in GROUPS:
-            raise RegistryError(f"unknown metric group {group!r} (use one of {', '.join(GROUPS)})")
+            raise TrackingError(f"unknown metric group {group!r} (use one of {', '.join(GROUPS)})")
         values = {str(key): float(value) for key, value in metrics.items()}
-        with self._transaction() as conn:
-            self._require(conn, "trials", trial_id)
-            conn.execute(
-                "INSERT INTO metrics (trial_id, grp, steps_completed, metrics, reported) "
-                "VALUES (?,?,?,?,?)",
-                (trial_id, group, int(steps_completed), json.dumps(values), _now()),
-            )
+        row = {
+            "trial_id": trial_id,
+            "grp": group,
+            "steps_completed": int(steps_completed),
+            "metrics": json.dumps(values),
+            "reported": _now(),
+        }
+        with write_transaction(self.engine) as conn:
+            self._require(conn, trials, trial_id)
+            conn.execute(sa.insert(_metrics).values(row))
 
     def add_checkpoint(
         self,
@@ -197,44 +171,41 @@ class ExperimentRegistry:
         steps_completed: int,
         metadata: Mapping[str, Any],
     ) -> None:
-        with self._transaction() as conn:
-            self._require(conn, "trials", trial_id)
-            conn.execute(
-                "INSERT INTO checkpoints (trial_id, uuid, path, steps_completed, metadata, "
-                "reported) VALUES (?,?,?,?,?,?)",
-                (
-                    trial_id,
-                    uuid,
-                    str(Path(path).resolve()),
-                    int(steps_completed),
-                    self._json(dict(metadata), "checkpoint metadata"),
-                    _now(),
-                ),
-            )
+        row = {
+            "trial_id": trial_id,
+            "uuid": uuid,
+            "path": str(Path(path).resolve()),
+            "steps_completed": int(steps_completed),
+            "metadata": self._json(dict(metadata), "checkpoint metadata"),
+            "reported": _now(),
+        }
+        with write_transaction(self.engine) as conn:
+            self._require(conn, trials, trial_id)
+            conn.execute(sa.insert(checkpoints).values(row))
 
-    def _end(self, table: str, row_id: int, state: str) -> None:
+    def _end(self, table: sa.Table, row_id: int, state: str) -> None:
         if state not in END_STATES:
-            raise RegistryError(f"unknown end state {state!r} (use one of {', '.join(END_STATES)})")
-        with self._transaction() as conn:
+            raise TrackingError(f"unknown end state {state!r} (use one of {', '.join(END_STATES)})")
+        with write_transaction(self.engine) as conn:
             self._require(conn, table, row_id)
             conn.execute(
-                f"UPDATE {table} SET state = ?, ended = ? WHERE id = ?", (state, _now(), row_id)
+                sa.update(table).where(table.c.id == row_id).values(state=state, ended=_now())
             )
 
     def end_trial(self, trial_id: int, state: TrialState) -> None:
-        self._end("trials", trial_id, state)
+        self._end(trials, trial_id, state)
 
     def end_experiment(self, experiment_id: int, state: TrialState) -> None:
-        self._end("experiments", experiment_id, state)
+        self._end(experiments, experiment_id, state)
 
     def get_experiment(self, experiment_id: int) -> Experiment:
-        with self._transaction() as conn:
-            self._require(conn, "experiments", experiment_id)
+        with self.engine.connect() as conn:
+            self._require(conn, experiments, experiment_id)
             return self._load(conn, experiment_id)
 
     def list_experiments(self) -> list[Experiment]:
-        with self._transaction() as conn:
-            ids = [row[0] for row in conn.execute("SELECT id FROM experiments ORDER BY id")]
+        with self.engine.connect() as conn:
+            ids = conn.scalars(sa.select(experiments.c.id).order_by(experiments.c.id)).all()
             return [self._load(conn, experiment_id) for experiment_id in ids]
 
     def best_trial(self, experiment_id: int, metric: str, smaller_is_better: bool) -> Trial | None:
@@ -249,37 +220,40 @@ class ExperimentRegistry:
         sign = 1.0 if smaller_is_better else -1.0
         return min(scored, key=lambda item: (sign * item[0], item[1]))[2]
 
-    def _load(self, conn: sqlite3.Connection, experiment_id: int) -> Experiment:
+    def _load(self, conn: sa.Connection, experiment_id: int) -> Experiment:
+        e = experiments.c
         name, config, labels, state, started, ended = conn.execute(
-            "SELECT name, config, labels, state, started, ended FROM experiments WHERE id = ?",
-            (experiment_id,),
-        ).fetchone()
-        trials = []
+            sa.select(e.name, e.config, e.labels, e.state, e.started, e.ended).where(
+                e.id == experiment_id
+            )
+        ).one()
+        t, m, c = trials.c, _metrics.c, checkpoints.c
+        loaded = []
         for trial_id, hparams, t_state, t_started, t_ended in conn.execute(
-            "SELECT id, hparams, state, started, ended FROM trials WHERE experiment_id = ? "
-            "ORDER BY id",
-            (experiment_id,),
-        ).fetchall():
+            sa.select(t.id, t.hparams, t.state, t.started, t.ended)
+            .where(t.experiment_id == experiment_id)
+            .order_by(t.id)
+        ).all():
             series: dict[str, list[MetricsReport]] = {}
             for grp, steps, values, reported in conn.execute(
-                "SELECT grp, steps_completed, metrics, reported FROM metrics WHERE trial_id = ? "
-                "ORDER BY steps_completed, rowid",
-                (trial_id,),
+                sa.select(m.grp, m.steps_completed, m.metrics, m.reported)
+                .where(m.trial_id == trial_id)
+                .order_by(m.steps_completed, rowid)
             ):
                 series.setdefault(grp, []).append(
                     MetricsReport(int(steps), json.loads(values), datetime.fromisoformat(reported))
                 )
-            checkpoints = [
+            records = [
                 CheckpointRecord(
                     uuid, Path(path), int(steps), json.loads(meta), datetime.fromisoformat(rep)
                 )
                 for uuid, path, steps, meta, rep in conn.execute(
-                    "SELECT uuid, path, steps_completed, metadata, reported FROM checkpoints "
-                    "WHERE trial_id = ? ORDER BY steps_completed, rowid",
-                    (trial_id,),
+                    sa.select(c.uuid, c.path, c.steps_completed, c.metadata, c.reported)
+                    .where(c.trial_id == trial_id)
+                    .order_by(c.steps_completed, rowid)
                 )
             ]
-            trials.append(
+            loaded.append(
                 Trial(
                     id=int(trial_id),
                     experiment_id=experiment_id,
@@ -288,7 +262,7 @@ class ExperimentRegistry:
                     started=datetime.fromisoformat(t_started),
                     ended=_time(t_ended),
                     metrics=series,
-                    checkpoints=checkpoints,
+                    checkpoints=records,
                 )
             )
         return Experiment(
@@ -299,7 +273,7 @@ class ExperimentRegistry:
             state=state,
             started=datetime.fromisoformat(started),
             ended=_time(ended),
-            trials=trials,
+            trials=loaded,
         )
 
 

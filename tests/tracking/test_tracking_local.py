@@ -1,4 +1,4 @@
-"""The local experiment registry."""
+"""The local experiment tracker."""
 
 from __future__ import annotations
 
@@ -6,11 +6,23 @@ from pathlib import Path
 
 import pytest
 
-from cdl_gitlab.registry import RegistryError
-from cdl_gitlab.registry.experiments import ExperimentRegistry, open_experiment_registry
+from cdl_gitlab.config import load_settings
+from cdl_gitlab.tracking import ExperimentRegistry, TrackingError, open_experiment_registry
+
+CDL_YAML = """\
+version: 1
+project: {name: News, slug: news}
+profile: local
+model: {name: news, framework: pytorch, task: text}
+data: {repo_prefix: news}
+"""
 
 
-def test_experiment_lifecycle(settings, tmp_path: Path) -> None:
+def test_experiment_lifecycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CDL_PROFILE", "CDL_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "cdl.yaml").write_text(CDL_YAML, encoding="utf-8")
+    settings = load_settings(tmp_path / "cdl.yaml")
     registry = open_experiment_registry(settings)
     assert registry.path == settings.state_dir / "experiments.sqlite"
     config = {"name": "news-search", "searcher": {"name": "adaptive_asha", "metric": "loss"}}
@@ -53,13 +65,13 @@ def test_invalid_input_is_refused(tmp_path: Path) -> None:
     registry = ExperimentRegistry(tmp_path / "e.sqlite")
     exp = registry.create_experiment("x", {})
     trial = registry.create_trial(exp, {})
-    with pytest.raises(RegistryError, match="metric group"):
+    with pytest.raises(TrackingError, match="metric group"):
         registry.report_metrics(trial, "eval", 1, {"loss": 1.0})  # type: ignore[arg-type]
-    with pytest.raises(RegistryError, match="end state"):
+    with pytest.raises(TrackingError, match="end state"):
         registry.end_trial(trial, "DONE")  # type: ignore[arg-type]
-    with pytest.raises(RegistryError, match="no trial with id 99"):
+    with pytest.raises(TrackingError, match="no trial with id 99"):
         registry.report_metrics(99, "training", 1, {"loss": 1.0})
-    with pytest.raises(RegistryError, match="no experiment with id 42"):
+    with pytest.raises(TrackingError, match="no experiment with id 42"):
         registry.get_experiment(42)
-    with pytest.raises(RegistryError, match="JSON"):
+    with pytest.raises(TrackingError, match="JSON"):
         registry.create_trial(exp, {"lr": float("nan")})

@@ -1,0 +1,1 @@
+"""Alembic revisions (see cdl_gitlab.db.migrate)."""
