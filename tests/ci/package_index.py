@@ -202,9 +202,9 @@ def release_env() -> dict[str, str]:
     return {"PATH": f"{RELEASE_VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
-def isolated_pip_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """pip without this machine's configuration (config files, PIP_* index variables)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+def isolated_env() -> dict[str, str]:
+    """This environment without PYTHONPATH (a test session points it at the work tree) and
+    without this machine's pip configuration (config files, PIP_* index variables)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") and k != "PYTHONPATH"}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1")
-    env.update(extra or {})
     return env
