@@ -36,7 +36,11 @@ def release_tools_missing() -> list[str]:
     check = subprocess.run(
         ["bash", str(h.INSTALL_SCRIPT), "--check"], capture_output=True, text=True, timeout=120
     )
-    return [] if check.returncode == 0 else [line for line in check.stderr.splitlines() if "missing" in line]
+    return (
+        []
+        if check.returncode == 0
+        else [line for line in check.stderr.splitlines() if "missing" in line]
+    )
 
 
 def ensure_release_tools() -> list[str]:

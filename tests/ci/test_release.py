@@ -50,8 +50,12 @@ def test_release_jobs_run_on_semver_tags_only(
     )
     assert with_token["publish-pypi"] == "on_success"
     for not_a_release in ("v" + library_version, library_version + "-rc1"):
-        other = _jobs(library, sandbox, *pi.tag_list_args(not_a_release), "--variable", "PYPI_TOKEN=t")
-        running = {job for job in (*RELEASE_JOBS, "publish-pypi") if other.get(job, "never") != "never"}
+        other = _jobs(
+            library, sandbox, *pi.tag_list_args(not_a_release), "--variable", "PYPI_TOKEN=t"
+        )
+        running = {
+            job for job in (*RELEASE_JOBS, "publish-pypi") if other.get(job, "never") != "never"
+        }
         assert not running, (not_a_release, running)
     branch = _jobs(library, sandbox, *h.branch_vars("main"))
     assert all(branch.get(job, "never") == "never" for job in RELEASE_JOBS), branch
@@ -198,7 +202,7 @@ def _component_installs_from_the_registry(
         "  extends: .data-setup\n"
         "  stage: data\n"
         "  script:\n"
-        '    - python -c "import cdl_gitlab; print(\'cdl_gitlab from\', cdl_gitlab.__file__)"\n'
+        "    - python -c \"import cdl_gitlab; print('cdl_gitlab from', cdl_gitlab.__file__)\"\n"
     )
     h.new_project(
         sandbox, project, "ml/consumer", {".gitlab-ci.yml": config, "constraints.txt": constraints}
