@@ -221,7 +221,16 @@ def test_readme_documents_every_component_and_input() -> None:
         assert name in by_name, f"README: a '### `{name}`' section"
         section = by_name[name]
         assert f"/{name}@" in section, f"README {name}: a usage example"
-        for key in h.load_component(name).inputs:
-            assert re.search(rf"^\| `{key}` \|", section, re.M), (
-                f"README {name}: input {key} in the table"
-            )
+        for key, spec in h.load_component(name).inputs.items():
+            row = re.search(rf"^\| `{key}` \| ([^|]+) \| (.+?) \| ", section, re.M)
+            assert row, f"README {name}: input {key} in the table"
+            # the type and default in the table are the spec's
+            assert row.groups() == (spec["type"], _readme_default(spec["default"])), (name, key)
+
+
+def _readme_default(value: object) -> str:
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, list):
+        return ", ".join(f"`{item}`" for item in value)
+    return '`""`' if value == "" else f"`{value}`"

@@ -34,6 +34,31 @@ def release_tools(ci_tools: None) -> None:
         pytest.skip(message)
 
 
+KEEP_A_CHANGELOG_TYPES = {"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"}
+
+
+def test_library_is_a_self_contained_project(library_version: str) -> None:
+    """ci-library/ builds and releases alone: its own project files, and no path out of it."""
+    library = h.LIBRARY_DIR
+    for name in ("pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md", ".gitlab-ci.yml"):
+        assert (library / name).is_file(), name
+    readme = (library / "README.md").read_text(encoding="utf-8")
+    assert "\n## Components\n" in readme and "\n## The package name\n" in readme
+    for rel in h.worktree_files(library):
+        if rel.endswith((".py", ".yml", ".toml", ".md", ".json")):
+            text = (library / rel).read_text(encoding="utf-8")
+            assert "../" not in text, f"{rel} refers to a path outside ci-library/"
+    # Keep a Changelog: Unreleased first, then versions newest first, dated, known change types
+    changelog = (library / "CHANGELOG.md").read_text(encoding="utf-8")
+    versions = re.findall(r"^## \[([^\]]+)\](?: - (\d{4}-\d{2}-\d{2}))?$", changelog, re.M)
+    assert versions[0] == ("Unreleased", "")
+    assert versions[1] == (library_version, versions[1][1]) and versions[1][1], versions
+    assert versions[-1][0] == "0.1.0"
+    assert all(date for _, date in versions[1:]), versions
+    types = set(re.findall(r"^### (.+)$", changelog, re.M))
+    assert types <= KEEP_A_CHANGELOG_TYPES, types
+
+
 def _jobs(library: Path, sandbox: h.Sandbox, *args: str) -> dict[str, str]:
     return {name: job["when"] for name, job in h.list_jobs(library, *args, sandbox=sandbox).items()}
 
