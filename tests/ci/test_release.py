@@ -149,7 +149,9 @@ def test_release_publishes_to_the_package_index_and_a_project_installs_it(
 
         # the release notes are the CHANGELOG section of the tag
         notes = library / ".gitlab-ci-local" / "builds" / "release" / "release-notes.md"
-        assert "cdl-gitlab" in notes.read_text(encoding="utf-8")
+        text = notes.read_text(encoding="utf-8")
+        assert "### Changed" in text and "cdl-gitlab" in text
+        assert "First version" not in text  # the 0.1.0 section is not part of these notes
 
         _install_into_fresh_venv(tmp_path / "fresh", registry, version)
         _component_installs_from_the_registry(sandbox, tmp_path / "project", registry, version)
