@@ -102,6 +102,21 @@ def test_a_tag_that_is_not_the_package_version_fails_the_check(
     ), output[-3000:]
 
 
+def test_a_version_bump_that_forgets_the_components_fails_the_check(
+    sandbox: h.Sandbox, tmp_path: Path, library_version: str
+) -> None:
+    # __version__ and the tag say 9.9.9, the components still install library_version
+    library = pi.library_checkout(sandbox, tmp_path / "ci-library", "9.9.9", version="9.9.9")
+    result = h.run_gcl(
+        library, *pi.release_args("9.9.9", "check-version", needs=False), sandbox=sandbox
+    )
+    output = result.stdout + result.stderr
+    assert h.job_summary(output).get("check-version") == "failed", output[-3000:]
+    stale = ", ".join(f"{name}.yml: {library_version}" for name in sorted(h.COMPONENTS))
+    message = f"release: tag 9.9.9 but the components install another version by default: {stale}"
+    assert message in output, output[-3000:]
+
+
 @pytest.mark.slow
 def test_release_publishes_to_the_package_index_and_a_project_installs_it(
     sandbox: h.Sandbox,
