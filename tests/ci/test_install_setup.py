@@ -6,6 +6,7 @@ that cannot install from the registry safely stops with a clear message before p
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -47,11 +48,34 @@ def _run(project: Path, sandbox: h.Sandbox) -> str:
     return output
 
 
-@pytest.mark.parametrize("name", ["data-pipeline", "model-pipeline", "deployment-pipeline"])
-def test_every_install_input_has_a_regex(name: str) -> None:
-    inputs = h.load_component(name).inputs
-    for key in (*INSTALL_INPUTS, "constraints_file"):
-        assert "regex" in inputs[key], f"{name}: {key} reaches the shell, give it a regex"
+def _shell_inputs(component: h.Component) -> set[str]:
+    """Inputs interpolated into a script, before_script or after_script."""
+    scripts: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("script", "before_script", "after_script"):
+                    scripts.append(json.dumps(value))
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(component.body)
+    return set(h._INNER.findall("\n".join(scripts)))
+
+
+@pytest.mark.parametrize("name", h.COMPONENTS)
+def test_every_input_that_reaches_the_shell_is_checked(name: str) -> None:
+    component = h.load_component(name)
+    for key in _shell_inputs(component):
+        spec = component.inputs[key]
+        checked = "regex" in spec or "options" in spec or spec["type"] in ("boolean", "number")
+        assert checked, f"{name}: input {key} reaches the shell: give it a regex or options"
+    if name != "full":
+        assert set(INSTALL_INPUTS) <= _shell_inputs(component) | {"cdl_index_url"}
 
 
 @pytest.mark.parametrize(
