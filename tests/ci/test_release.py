@@ -14,7 +14,9 @@ import re
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import time
+import zipfile
 from pathlib import Path
 
 import cdl_ci_harness as h
@@ -161,6 +163,12 @@ def test_release_publishes_to_the_package_index_and_a_project_installs_it(
         page = registry.project_page("cdl-gitlab")
         assert wheel in page and sdist in page
         assert public.files() == [wheel, sdist]
+        # the package data travels in both (the jobs validate against these schemas)
+        with zipfile.ZipFile(registry.packages / wheel) as archive:
+            assert "cdl_gitlab/schemas/lineage.json" in archive.namelist()
+        with tarfile.open(registry.packages / sdist) as archive:
+            names = archive.getnames()
+        assert f"cdl_gitlab-{version}/src/cdl_gitlab/schemas/lineage.json" in names
 
         # the release notes are the CHANGELOG section of the tag
         notes = library / ".gitlab-ci-local" / "builds" / "release" / "release-notes.md"
