@@ -4,6 +4,9 @@
 #   - check-jsonschema (its own venv .venv-tools: it needs jsonschema>=4, the main
 #     venv keeps jsonschema<4 for seldon-core)
 #   - rsync (gitlab-ci-local copies the work tree with it), via apt-get when missing
+#   - the release tools (.venv-release): the library release pipeline's pinned build, twine,
+#     setuptools and wheel (its `RELEASE_TOOLS`, so the job finds them installed), and
+#     pypiserver, the local package index the release test uploads to
 # Usage: scripts/install-ci-tools.sh [--check]   (--check: report, install nothing)
 set -euo pipefail
 
@@ -12,6 +15,9 @@ GCL_VERSION="4.73.0"
 CJS_VERSION="0.39.0"
 NODE_PREFIX="${CDL_TOOLS_NODE_PREFIX:-$ROOT/.tools/node}"
 TOOLS_VENV="${CDL_TOOLS_VENV:-$ROOT/.venv-tools}"
+RELEASE_VENV="${CDL_RELEASE_VENV:-$ROOT/.venv-release}"
+# the library pipeline's RELEASE_TOOLS variable (ci-library/.gitlab-ci.yml), plus the index
+RELEASE_TOOLS="$(sed -n 's/^  RELEASE_TOOLS: //p' "$ROOT/ci-library/.gitlab-ci.yml") pypiserver==2.4.2"
 PYTHON="${PYTHON:-python3}"
 CHECK_ONLY=0
 [[ "${1:-}" == "--check" ]] && CHECK_ONLY=1
@@ -65,5 +71,31 @@ else
   [[ "$("$CJS" --version | awk '{print $NF}')" == "$CJS_VERSION" ]] || { log "check-jsonschema install failed"; exit 1; }
 fi
 
+# -- release tools -------------------------------------------------------------------
+release_tools_ok() {
+  [[ -x "$RELEASE_VENV/bin/python" ]] && "$RELEASE_VENV/bin/python" - $RELEASE_TOOLS <<'PY'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+for pin in sys.argv[1:]:
+    name, _, wanted = pin.partition("==")
+    try:
+        if version(name) != wanted:
+            sys.exit(1)
+    except PackageNotFoundError:
+        sys.exit(1)
+PY
+}
+if release_tools_ok; then
+  log "release tools ($RELEASE_TOOLS): $RELEASE_VENV"
+elif (( CHECK_ONLY )); then
+  log "release tools ($RELEASE_TOOLS): missing in $RELEASE_VENV"; missing=1
+else
+  log "release tools: installing $RELEASE_TOOLS into $RELEASE_VENV"
+  [[ -x "$RELEASE_VENV/bin/pip" ]] || "$PYTHON" -m venv "$RELEASE_VENV"
+  "$RELEASE_VENV/bin/pip" install --quiet --disable-pip-version-check $RELEASE_TOOLS \
+    2> >(grep -v "^WARNING: Location" >&2)
+  release_tools_ok || { log "release tools install failed"; exit 1; }
+fi
+
 if (( CHECK_ONLY )); then exit "$missing"; fi
-log "done: gitlab-ci-local=$GCL check-jsonschema=$CJS"
+log "done: gitlab-ci-local=$GCL check-jsonschema=$CJS release tools=$RELEASE_VENV"

@@ -714,7 +714,9 @@ def run_local_pipeline(
         *local_pipeline_args(wheel, archive),
         *extra,
         sandbox=sandbox,
-        extra_env={"PATH": path, "CDL_DATA_MIRROR": str(archive)},
+        # no PYTHONPATH: the jobs run the cdl-gitlab they installed from ``wheel``, not the
+        # work tree a test session may point PYTHONPATH at
+        extra_env={"PATH": path, "CDL_DATA_MIRROR": str(archive), "PYTHONPATH": ""},
         timeout=timeout,
     )
     wall = time.perf_counter() - start

@@ -189,13 +189,24 @@ def test_library_pipeline_validates_and_releases_on_semver_tags(ci_tools: None) 
     result = h.check_jsonschema(path)
     assert result.returncode == 0, result.stdout + result.stderr
     pipeline = yaml.safe_load(path.read_text(encoding="utf-8"))
+    semver = {"if": r"$CI_COMMIT_TAG =~ /^\d+\.\d+\.\d+$/"}
+    assert pipeline[".release-tag"]["rules"] == [semver]
+    chain = ["check-version", "build-package", "publish-package", "release"]
+    for before, job in zip([None, *chain], chain, strict=False):
+        assert pipeline[job]["extends"] == ".release-tag", job
+        assert pipeline[job]["needs"] == ([before] if before else []), job
     release = pipeline["release"]
     assert release["release"]["tag_name"] == "$CI_COMMIT_TAG"
-    assert release["rules"] == [{"if": r"$CI_COMMIT_TAG =~ /^\d+\.\d+\.\d+$/"}]
-    publish = pipeline["publish-package"]
-    script = "\n".join(publish["script"])
-    assert "twine upload" in script and "CI_JOB_TOKEN" in script
-    assert "${CI_API_V4_URL}/projects/${CI_PROJECT_ID}/packages/pypi" in script
+    # the upload goes to the project's own package registry unless a variable says otherwise
+    registry = "${CI_API_V4_URL}/projects/${CI_PROJECT_ID}/packages/pypi"
+    assert pipeline["variables"]["PACKAGE_REGISTRY_URL"] == registry
+    publish = "\n".join(pipeline["publish-package"]["script"])
+    assert "twine upload" in publish and "CI_JOB_TOKEN" in publish
+    assert '--repository-url "$PACKAGE_REGISTRY_URL"' in publish
+    # the public index only with a token, and only on a release tag
+    pypi = pipeline["publish-pypi"]
+    assert pypi["rules"] == [{"if": semver["if"] + " && $PYPI_TOKEN"}]
+    assert "PYPI_TOKEN" in "\n".join(pypi["script"])
     selftest = "\n".join(pipeline["component-selftest"]["script"])
     for name in NAMES:
         assert f"$CI_SERVER_FQDN/$CI_PROJECT_PATH/{name}@$CI_COMMIT_SHA" in selftest
@@ -210,7 +221,16 @@ def test_readme_documents_every_component_and_input() -> None:
         assert name in by_name, f"README: a '### `{name}`' section"
         section = by_name[name]
         assert f"/{name}@" in section, f"README {name}: a usage example"
-        for key in h.load_component(name).inputs:
-            assert re.search(rf"^\| `{key}` \|", section, re.M), (
-                f"README {name}: input {key} in the table"
-            )
+        for key, spec in h.load_component(name).inputs.items():
+            row = re.search(rf"^\| `{key}` \| ([^|]+) \| (.+?) \| ", section, re.M)
+            assert row, f"README {name}: input {key} in the table"
+            # the type and default in the table are the spec's
+            assert row.groups() == (spec["type"], _readme_default(spec["default"])), (name, key)
+
+
+def _readme_default(value: object) -> str:
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, list):
+        return ", ".join(f"`{item}`" for item in value)
+    return '`""`' if value == "" else f"`{value}`"
