@@ -118,11 +118,15 @@ def options_from_env(
         raise TemplateUpdateError(
             f"{', '.join(missing)} not set: `cdl template update` runs in a GitLab CI job"
         )
+    # https://<host>:<port>/<path>.git, from GitLab's CI_SERVER_* parts when it gives them
+    protocol, host = os.environ.get("CI_SERVER_PROTOCOL"), os.environ.get("CI_SERVER_HOST")
+    port = os.environ.get("CI_SERVER_PORT")
+    base = f"{protocol}://{host}:{port}" if protocol and host and port else server.rstrip("/")
     return UpdateOptions(
         project_dir=project_dir,
         gitlab_url=api.removesuffix("/").removesuffix("/api/v4") if api else server,
         project=project,
-        push_url=f"{server.rstrip('/')}/{project}.git",
+        push_url=f"{base}/{project}.git",
         token=token,
         target_branch=target_branch,
         changelog_path=changelog_path,
