@@ -133,3 +133,17 @@ def test_merge_request_description_and_draft_title() -> None:
     assert "has no `ci-library/CHANGELOG.md`" in draft.description()
     empty = UpdateNote("0.4.0", "0.5.0", [], [], "ci-library/CHANGELOG.md")
     assert "has no section for the versions after 0.4.0 up to 0.5.0" in empty.description()
+
+
+def test_rendered_project_offers_renovate_copier_manager(render_project) -> None:
+    import json
+
+    project = render_project(starter="news")
+    config = json.loads((project / "renovate.json").read_text(encoding="utf-8"))
+    assert config["enabledManagers"] == ["copier"]
+    assert config["copier"]["enabled"] is True
+    assert config["ignoreScripts"] is False  # Copier runs with --trust (tasks, migrations)
+    assert config["baseBranches"] == ["dev"]
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    assert "`renovate.json` enables only that manager" in readme
+    assert "CDL_SCHEDULE` = `template-update`" in readme
