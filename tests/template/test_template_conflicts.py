@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -136,8 +137,6 @@ def test_merge_request_description_and_draft_title() -> None:
 
 
 def test_rendered_project_offers_renovate_copier_manager(render_project) -> None:
-    import json
-
     project = render_project(starter="news")
     config = json.loads((project / "renovate.json").read_text(encoding="utf-8"))
     assert config["enabledManagers"] == ["copier"]
