@@ -290,3 +290,62 @@ def test_the_update_job_runs_only_in_template_update_schedules(
         "template-update": "never",
         "template-conflicts": "on_success",
     }
+
+
+# ------------------------------------------------------------------ quick, no gitlab-ci-local
+def test_options_come_from_ci_variables_and_a_project_access_token(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from cdl_gitlab.template.update import TemplateUpdateError, options_from_env
+
+    for name in list(os.environ):
+        if name.startswith("CI_"):
+            monkeypatch.delenv(name)
+    monkeypatch.delenv("CDL_TEMPLATE_UPDATE_TOKEN", raising=False)
+    with pytest.raises(TemplateUpdateError, match=r"project access token.*never a personal"):
+        options_from_env(tmp_path, "CDL_TEMPLATE_UPDATE_TOKEN", "dev", "CHANGELOG.md")
+    with pytest.raises(TemplateUpdateError, match="give the NAME of a CI/CD variable"):
+        options_from_env(tmp_path, "glpat-abc", "dev", "CHANGELOG.md")
+    monkeypatch.setenv("CDL_TEMPLATE_UPDATE_TOKEN", TOKEN)
+    with pytest.raises(TemplateUpdateError, match="CI_SERVER_URL, CI_PROJECT_PATH not set"):
+        options_from_env(tmp_path, "CDL_TEMPLATE_UPDATE_TOKEN", "dev", "CHANGELOG.md")
+    monkeypatch.setenv("CI_SERVER_URL", "https://gitlab.example.com")
+    monkeypatch.setenv("CI_SERVER_PROTOCOL", "https")
+    monkeypatch.setenv("CI_SERVER_HOST", "gitlab.example.com")
+    monkeypatch.setenv("CI_SERVER_PORT", "443")
+    monkeypatch.setenv("CI_API_V4_URL", "https://gitlab.example.com/api/v4")
+    monkeypatch.setenv("CI_PROJECT_PATH", "ml/news")
+    options = options_from_env(tmp_path, "CDL_TEMPLATE_UPDATE_TOKEN", "dev", "CHANGELOG.md")
+    assert options.push_url == "https://gitlab.example.com:443/ml/news.git"
+    assert TOKEN not in options.push_url
+    assert (options.gitlab_url, options.project, options.token) == (
+        "https://gitlab.example.com",
+        "ml/news",
+        TOKEN,
+    )
+
+
+def test_one_open_merge_request_per_branch_created_then_updated(gitlab: FakeGitLab) -> None:
+    import gitlab as python_gitlab
+
+    from cdl_gitlab.template.conflicts import Conflict
+    from cdl_gitlab.template.merge_request import UpdateNote, upsert_merge_request
+
+    gitlab.add_project("ml/news")
+    project = python_gitlab.Gitlab(gitlab.url, private_token=TOKEN).projects.get(
+        "ml/news", lazy=True
+    )
+    clean = UpdateNote(N, N1, [], [], "ci-library/CHANGELOG.md")
+    action, mr = upsert_merge_request(project, BRANCH, "dev", clean)
+    assert (action, mr.iid, mr.target_branch) == ("created", 1, "dev")
+    conflicted = UpdateNote(N, N1, [Conflict("cdl.yaml", [3, 5, 7])], [], "CHANGELOG.md")
+    action, mr = upsert_merge_request(project, BRANCH, "dev", conflicted)
+    assert (action, mr.iid) == ("updated", 1)
+    (stored,) = _merge_requests(gitlab, "ml/news")
+    assert stored["draft"] and "`cdl.yaml`" in stored["description"]
+    listed = gitlab.find("GET", "/api/v4/projects/{project}/merge_requests")
+    assert listed[-1].query["source_branch"] == [BRANCH]
+    assert listed[-1].query["state"] == ["opened"]
+    # another branch (a newer release) gets a merge request of its own
+    action, mr = upsert_merge_request(project, "cdl-update/0.4.0", "dev", clean)
+    assert (action, mr.iid) == ("created", 2)
