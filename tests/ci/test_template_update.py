@@ -117,29 +117,21 @@ def _render_release_n(sandbox: h.Sandbox, template: Path, root: Path, path: str)
     return project
 
 
-def _run_job(
-    project: Path, sandbox: h.Sandbox, gitlab: FakeGitLab, wheel: Path
+def _run(
+    project: Path, sandbox: h.Sandbox, wheel: Path, job: str, *args: str
 ) -> subprocess.CompletedProcess[str]:
+    """One job of the rendered pipeline with the shell executor, cdl-gitlab from ``wheel``."""
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     return h.run_gcl(
         project,
         "--force-shell-executor",
         "--shell-isolation",
-        "--ignore-predefined-vars",
-        "CI_PIPELINE_SOURCE,CI_API_V4_URL",
-        "--variable",
-        "CI_PIPELINE_SOURCE=schedule",
-        "--variable",
-        "CDL_SCHEDULE=template-update",
-        "--variable",
-        f"CI_API_V4_URL={gitlab.url}/api/v4",
-        "--variable",
-        f"CDL_TEMPLATE_UPDATE_TOKEN={TOKEN}",
+        *args,
         "--variable",
         f"CDL_SOURCE={wheel}",
         "--variable",
         "CDL_PIP_INSTALL_ARGS=--no-index",
-        "template-update",
+        job,
         sandbox=sandbox,
         # the job runs the cdl-gitlab it installed from the wheel, not a session's PYTHONPATH
         extra_env={"PATH": path, "PYTHONPATH": ""},
@@ -147,22 +139,25 @@ def _run_job(
     )
 
 
+def _run_job(
+    project: Path, sandbox: h.Sandbox, gitlab: FakeGitLab, wheel: Path
+) -> subprocess.CompletedProcess[str]:
+    """The `template-update` job of a schedule with CDL_SCHEDULE=template-update."""
+    variables = (
+        "CI_PIPELINE_SOURCE=schedule",
+        "CDL_SCHEDULE=template-update",
+        f"CI_API_V4_URL={gitlab.url}/api/v4",
+        f"CDL_TEMPLATE_UPDATE_TOKEN={TOKEN}",
+    )
+    args = ["--ignore-predefined-vars", "CI_PIPELINE_SOURCE,CI_API_V4_URL"]
+    for variable in variables:
+        args += ["--variable", variable]
+    return _run(project, sandbox, wheel, "template-update", *args)
+
+
 def _run_check(project: Path, sandbox: h.Sandbox, wheel: Path) -> subprocess.CompletedProcess[str]:
     """The `template-conflicts` job of a push pipeline."""
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    return h.run_gcl(
-        project,
-        "--force-shell-executor",
-        "--shell-isolation",
-        "--variable",
-        f"CDL_SOURCE={wheel}",
-        "--variable",
-        "CDL_PIP_INSTALL_ARGS=--no-index",
-        "template-conflicts",
-        sandbox=sandbox,
-        extra_env={"PATH": path, "PYTHONPATH": ""},
-        timeout=900,
-    )
+    return _run(project, sandbox, wheel, "template-conflicts")
 
 
 def _bare(sandbox: h.Sandbox, path: str, *args: str) -> str:
