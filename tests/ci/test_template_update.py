@@ -344,3 +344,41 @@ def test_one_open_merge_request_per_branch_created_then_updated(gitlab: FakeGitL
     # another branch (a newer release) gets a merge request of its own
     action, mr = upsert_merge_request(project, "cdl-update/0.4.0", "dev", clean)
     assert (action, mr.iid) == ("created", 2)
+
+
+def test_git_sends_the_token_to_the_project_only(tmp_path: Path) -> None:
+    """The project access token reaches the project's git over HTTP as a Basic header, and
+    no other URL (the template's host never sees it)."""
+    import base64
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cdl_gitlab.template.update import _auth_env
+
+    seen: list[tuple[str, str | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append((self.path.split("?")[0], self.headers.get("Authorization")))
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        env = _auth_env(TOKEN, f"{base}/ml/news.git")
+        for url in (f"{base}/ml/news.git", f"{base}/cdl/template.git"):
+            subprocess.run(
+                ["git", "ls-remote", url], cwd=tmp_path, env=env, capture_output=True, timeout=60
+            )
+    finally:
+        server.shutdown()
+    expected = "Basic " + base64.b64encode(f"cdl-template-update:{TOKEN}".encode()).decode()
+    sent = dict(seen)
+    assert sent["/ml/news.git/info/refs"] == expected
+    assert sent["/cdl/template.git/info/refs"] is None

@@ -135,16 +135,21 @@ def options_from_env(
 
 
 # ------------------------------------------------------------------------------ git
-def _auth_env(token: str) -> dict[str, str]:
-    """git's environment with the token as an HTTP Basic header (any user name works with
-    a GitLab project access token)."""
-    env = {**_IDENTITY, **os.environ}
+def _plain_env() -> dict[str, str]:
+    """The environment of git and Copier without credentials (the update's identity when
+    none is set)."""
+    return {**_IDENTITY, **os.environ, "GIT_TERMINAL_PROMPT": "0"}
+
+
+def _auth_env(token: str, url: str) -> dict[str, str]:
+    """git's environment with the token as an HTTP Basic header for ``url`` only (any user
+    name works with a GitLab project access token); the template's host never sees it."""
+    env = _plain_env()
     credentials = base64.b64encode(f"cdl-template-update:{token}".encode()).decode()
     index = int(env.get("GIT_CONFIG_COUNT", "0") or 0)
-    env[f"GIT_CONFIG_KEY_{index}"] = "http.extraHeader"
+    env[f"GIT_CONFIG_KEY_{index}"] = f"http.{url}.extraHeader"
     env[f"GIT_CONFIG_VALUE_{index}"] = f"Authorization: Basic {credentials}"
     env["GIT_CONFIG_COUNT"] = str(index + 1)
-    env["GIT_TERMINAL_PROMPT"] = "0"
     return env
 
 
@@ -243,7 +248,8 @@ def template_changelog(
 def update(options: UpdateOptions) -> UpdateResult:
     """Check, update, push and open (or refresh) the merge request; see the module doc."""
     root = options.project_dir
-    env = _auth_env(options.token)
+    env = _plain_env()  # Copier and the template's git: no credentials
+    auth = _auth_env(options.token, options.push_url)  # the project's git only
     answers = read_answers(root)
     available, current, latest = check_update(root, env)
     if not available:
@@ -253,14 +259,16 @@ def update(options: UpdateOptions) -> UpdateResult:
         raise TemplateUpdateError(f"refusing to push to {branch}")
 
     remote_has_branch = bool(
-        _git(root, env, "ls-remote", "--heads", options.push_url, f"refs/heads/{branch}").strip()
+        _git(root, auth, "ls-remote", "--heads", options.push_url, f"refs/heads/{branch}").strip()
     )
     pushed = False
     if remote_has_branch:
-        _git(root, env, "fetch", "--quiet", options.push_url, f"refs/heads/{branch}")
+        _git(root, auth, "fetch", "--quiet", options.push_url, f"refs/heads/{branch}")
         _git(root, env, "checkout", "--quiet", "-B", branch, "FETCH_HEAD")
     else:
-        _git(root, env, "fetch", "--quiet", options.push_url, f"refs/heads/{options.target_branch}")
+        _git(
+            root, auth, "fetch", "--quiet", options.push_url, f"refs/heads/{options.target_branch}"
+        )
         _git(root, env, "checkout", "--quiet", "-B", branch, "FETCH_HEAD")
         copier_update(root, latest, read_answers(root), env)
         _git(root, env, "add", "--all")
@@ -269,7 +277,7 @@ def update(options: UpdateOptions) -> UpdateResult:
             f"copier update --trust --defaults --vcs-ref {latest}\n"
         )
         _git(root, env, "commit", "--quiet", "--allow-empty", "-m", message)
-        _git(root, env, "push", "--quiet", options.push_url, f"HEAD:refs/heads/{branch}")
+        _git(root, auth, "push", "--quiet", options.push_url, f"HEAD:refs/heads/{branch}")
         pushed = True
 
     conflicts = find_conflicts(root)
