@@ -1,19 +1,22 @@
 """Wall time of `cdl template update` (what the template-update job runs) on a rendered project.
 
-Usage: python benchmarks/template_update.py [--runs N]
+Usage: python benchmarks/template_update.py [--runs N] [--job]
 
 A snapshot of this template tagged 0.2.0, then a README change tagged 0.3.0; per run, a news
 project rendered at 0.2.0 and pushed to a bare repository, the GitLab API served by the
 HTTP fake of the tests. Prints the median of: the first run (check-update, copier update,
 commit, push, CHANGELOG, merge request), a second run (branch kept, merge request updated)
 and a run on an up-to-date project (check-update only). The job's package install is not
-included (see benchmarks/pipeline.py for whole jobs).
+included. With ``--job``, also the whole `template-update` job once under gitlab-ci-local
+4.73.0 (shell executor, cdl-gitlab installed from a wheel of this work tree, offline; needs
+the tools of scripts/install-ci-tools.sh).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -82,9 +85,52 @@ def timed_update(project: Path, fake: FakeGitLab, name: str, remotes: Path) -> f
     return elapsed
 
 
+def job_under_gitlab_ci_local(root: Path, template: Path, fake: FakeGitLab) -> tuple[float, float]:
+    """(job seconds, gitlab-ci-local seconds) of one scheduled `template-update` job."""
+    sys.path.insert(0, str(REPO / "tests" / "ci"))
+    import cdl_ci_harness as h
+
+    missing = h.ensure_tools()
+    if missing:
+        raise SystemExit(f"CI tools missing (scripts/install-ci-tools.sh): {', '.join(missing)}")
+    box = h.Sandbox(root / "gitlab")
+    for version in ("0.2.0", "0.3.0"):
+        box.publish_library(version)
+    wheel = h.build_cdl_wheel(root / "wheel")
+    project, bare = project_at(template, root, "job", "0.2.0")
+    target = box.remotes / "ml" / "job.git"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(bare, target)
+    box.attach_project(project, "ml/job", default_branch="dev")
+    fake.add_project("ml/job")
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    variables = (
+        "CI_PIPELINE_SOURCE=schedule",
+        "CDL_SCHEDULE=template-update",
+        f"CI_API_V4_URL={fake.url}/api/v4",
+        f"CDL_TEMPLATE_UPDATE_TOKEN={TOKEN}",
+        f"CDL_SOURCE={wheel}",
+        "CDL_PIP_INSTALL_ARGS=--no-index",
+    )
+    args = ["--force-shell-executor", "--shell-isolation"]
+    args += ["--ignore-predefined-vars", "CI_PIPELINE_SOURCE,CI_API_V4_URL"]
+    for variable in variables:
+        args += ["--variable", variable]
+    start = time.perf_counter()
+    result = h.run_gcl(
+        project, *args, "template-update", sandbox=box, extra_env={"PATH": path, "PYTHONPATH": ""}
+    )
+    wall = time.perf_counter() - start
+    output = result.stdout + result.stderr
+    if result.returncode != 0:
+        raise SystemExit(f"template-update job failed:\n{output[-4000:]}")
+    return h.job_durations(output).get("template-update", float("nan")), wall
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--job", action="store_true", help="also the job under gitlab-ci-local")
     args = parser.parse_args()
     os.environ.update(GIT_IDENTITY)
     first, second, current = [], [], []
@@ -102,6 +148,7 @@ def main() -> None:
             fake.add_project(f"ml/{name}")
             project, _ = project_at(template, root, name, "0.3.0")
             current.append(timed_update(project, fake, name, root / "remotes"))
+        job = job_under_gitlab_ci_local(root, template, fake) if args.job else None
     for label, timings in (
         ("update 0.2.0 -> 0.3.0, merge request created", first),
         ("second run, merge request updated", second),
@@ -110,6 +157,11 @@ def main() -> None:
         print(
             f"cdl template update, {label}: median {statistics.median(timings):.2f} s, "
             f"min {min(timings):.2f} s, max {max(timings):.2f} s over {len(timings)} runs"
+        )
+    if job is not None:
+        print(
+            f"template-update job under gitlab-ci-local (package install included): "
+            f"{job[0]:.2f} s; gitlab-ci-local in all {job[1]:.2f} s"
         )
 
 
