@@ -20,6 +20,7 @@ def test_the_library_has_the_components_of_the_workflow() -> None:
         "model-pipeline",
         "deployment-pipeline",
         "monitoring",
+        "template-update",
         "full",
     }
 

@@ -67,7 +67,7 @@ def test_rendered_pipeline_validates_against_gitlab_schema(
 def test_project_owns_stages_and_workflow(rendered: dict[str, Path], variant: str) -> None:
     pipeline = _pipeline(rendered[variant])
     monitor = ["monitor"] if _monitoring(variant) else []
-    assert pipeline["stages"] == ["data", "model", "deploy", *monitor]
+    assert pipeline["stages"] == ["template", "data", "model", "deploy", *monitor]
     rules = pipeline["workflow"]["rules"]
     assert {"if": '$CI_PIPELINE_SOURCE == "schedule"'} in rules
     assert {"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'} in rules
@@ -93,6 +93,7 @@ def test_includes_the_components_by_version_with_valid_inputs(
     version, library = answers["ci_library_version"], answers["ci_library_project"]
     includes = _pipeline(rendered[variant])["include"]
     names = [*PIPELINES, "monitoring"] if _monitoring(variant) else list(PIPELINES)
+    names.append("template-update")
     for name, include in zip(names, includes, strict=True):
         if answers["ci_include"] == "component":
             assert include["component"] == f"$CI_SERVER_FQDN/{library}/{name}@{version}"
@@ -115,6 +116,10 @@ def test_includes_the_components_by_version_with_valid_inputs(
             assert "==" not in requirement  # a commit of the library has no package version
         else:
             assert requirement.endswith(f"=={version}")
+        if name == "template-update":
+            assert requirement.startswith("cdl-gitlab[template,gitlab]")
+            assert inputs["target_branch"] == "dev" and inputs["stage"] == "template"
+            continue
         assert ("cluster" in requirement) == (answers["profile"] == "cluster")
         if name == "monitoring":
             assert requirement.startswith("cdl-gitlab[monitor")
@@ -158,9 +163,9 @@ def test_rendered_pipeline_expands_under_gitlab_ci_local(
     _attach(sandbox, project, path)
     primed = h.prime_component_includes(project)
     if VARIANTS[variant].get("ci_include", "component") == "component":
-        # the four component includes share one project@ref: the race run_gcl works around
+        # the five component includes share one project@ref: the race run_gcl works around
         cache = project / ".gitlab-ci-local" / "includes" / h.HOST / library / library_version
-        assert primed == [cache / "templates"] * 4
+        assert primed == [cache / "templates"] * 5
     else:
         assert primed == []
     result = h.run_gcl(project, "--preview", sandbox=sandbox)
@@ -204,7 +209,9 @@ def test_rendered_docs_only_change_runs_none_of_the_heavy_jobs(
     sandbox.git("commit", "-q", "-m", "docs only", cwd=project)
     try:
         jobs = h.list_jobs(project, *h.branch_vars("main"), sandbox=sandbox)
-        running = {n for n, j in jobs.items() if j["when"] != "never"}
+        # the light conflict check runs on every push: an update can leave markers anywhere
+        running = {n for n, j in jobs.items() if j["when"] != "never"} - {"template-conflicts"}
+        assert jobs["template-conflicts"]["when"] == "on_success"
         assert not running, f"jobs for a docs-only change: {sorted(running)}"
     finally:
         sandbox.git("checkout", "-q", "dev", cwd=project)

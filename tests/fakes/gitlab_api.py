@@ -2,7 +2,7 @@
 
 It listens on 127.0.0.1 (free port) in a background thread, records every request
 and serves a small route table with in-memory state: user, namespaces/groups,
-projects, protected branches, CI/CD variables, environments and issues. It does not
+projects, protected branches, CI/CD variables, environments, issues and merge requests. It does not
 serve git: a project's `http_url_to_repo` comes from `repo_url` (e.g. the file://
 URL of a bare repository the test created).
 
@@ -101,6 +101,7 @@ class _State:
     variables: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
     environments: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
     issues: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    merge_requests: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 class FakeGitLab(LoopbackHTTPFake):
@@ -290,6 +291,10 @@ class FakeGitLab(LoopbackHTTPFake):
             ("POST", f"{project}/environments", self._post_environment),
             ("GET", f"{project}/issues", self._list_issues),
             ("POST", f"{project}/issues", self._post_issue),
+            ("GET", f"{project}/merge_requests", self._list_merge_requests),
+            ("POST", f"{project}/merge_requests", self._post_merge_request),
+            ("GET", f"{project}/merge_requests/{{iid}}", self._get_merge_request),
+            ("PUT", f"{project}/merge_requests/{{iid}}", self._put_merge_request),
         ]:
             self.route(method, pattern, handler)
 
@@ -329,6 +334,7 @@ class FakeGitLab(LoopbackHTTPFake):
         for table in (self.state.protected_branches, self.state.variables, self.state.environments):
             table[project_id] = {}
         self.state.issues[project_id] = []
+        self.state.merge_requests[project_id] = []
         return project
 
     def _with_project(self, ref: str) -> tuple[dict[str, Any] | None, Response]:
@@ -529,3 +535,88 @@ class FakeGitLab(LoopbackHTTPFake):
         }
         issues.append(issue)
         return 201, issue
+
+    # ---- merge requests (what python-gitlab's ProjectMergeRequestManager calls) -----------
+
+    @staticmethod
+    def _draft(title: str) -> bool:
+        return title.lower().startswith(("draft:", "[draft]", "(draft)"))
+
+    def _list_merge_requests(self, request: RecordedRequest, project: str) -> Response:
+        found, missing = self._with_project(project)
+        if not found:
+            return missing
+        mrs: Iterable[dict[str, Any]] = self.state.merge_requests[found["id"]]
+        for key in ("source_branch", "target_branch", "state"):
+            if key in request.query and not (key == "state" and request.query[key][0] == "all"):
+                mrs = [m for m in mrs if m[key] == request.query[key][0]]
+        return 200, list(mrs)
+
+    def _post_merge_request(self, request: RecordedRequest, project: str) -> Response:
+        found, missing = self._with_project(project)
+        if not found:
+            return missing
+        data = request.json or {}
+        for key in ("source_branch", "target_branch", "title"):
+            if not data.get(key):
+                return 400, {"error": f"{key} is missing"}
+        mrs = self.state.merge_requests[found["id"]]
+        for other in mrs:
+            if (
+                other["state"] == "opened"
+                and other["source_branch"] == data["source_branch"]
+                and other["target_branch"] == data["target_branch"]
+            ):
+                return 409, {
+                    "message": [
+                        "Another open merge request already exists for this source branch: "
+                        f"!{other['iid']}"
+                    ]
+                }
+        labels = data.get("labels") or []
+        iid = len(mrs) + 1
+        mr = {
+            "id": next(self._ids),
+            "iid": iid,
+            "project_id": found["id"],
+            "title": data["title"],
+            "description": data.get("description") or "",
+            "source_branch": data["source_branch"],
+            "target_branch": data["target_branch"],
+            "labels": labels.split(",") if isinstance(labels, str) else list(labels),
+            "state": "opened",
+            "draft": self._draft(data["title"]),
+            "work_in_progress": self._draft(data["title"]),
+            "force_remove_source_branch": bool(data.get("remove_source_branch", False)),
+            "web_url": f"{found['web_url']}/-/merge_requests/{iid}",
+        }
+        mrs.append(mr)
+        return 201, mr
+
+    def _merge_request(self, project: str, iid: str) -> tuple[dict[str, Any] | None, Response]:
+        found, missing = self._with_project(project)
+        if not found:
+            return None, missing
+        for mr in self.state.merge_requests[found["id"]]:
+            if str(mr["iid"]) == iid:
+                return mr, (200, mr)
+        return None, (404, {"message": "404 Not found"})
+
+    def _get_merge_request(self, request: RecordedRequest, project: str, iid: str) -> Response:
+        return self._merge_request(project, iid)[1]
+
+    def _put_merge_request(self, request: RecordedRequest, project: str, iid: str) -> Response:
+        mr, response = self._merge_request(project, iid)
+        if mr is None:
+            return response
+        data = request.json or {}
+        for key in ("title", "description", "target_branch"):
+            if key in data:
+                mr[key] = data[key]
+        if "labels" in data:
+            labels = data["labels"]
+            mr["labels"] = labels.split(",") if isinstance(labels, str) else list(labels)
+        if data.get("state_event") == "close":
+            mr["state"] = "closed"
+        mr["draft"] = mr["work_in_progress"] = self._draft(mr["title"])
+        return 200, mr

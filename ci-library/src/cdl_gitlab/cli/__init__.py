@@ -1,4 +1,4 @@
-"""The ``cdl`` command line: ``cdl [--profile P] data|model|deploy|lineage|config ...``."""
+"""The ``cdl`` command line: ``cdl [--profile P] data|model|deploy|lineage|config|template ...``."""
 
 from __future__ import annotations
 
@@ -61,6 +61,7 @@ def _register_commands() -> None:
         model_cmd,
         monitor_cmd,
         registry_cmd,
+        template_cmd,
     )
 
     cli.add_command(config_cmd.config)
@@ -70,6 +71,7 @@ def _register_commands() -> None:
     cli.add_command(model_cmd.model)
     cli.add_command(lineage_cmd.lineage)
     cli.add_command(registry_cmd.registry)
+    cli.add_command(template_cmd.template)
 
 
 _register_commands()
