@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -53,16 +54,25 @@ def init_repository(project: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--project-dir", type=Path, required=True)
+    parser.add_argument(
+        "--project-dir",
+        type=Path,
+        default=Path("."),
+        help="the rendered project (default: the working directory, where Copier runs tasks)",
+    )
     args = parser.parse_args(argv)
-    try:
-        init_repository(args.project_dir.resolve())
-    except FileNotFoundError:
+    project = args.project_dir.resolve()
+    if not project.is_dir():
+        print(f"project folder {project} does not exist", file=sys.stderr)
+        return 1
+    if shutil.which("git") is None:
         print(
             "git is not installed: the project was rendered but is not a git repository yet",
             file=sys.stderr,
         )
         return 1
+    try:
+        init_repository(project)
     except subprocess.CalledProcessError as exc:
         print(f"git {' '.join(exc.cmd[1:])} failed: {exc.stderr.strip()}", file=sys.stderr)
         return 1
