@@ -33,6 +33,10 @@ LIBRARY_FOLDER = "ci-library"
 RELEASE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
 # Copier's shortcuts for hosted git repositories.
 GIT_SHORTCUTS = {"gh:": "https://github.com/", "gl:": "https://gitlab.com/"}
+# pip settings that would add another place to find the package.
+OTHER_SOURCES = frozenset(
+    {"PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX", "PIP_CONFIG_FILE"}
+)
 SCP_LIKE = re.compile(r"^(?P<user>[\w.-]+)@(?P<host>[\w.-]+):(?P<path>[^/].*)$")
 
 
@@ -184,8 +188,8 @@ def _pip(python: str, *args: str, env: Mapping[str, str] | None, dry_run: bool) 
 
 def download_release(source: Source, extras: str, python: str, dest: Path, dry_run: bool) -> str:
     """Fetch the release wheel from the one index; the requirement that installs it."""
-    # Only this index: no extra index or find-links from the environment or pip's config.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    # Only this index: no other index or find-links from the environment or pip's config.
+    env = {k: v for k, v in os.environ.items() if k not in OTHER_SOURCES}
     env["PIP_CONFIG_FILE"] = os.devnull
     _pip(
         python,
