@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -11,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import yaml
 
 from rendering import REPO_ROOT
 
@@ -92,18 +94,16 @@ def test_a_git_template_installs_at_the_recorded_commit(src: str, commit: str, e
 
 def test_relative_template_paths_are_seen_from_the_project(tmp_path: Path):
     """The use cases record `_src_path: ..`: this repository, seen from the use case."""
-    source = installer.source_from_answers(
-        {"_src_path": ".."}, "", REPO_ROOT / "use_case_news"
-    )
+    source = installer.source_from_answers({"_src_path": ".."}, "", REPO_ROOT / "use_case_news")
     assert source.requirement == f"cdl-gitlab @ {(REPO_ROOT / 'ci-library').as_uri()}"
 
 
 def test_a_template_source_without_the_library_is_a_clear_error(tmp_path: Path):
-    with pytest.raises(installer.InstallError, match="not a CDL checkout.*CDL_SOURCE"):
+    with pytest.raises(installer.InstallError, match=r"not a CDL checkout.*CDL_SOURCE"):
         installer.source_from_answers({"_src_path": str(tmp_path)}, "", tmp_path)
     with pytest.raises(installer.InstallError, match="CDL_INDEX_URL"):
         installer.choose_source({}, "", "0.2.0", None)
-    with pytest.raises(installer.InstallError, match="releases X.Y.Z"):
+    with pytest.raises(installer.InstallError, match=r"releases X\.Y\.Z"):
         installer.choose_source({"CDL_INDEX_URL": "http://i/simple"}, "", "a" * 40, None)
 
 
@@ -113,15 +113,17 @@ def test_cdl_source_overrides_everything(tmp_path: Path):
     assert source.editable == f"{REPO_ROOT / 'ci-library'}[serve]"
 
 
-def write_wheel(folder: Path, marker: str) -> Path:
-    """A minimal valid wheel of cdl-gitlab 9.9.9 whose module says ``marker``."""
+def write_wheel(folder: Path, marker: str, version: str = "9.9.9") -> Path:
+    """A minimal valid wheel of cdl-gitlab ``version`` whose module says ``marker``."""
     folder.mkdir(parents=True)
-    wheel = folder / "cdl_gitlab-9.9.9-py3-none-any.whl"
-    info = "cdl_gitlab-9.9.9.dist-info"
+    wheel = folder / f"cdl_gitlab-{version}-py3-none-any.whl"
+    info = f"cdl_gitlab-{version}.dist-info"
     with zipfile.ZipFile(wheel, "w") as archive:
         archive.writestr("cdl_gitlab/__init__.py", f"MARKER = {marker!r}\n")
         archive.writestr(
-            f"{info}/METADATA", "Metadata-Version: 2.1\nName: cdl-gitlab\nVersion: 9.9.9\n"
+            f"{info}/METADATA",
+            f"Metadata-Version: 2.1\nName: cdl-gitlab\nVersion: {version}\n"
+            "Provides-Extra: cluster\n",
         )
         archive.writestr(
             f"{info}/WHEEL",
@@ -167,3 +169,45 @@ def test_another_index_is_never_asked_for_the_package(tmp_path: Path, monkeypatc
     with pytest.raises(subprocess.CalledProcessError):
         installer.download_release(source, "", sys.executable, tmp_path / "w", dry_run=False)
     assert not (tmp_path / "w").exists() or not list((tmp_path / "w").iterdir())
+
+
+def test_the_data_image_installs_the_release_from_the_registry_only(render_project, tmp_path: Path):
+    """The RUN line of data/Dockerfile, run by sh in a fresh virtual environment (no docker
+    here), with the registry passed under its former build-argument name."""
+    project = render_project(starter="news")
+    dockerfile = (project / "data" / "Dockerfile").read_text()
+    run_line = next(
+        block for block in dockerfile.split("\nRUN ")[1:] if "install_cdl.py" in block
+    ).split("\nCOPY ")[0]
+    version = yaml.safe_load((project / ".copier-answers.yml").read_text())["ci_library_version"]
+    registry = tmp_path / "registry" / "simple"
+    write_wheel(registry / "cdl-gitlab", "registry", version)
+    build = tmp_path / "app"
+    build.mkdir()
+    for name in ("constraints.txt", "data/requirements.txt", "tools/install_cdl.py"):
+        shutil.copy2(project / name, build / Path(name).name)
+    venv = tmp_path / "image-python"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    env = {
+        "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "PIP_EXTRA_INDEX_URL": registry.as_uri(),  # the build argument's former name
+        "PIP_NO_INDEX": "1",  # the fake release has no dependencies to fetch
+        "CDL_INDEX_URL": "",
+    }
+    result = subprocess.run(
+        ["sh", "-c", run_line.replace("\\\n", " ")],
+        cwd=build,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"release {version} from {registry.as_uri()} only" in result.stdout
+    marker = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import cdl_gitlab; print(cdl_gitlab.MARKER)"],
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert marker.stdout.strip() == "registry"
