@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,19 @@ def snapshot_template(dest: Path) -> Path:
             shutil.copytree(source, dest / part, ignore=ignore)
         else:
             shutil.copy2(source, dest / part)
+    return dest
+
+
+def tagged_template_repository(dest: Path, tag: str) -> Path:
+    """A snapshot of the template as a git repository: one commit, tagged ``tag``."""
+    snapshot_template(dest)
+    for args in (
+        ("init", "--quiet", "--initial-branch=main"),
+        ("add", "--all"),
+        ("commit", "--quiet", "-m", f"template {tag}"),
+        ("tag", tag),
+    ):
+        subprocess.run(["git", *args], cwd=dest, check=True, capture_output=True)
     return dest
 
 

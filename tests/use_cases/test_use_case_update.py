@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rendering import REPO_ROOT, snapshot_template
+from rendering import REPO_ROOT, tagged_template_repository
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
@@ -27,11 +27,7 @@ def git(cwd: Path, *args: str) -> str:
 
 def template_repository(path: Path) -> Path:
     """This work tree's template as a git repository: tag 1.0.0, then 1.1.0 with one change."""
-    snapshot_template(path)
-    git(path, "init", "--quiet", "--initial-branch=main")
-    git(path, "add", "--all")
-    git(path, "commit", "--quiet", "-m", "template as in this work tree")
-    git(path, "tag", "1.0.0")
+    tagged_template_repository(path, "1.0.0")
     gitignore = path / "template" / ".gitignore"
     gitignore.write_text(gitignore.read_text() + "# added in 1.1.0\n*.onnx\n")
     git(path, "commit", "--quiet", "-am", "template 1.1.0")
