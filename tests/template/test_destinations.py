@@ -107,3 +107,12 @@ def test_the_git_template_records_its_commit(tmp_path: Path):
     recorded = answers(tmp_path / "from-repo")
     assert recorded["_src_path"] == str(REPO_ROOT)
     assert recorded["_commit"]
+
+
+def test_the_template_needs_a_copier_with_the_security_fixes():
+    """Copier 9.17.1/9.17.2 fixed a Jinja sandbox escape and code execution via YAML tags."""
+    from packaging.version import Version
+
+    config = yaml.safe_load((REPO_ROOT / "copier.yml").read_text())
+    assert Version(config["_min_copier_version"]) >= Version("9.17.2")
+    assert Version(__import__("copier").__version__) >= Version(config["_min_copier_version"])
