@@ -141,5 +141,6 @@ def test_copy_setup_pipeline_serve_predict_stop(tmp_path: Path):
         )
     finally:
         run(["make", "stop"], cwd=project, env=env)
-    assert "sport" in json.dumps(answer), answer
+    assert answer["meta"]["tags"]["predictions"] == ["sport"], answer
+    assert len(answer["data"]["names"]) == 5, answer
     assert not list((project / ".cdl").glob("**/*.pid")), "the server left a pid file"
