@@ -1,9 +1,13 @@
-"""The main job: the BBC news use case's whole workflow on the local profile.
+"""The main job: a user's path through CDL with the BBC news starter, on the local profile.
 
-Copies ``use_case_news/`` (a project rendered from the template) into ``out/main-job/``,
-then runs, timing each stage: the data pipeline (collect, split, clean + validate, labels),
-training, the evaluation gate, packaging, the Seldon server on localhost, three predictions,
-the model report and the lineage of the served version, and stops the server.
+Renders THIS repository with ``copier copy --trust`` (the answers of ``use_case_news/``,
+the work tree as it is: ``--vcs-ref HEAD``) into a fresh folder outside this checkout (a new
+temporary folder, or ``--workdir DIR``), checks that the project is a git repository with
+``main`` and ``dev`` (``dev`` checked out), then runs the project's own commands, timing each
+stage: the data pipeline (collect, split, clean + validate, labels), training, the evaluation
+gate, packaging, the Seldon server on localhost, three predictions, the model report and the
+lineage of the served version, and stops the server. The ``cdl`` of this repository's
+environment runs the commands (what the project's ``make setup`` would install).
 
 Data: ``$CDL_DATA_MIRROR`` (a path or file:// URL of bbc-fulltext.zip), else
 ``../shared/datasets/bbc-fulltext.zip`` next to this repository, else the canonical URL.
@@ -18,12 +22,16 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 USE_CASE = REPO / "use_case_news"
+PROJECT = "bbc-news"
 SHARED_MIRROR = REPO.parent / "shared" / "datasets" / "bbc-fulltext.zip"
 CANONICAL_URL = "http://mlg.ucd.ie/files/datasets/bbc-fulltext.zip"
 BIN = Path(sys.executable).parent
@@ -70,13 +78,43 @@ def find_mirror() -> str:
         ) from None
 
 
-def prepare_project(workdir: Path) -> Path:
-    """A fresh copy of the use case with a clean local profile state."""
-    project = workdir / "bbc-news"
+def fresh_workdir(workdir: Path | None) -> Path:
+    """``workdir`` (outside this checkout), or a new temporary folder."""
+    if workdir is None:
+        return Path(tempfile.mkdtemp(prefix="cdl-main-job-"))
+    workdir = workdir.resolve()
+    if workdir == REPO or workdir.is_relative_to(REPO):
+        raise SystemExit(f"main job: --workdir {workdir} must be outside this checkout ({REPO})")
+    workdir.mkdir(parents=True, exist_ok=True)
+    project = workdir / PROJECT
     if project.exists():
         shutil.rmtree(project)
-    shutil.copytree(USE_CASE, project, ignore=shutil.ignore_patterns(".cdl", "__pycache__"))
-    return project
+    return workdir
+
+
+def use_case_answers(dest: Path) -> Path:
+    """The news use case's answers (without Copier's own keys) as a --data-file."""
+    answers = yaml.safe_load((USE_CASE / ".copier-answers.yml").read_text(encoding="utf-8"))
+    data = {key: value for key, value in answers.items() if not key.startswith("_")}
+    dest.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return dest
+
+
+def git(project: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=project, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def check_git_project(project: Path) -> None:
+    """The render is a git repository of its own with ``main`` and ``dev`` checked out."""
+    if not (project / ".git").is_dir():
+        raise StageFailed(f"{project} is not a git repository")
+    branches = sorted(git(project, "branch", "--format=%(refname:short)").split())
+    current = git(project, "rev-parse", "--abbrev-ref", "HEAD")
+    if branches != ["dev", "main"] or current != "dev":
+        raise StageFailed(f"{project}: branches {branches}, {current} checked out (want dev)")
+    print(f"main job: {project} is a git repository: branches main and dev, dev checked out")
 
 
 class Runner:
@@ -87,12 +125,12 @@ class Runner:
         self.env = env
         self.timings: list[tuple[str, float]] = []
 
-    def run(self, stage: str, *command: str, capture: bool = False) -> str:
+    def run(self, stage: str, *command: str, capture: bool = False, cwd: Path | None = None) -> str:
         print(f"\n=== {stage}: {' '.join(command)}", flush=True)
         start = time.perf_counter()
         result = subprocess.run(
             command,
-            cwd=self.project,
+            cwd=cwd or self.project,
             env=self.env,
             text=True,
             stdout=subprocess.PIPE if capture else None,
@@ -115,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--workdir", type=Path, default=REPO / "out" / "main-job")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="folder outside this checkout to render into (default: a new temporary folder)",
+    )
     parser.add_argument(
         "--keep",
         action="store_true",
@@ -124,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     mirror = find_mirror()
-    project = prepare_project(args.workdir.resolve())
+    workdir = fresh_workdir(args.workdir)
+    project = workdir / PROJECT
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -139,6 +182,21 @@ def main(argv: list[str] | None = None) -> int:
     cdl = str(BIN / "cdl")
     serving = False
     try:
+        runner.run(
+            "render",
+            str(BIN / "copier"),
+            "copy",
+            "--trust",
+            "--defaults",
+            "--vcs-ref",
+            "HEAD",
+            "--data-file",
+            str(use_case_answers(workdir / "answers.yml")),
+            str(REPO),
+            PROJECT,
+            cwd=workdir,
+        )
+        check_git_project(project)
         runner.run("data", cdl, "data", "pipeline")
         runner.run("train", cdl, "model", "train")
         runner.run(

@@ -5,6 +5,11 @@ Each ``use_case_*/`` is what ``copier copy`` produces from its committed
 template does not produce). This script renders each use case into a scratch folder
 and replaces the template-owned files, leaving the use case's own files alone.
 
+The answers name this repository as the template, seen from the use case
+(``_src_path: ..``), at the commit the use case is checked out with (``_commit: HEAD``:
+the use case is always a fresh render of the template beside it). So, from a checkout:
+``cd use_case_news && copier update --trust --defaults --vcs-ref HEAD``.
+
 Usage: python scripts/render_use_cases.py [--check] [NAME ...]
   --check   change nothing; exit 1 and list the files that differ from a fresh render
 """
@@ -26,8 +31,9 @@ sys.path.insert(0, str(REPO / "tests"))
 from rendering import snapshot_template  # noqa: E402
 
 ANSWERS_FILE = ".copier-answers.yml"
-# Keys Copier writes about the render itself, not answers: they change with every commit.
-VOLATILE_KEYS = ("_commit", "_src_path")
+# Where a use case's template is: this repository seen from the use case, at the commit
+# the use case is checked out with.
+SOURCE = {"_commit": "HEAD", "_src_path": ".."}
 USE_CASES = ("use_case_news", "use_case_fashion")
 
 
@@ -49,21 +55,22 @@ def render_use_case(use_case: Path, dest: Path, template: Path) -> Path:
         quiet=True,
         skip_tasks=True,
     )
+    point_at_this_repository(dest / ANSWERS_FILE)
     return dest
+
+
+def point_at_this_repository(answers_file: Path) -> None:
+    """Record ``SOURCE`` instead of the scratch snapshot the use case was rendered from."""
+    lines = answers_file.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if not line.startswith(tuple(f"{k}:" for k in SOURCE))]
+    header = [line for line in kept if line.startswith("#")]
+    body = [line for line in kept if not line.startswith("#")]
+    source = [f"{key}: {value}\n" for key, value in SOURCE.items()]
+    answers_file.write_text("".join(header + source + body), encoding="utf-8")
 
 
 def rendered_files(root: Path) -> list[Path]:
     return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
-
-
-def _answers(path: Path) -> dict:
-    """The Copier answers in ``path`` without the keys that change on every render."""
-    answers = yaml.safe_load(path.read_text())
-    return {k: v for k, v in answers.items() if k not in VOLATILE_KEYS}
-
-
-def _answers_equal(a: Path, b: Path) -> bool:
-    return _answers(a) == _answers(b)
 
 
 def differences(use_case: Path, fresh: Path) -> list[str]:
@@ -73,9 +80,6 @@ def differences(use_case: Path, fresh: Path) -> list[str]:
         mine = use_case / relative
         if not mine.exists():
             problems.append(f"{relative}: missing (the template renders it)")
-        elif relative.name == ANSWERS_FILE:
-            if not _answers_equal(mine, fresh / relative):
-                problems.append(f"{relative}: answers differ")
         elif not filecmp.cmp(mine, fresh / relative, shallow=False):
             problems.append(f"{relative}: differs from the template's rendering")
     return problems
@@ -84,12 +88,6 @@ def differences(use_case: Path, fresh: Path) -> list[str]:
 def sync(use_case: Path, fresh: Path) -> None:
     for relative in rendered_files(fresh):
         target = use_case / relative
-        if (
-            relative.name == ANSWERS_FILE
-            and target.exists()
-            and _answers_equal(target, fresh / relative)
-        ):
-            continue
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(fresh / relative, target)
 

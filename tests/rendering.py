@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE_PARTS = ("copier.yml", "template", "hooks")
+TEMPLATE_PARTS = ("copier.yml", "template", "hooks", "extensions")
 
 # Rendered projects commit with git: give every test a deterministic identity.
 GIT_IDENTITY = {
@@ -30,6 +31,19 @@ def snapshot_template(dest: Path) -> Path:
             shutil.copytree(source, dest / part, ignore=ignore)
         else:
             shutil.copy2(source, dest / part)
+    return dest
+
+
+def tagged_template_repository(dest: Path, tag: str) -> Path:
+    """A snapshot of the template as a git repository: one commit, tagged ``tag``."""
+    snapshot_template(dest)
+    for args in (
+        ("init", "--quiet", "--initial-branch=main"),
+        ("add", "--all"),
+        ("commit", "--quiet", "-m", f"template {tag}"),
+        ("tag", tag),
+    ):
+        subprocess.run(["git", *args], cwd=dest, check=True, capture_output=True)
     return dest
 
 

@@ -124,7 +124,8 @@ def test_template_is_rendered_into_the_project(text_project) -> None:
     assert "USER 8888" in dockerfile and "EXPOSE 9000 5000 6000" in dockerfile
     assert "HEALTHCHECK" in dockerfile and "/health/ping" in dockerfile
     assert 'CMD ["seldon-core-microservice", "NewsDemo", "--service-type", "MODEL"]' in dockerfile
-    assert "torch==2.13.0" in dockerfile and "-c /tmp/constraints.txt" in dockerfile
+    assert "torch==2.13.0" in dockerfile and "--constraints /tmp/constraints.txt" in dockerfile
+    assert "install_cdl.py" in dockerfile and "ARG CDL_INDEX_URL" in dockerfile
     wrapper = (text_project.root / "deployment" / "NewsDemo.py").read_text()
     assert "class NewsDemo(CDLModel):" in wrapper
     compile(wrapper, "NewsDemo.py", "exec")

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from copier import run_update
 
-from rendering import render, snapshot_template
+from rendering import render, tagged_template_repository
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -17,17 +17,8 @@ def git(cwd: Path, *args: str) -> str:
     ).stdout.strip()
 
 
-def make_template_repo(path: Path) -> Path:
-    snapshot_template(path)
-    git(path, "init", "--quiet", "--initial-branch=main")
-    git(path, "add", "--all")
-    git(path, "commit", "--quiet", "-m", "template 0.1.0")
-    git(path, "tag", "0.1.0")
-    return path
-
-
 def test_update_to_a_new_template_version_keeps_user_edits(tmp_path: Path):
-    template = make_template_repo(tmp_path / "template")
+    template = tagged_template_repository(tmp_path / "template", "0.1.0")
     project = render(template, tmp_path / "project", {"starter": "news"}, vcs_ref="0.1.0")
     assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == "0.1.0"
 

@@ -52,12 +52,25 @@ def predicted_labels(output: str) -> list[str]:
     ][:3]
 
 
+def git(project: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=project, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
 def check_main_job(result: subprocess.CompletedProcess[str], workdir: Path) -> dict:
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    for stage in ("data", "train", "evaluate", "package", "serve", "predict", "lineage", "stop"):
+    stages = ("render", "data", "train", "evaluate", "package", "serve", "predict", "lineage")
+    for stage in (*stages, "stop"):
         assert f"=== {stage}:" in result.stdout, f"stage {stage} did not run"
     assert "=== stage timings" in result.stdout
     project = workdir / "bbc-news"
+    # A fresh render of this repository, not a copy of use_case_news: its own git repository.
+    assert "copier copy --trust" in result.stdout
+    assert sorted(git(project, "branch", "--format=%(refname:short)").split()) == ["dev", "main"]
+    assert git(project, "rev-parse", "--show-toplevel") == str(project.resolve())
+    answers = (project / ".copier-answers.yml").read_text()
+    assert f"_src_path: {REPO}" in answers
     assert (project / "reports" / "model" / "report.md").is_file()
     assert (project / "reports" / "model" / "confusion_matrix.png").is_file()
     # The server was stopped: no pid file left behind.
@@ -70,6 +83,7 @@ def test_main_job_on_a_generated_corpus(tmp_path: Path):
     archive = write_bbc_zip(tmp_path / "bbc-fulltext.zip")
     result = run_main_job(tmp_path / "work", archive)
     lineage = check_main_job(result, tmp_path / "work")
+    assert lineage["code"]["commit"] == git(tmp_path / "work" / "bbc-news", "rev-parse", "HEAD")
     assert lineage["data"]["train"]["repo"] == "bbc-news-train-validate"
     assert lineage["metrics"]["test"]["accuracy"] >= 0.95
     assert predicted_labels(result.stdout) == ["business", "sport", "tech"]
@@ -95,6 +109,12 @@ def test_main_job_without_data_fails_early_saying_how_to_fix_it(monkeypatch, tmp
         main_job.find_mirror()
     message = str(stop.value)
     assert "CDL_DATA_MIRROR=" in message and "bbc-fulltext.zip" in message
+
+
+def test_main_job_refuses_a_workdir_inside_this_checkout():
+    with pytest.raises(SystemExit) as stop:
+        main_job.fresh_workdir(REPO / "out" / "main-job")
+    assert "outside this checkout" in str(stop.value)
 
 
 def test_main_job_rejects_a_missing_mirror(monkeypatch, tmp_path: Path):
