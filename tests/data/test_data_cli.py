@@ -18,7 +18,7 @@ from cdl_gitlab.cli import cli
 from cdl_gitlab.cli.data_cmd import data
 from cdl_gitlab.config import Settings
 from cdl_gitlab.data.dataset import load_split
-from cdl_gitlab.data.local_store import LocalStore
+from cdl_gitlab.data.stores.local_store import LocalStore
 
 if "data" not in cli.commands:
     cli.add_command(data)

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import yaml
 
-from cdl_gitlab.data import fashion, idx
+from cdl_gitlab.data.formats import idx_files as idx
+from cdl_gitlab.data.formats.idx import FILES, png_bytes
 from use_cases.fashion_data import FASHION_CLASSES, write_mirror
 
 CDL = Path(sys.executable).with_name("cdl")
@@ -81,9 +82,7 @@ def test_fashion_use_case_end_to_end(render_project, tmp_path: Path) -> None:
     out = cdl(project, "deploy", "package", env=env)
     assert "packaged fashion-mnist v3 (tflite)" in out
 
-    test = idx.read_pair(
-        mirror / fashion.FILES["test"]["images"], mirror / fashion.FILES["test"]["labels"]
-    )
+    test = idx.read_pair(mirror / FILES["test"]["images"], mirror / FILES["test"]["labels"])
     images = test.images[:8]
     port = local.free_port()
     out = cdl(
@@ -110,7 +109,7 @@ def test_fashion_use_case_end_to_end(render_project, tmp_path: Path) -> None:
         url = local.predictions_url(f"http://127.0.0.1:{port}")
         status, scaled = local.post_json(url, {"data": {"ndarray": (images / 255).tolist()}})
         assert status == 200 and np.allclose(scaled["data"]["ndarray"], probabilities, atol=1e-4)
-        png = base64.b64encode(fashion.png_bytes(images[0])).decode()
+        png = base64.b64encode(png_bytes(images[0])).decode()
         status, single = local.post_json(url, {"binData": png})
         assert status == 200, single
         assert single["data"]["tensor"]["shape"] == [1, 10]  # Seldon answers binData so

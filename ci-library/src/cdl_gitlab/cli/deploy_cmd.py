@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from cdl_gitlab.cli import AppContext, pass_app
+from cdl_gitlab.cli.app import AppContext, pass_app
 from cdl_gitlab.deploy.local import DEFAULT_THREADS, DEFAULT_WORKERS
 from cdl_gitlab.errors import CDLError
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from cdl_gitlab.cli import AppContext, pass_app
+from cdl_gitlab.cli.app import AppContext, pass_app
 from cdl_gitlab.monitor import DRIFT_EXIT_CODE
 
 

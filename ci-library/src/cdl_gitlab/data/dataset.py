@@ -7,11 +7,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from cdl_gitlab.data.commits import DataVersion
 from cdl_gitlab.data.labeling import validated_files
 from cdl_gitlab.data.labels import LabelStore, table_name
-from cdl_gitlab.data.model import DataVersion
 from cdl_gitlab.data.names import check_split
-from cdl_gitlab.data.store import DataStore, open_store
+from cdl_gitlab.data.stores import DataStore, open_store
 
 if TYPE_CHECKING:
     from cdl_gitlab.config import Settings

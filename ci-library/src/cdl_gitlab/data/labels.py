@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from cdl_gitlab.data.commits import DataVersion
 from cdl_gitlab.data.errors import DataError
-from cdl_gitlab.data.model import DataVersion
 from cdl_gitlab.data.names import check_split
 
 if TYPE_CHECKING:

@@ -63,7 +63,7 @@ DEFAULT_THREADS = 2
 
 
 def model_class_name(model_name: str) -> str:
-    """The wrapper's class (and module) name: ``news-classifier`` -> ``NewsClassifier``.
+    """The wrapper's class (and module) name: ``text-classifier`` -> ``TextClassifier``.
 
     The template names ``deployment/<ModelClass>.py`` with the same expression.
     """

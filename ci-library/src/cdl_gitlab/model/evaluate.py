@@ -28,6 +28,12 @@ VERSION_ENV = "CDL_MODEL_VERSION"
 REPORT_DIR = "reports/model"
 
 
+class GateFailed(CDLError):
+    """The evaluated version is below the accuracy threshold."""
+
+    exit_code = 1
+
+
 @dataclass
 class Evaluation:
     """Test metrics of one model version and the gate's verdict."""

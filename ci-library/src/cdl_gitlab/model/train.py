@@ -166,16 +166,3 @@ def train_on_cluster(
     if slots_per_trial(exp_conf) > 1:
         logger.info("distributed training on %d slots", slots_per_trial(exp_conf))
     return run_on_cluster(settings, config_path, overrides=overrides, register=register)
-
-
-def train_from_cli() -> None:
-    """Off-cluster ``python3 -m model.<entrypoint>``: the same as ``cdl model train``."""
-    from cdl_gitlab.config import load_settings
-    from cdl_gitlab.logs import setup_logging
-
-    setup_logging()
-    settings = load_settings()
-    config = resolve_config(settings, None, settings.config.training.config)
-    result = train_local(settings, config)
-    if result.version is not None:
-        print(f"registered {result.version.model} v{result.version.version}")

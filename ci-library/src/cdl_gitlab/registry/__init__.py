@@ -3,9 +3,9 @@
 Example::
 
     registry = open_registry(settings)
-    registry.create_model("news")
-    version = registry.register_version("news", Checkpoint(uuid, path), {"lineage": ...})
-    registry.add_metadata("news", version.version, {"test": {"accuracy": 0.93}})
+    registry.create_model("classifier")
+    version = registry.register_version("classifier", Checkpoint(uuid, path), {"lineage": ...})
+    registry.add_metadata("classifier", version.version, {"test": {"accuracy": 0.93}})
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Scoring Data: every prediction request, its input summary, prediction and model version.
 
     store = open_scoring_store(settings)         # SQLite locally, PostgreSQL on the cluster
-    store.read(model="news", version="3")
+    store.read(model="classifier", version="3")
 
 The serving wrapper gets the store's URL from ``$CDL_SCORING_URL`` and writes through a
 :class:`ScoringWriter`, so that storing scoring data never fails or blocks a prediction.
