@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from deploy_models import KNOWN_TEXTS, known_images
 
-from cdl_gitlab.deploy.local import post_json
 from cdl_gitlab.scoring import ScoringStore
+from cdl_gitlab.serving.local_server import post_json
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -144,7 +144,7 @@ def test_text_scoring_rows_in_sqlite(text_server) -> None:
     first = mine[0]
     assert first.status == "ok" and first.version == "1" and first.predicted == "sport"
     assert first.input_kind == "text" and first.input_text == text
-    stats = first.input_stats  # cdl_gitlab.monitor.input_stats, as monitoring expects
+    stats = first.input_stats  # cdl_gitlab.features.input_stats, as monitoring expects
     assert stats["n_chars"] == len(text) and stats["n_tokens"] == 9
     assert stats["n_oov"] == 2 and stats["top_stems"]["the"] == 3
     assert set(first.probabilities) == {"politics", "sport", "tech"}

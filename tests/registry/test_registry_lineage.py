@@ -22,7 +22,7 @@ from cdl_gitlab.lineage import (
     hardware,
 )
 from cdl_gitlab.registry import LocalRegistry, RegistryError, open_registry
-from cdl_gitlab.registry.report import model_card
+from cdl_gitlab.registry.model_card import model_card
 
 
 def _lineage(commit: str = "c0ffee", accuracy: float = 0.81, **overrides) -> dict:

@@ -195,7 +195,7 @@ def report(app: AppContext, model_name: str | None, output: Path | None) -> None
     """The model card: every version with checkpoint ids, data, metrics and deployments."""
     from cdl_gitlab.fsutil import atomic_write_text
     from cdl_gitlab.registry import open_registry
-    from cdl_gitlab.registry.report import model_card
+    from cdl_gitlab.registry.model_card import model_card
 
     settings = app.settings
     card = model_card(open_registry(settings), model_name or settings.config.model.name)

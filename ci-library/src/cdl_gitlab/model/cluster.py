@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
@@ -30,6 +30,9 @@ from cdl_gitlab.fsutil import atomic_write_json
 from cdl_gitlab.model.config_lint import lint_config
 from cdl_gitlab.registry.base import ModelVersion, merge_metadata
 from cdl_gitlab.registry.determined_backend import DeterminedRegistry, connect, master_errors
+
+if TYPE_CHECKING:
+    from cdl_gitlab.config import Settings
 
 RECORD_FILE = "cluster-experiments.json"
 TERMINAL = {"COMPLETED", "CANCELED", "ERROR", "DELETED"}
@@ -61,7 +64,7 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def record_experiment(settings: Any, experiment_id: int, **fields: Any) -> None:
+def record_experiment(settings: Settings, experiment_id: int, **fields: Any) -> None:
     """Add or update the entry of ``experiment_id`` in ``cluster-experiments.json``."""
     path = settings.state_dir / RECORD_FILE
     with _locked(path):
@@ -75,7 +78,7 @@ def record_experiment(settings: Any, experiment_id: int, **fields: Any) -> None:
         atomic_write_json(path, data)
 
 
-def recorded_experiments(settings: Any) -> list[dict[str, Any]]:
+def recorded_experiments(settings: Settings) -> list[dict[str, Any]]:
     """The experiments this project submitted, oldest first."""
     path = settings.state_dir / RECORD_FILE
     if not path.exists():
@@ -135,7 +138,7 @@ def wait_for_experiment(
 
 
 def submit_experiment(
-    settings: Any,
+    settings: Settings,
     config_path: Path,
     context_dir: Path,
     *,
@@ -205,7 +208,7 @@ def _wall_seconds(session: Any, experiment_id: int) -> float:
 
 
 def register_best_checkpoint(
-    settings: Any,
+    settings: Settings,
     experiment_id: int,
     exp_conf: dict[str, Any],
     *,
@@ -281,7 +284,7 @@ class ClusterRun:
 
 
 def run_on_cluster(
-    settings: Any,
+    settings: Settings,
     config_path: Path,
     *,
     overrides: dict[str, Any] | None = None,
@@ -297,7 +300,7 @@ def run_on_cluster(
     return ClusterRun(experiment_id, register_best_checkpoint(settings, experiment_id, exp_conf))
 
 
-def register_cluster_experiment(settings: Any, experiment_id: int) -> ModelVersion:
+def register_cluster_experiment(settings: Settings, experiment_id: int) -> ModelVersion:
     """Register the best checkpoint of an experiment that ran on the master (submitted with
     the web UI, ``det``, or by another pipeline), with the config the master recorded."""
     master = settings.determined_master
