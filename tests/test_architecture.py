@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,3 +166,19 @@ def test_no_use_case_names_in_the_library(module: str) -> None:
     ]
     assert USE_CASE_NAMES.search(path.relative_to(PACKAGE).as_posix()) is None
     assert hits == [], "use-case names in the library:\n" + "\n".join(hits)
+
+
+def test_the_design_lives_in_the_repository() -> None:
+    """``docs/design.md`` is the design of record; nothing points to a design outside."""
+    repo = PACKAGE.parents[2]
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    assert (repo / "docs" / "design.md").is_file()
+    needle = "DESIGN" + ".md"  # written apart so that this file does not match itself
+    offenders = [
+        name
+        for name in tracked
+        if name and (repo / name).is_file() and needle in (repo / name).read_text(errors="ignore")
+    ]
+    assert offenders == [], f"files pointing to the old design outside the repository: {offenders}"
