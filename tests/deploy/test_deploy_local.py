@@ -113,7 +113,7 @@ def _port_of(process: subprocess.Popen) -> int:
 def test_foreground_serve_stops_cleanly_on_ctrl_c(text_project) -> None:
     port, metrics = local_server.free_port(), local_server.free_port()
     script = (
-        "import sys; from cdl_gitlab.cli import AppContext; "
+        "import sys; from cdl_gitlab.cli.app import AppContext; "
         "from cdl_gitlab.cli.deploy_cmd import deploy; "
         "deploy.main(sys.argv[1:], obj=AppContext(None, None), standalone_mode=True)"
     )

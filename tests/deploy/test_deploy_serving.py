@@ -187,7 +187,7 @@ def test_text_feedback_is_stored_beside_the_scoring_data(text_server) -> None:
 def test_cli_predict_and_stop_end_the_whole_process_group(text_server, tmp_path) -> None:
     from click.testing import CliRunner
 
-    from cdl_gitlab.cli import AppContext
+    from cdl_gitlab.cli.app import AppContext
     from cdl_gitlab.cli.deploy_cmd import deploy
 
     runner = CliRunner()

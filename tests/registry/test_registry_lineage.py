@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cdl_gitlab.cli import AppContext
+from cdl_gitlab.cli.app import AppContext
 from cdl_gitlab.cli.lineage_cmd import lineage as lineage_cmd
 from cdl_gitlab.cli.registry_cmd import parse_assignments
 from cdl_gitlab.cli.registry_cmd import registry as registry_cmd
