@@ -2,8 +2,9 @@
 
 Usage: python benchmarks/data_throughput.py [--bbc PATH] [--files N] [--runs R] [--tmp DIR]
 
-Measures ``cdl_gitlab.data.validate.validate_tree`` (read, decode/clean, validate, write kept items
-and summary.json) on folders laid out as the pipeline materializes them (``<class>/<file>``):
+Measures ``cdl_gitlab.data.steps.validate.validate_tree`` (read, decode/clean, validate, write
+kept items and summary.json) on folders laid out as the pipeline materializes them
+(``<class>/<file>``):
 the BBC archive (``--bbc``, ``$CDL_BBC_ARCHIVE`` or ../shared/datasets/bbc-fulltext.zip;
 skipped with a message if absent) and generated corpora of 2,225 and ``--files`` (default
 100,000) files with 2% bad items. Writing the input folders is not timed; the cost is mostly
@@ -22,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from cdl_gitlab.data.collect import read_source
-from cdl_gitlab.data.validate import Rules, validate_tree
+from cdl_gitlab.data.formats.archive import read_source
+from cdl_gitlab.data.steps.validate import Rules, validate_tree
 
 RULES = Rules(task="text", min_chars=100, max_bytes=1_000_000, extensions=("txt",))
 DEFAULT_BBC = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "bbc-fulltext.zip"

@@ -34,10 +34,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import yaml  # noqa: E402
 
 from cdl_gitlab.config import Settings, load_settings  # noqa: E402
-from cdl_gitlab.data import pipeline  # noqa: E402
 from cdl_gitlab.data.names import SPLITS, validated_repo  # noqa: E402
-from cdl_gitlab.data.runner import run_pipelines  # noqa: E402
-from cdl_gitlab.data.store import open_store  # noqa: E402
+from cdl_gitlab.data.pachyderm.runner import run_pipelines  # noqa: E402
+from cdl_gitlab.data.steps import pipeline  # noqa: E402
+from cdl_gitlab.data.stores import open_store  # noqa: E402
 from rendering import render, snapshot_template  # noqa: E402
 from use_cases.fashion_data import write_mirror  # noqa: E402
 

@@ -2,8 +2,8 @@
 
 Usage: python benchmarks/input_stats.py [--texts 2000] [--images 20000]
 
-Times :func:`cdl_gitlab.monitor.input_stats.text_stats` on an article-length text (~400 tokens,
-against a small vocabulary) and :func:`cdl_gitlab.monitor.input_stats.image_stats` on a 28x28
+Times :func:`cdl_gitlab.features.input_stats.text_stats` on an article-length text (~400 tokens,
+against a small vocabulary) and :func:`cdl_gitlab.features.input_stats.image_stats` on a 28x28
 image, and prints the mean cost per item in milliseconds (the budget the serving path was
 designed for: under 5 ms per text and 1 ms per image).
 """
@@ -15,10 +15,10 @@ import time
 
 import numpy as np
 
+from cdl_gitlab.features.input_stats import image_stats, text_stats, vocabulary_set
 from cdl_gitlab.features.labels import LabelEncoder
 from cdl_gitlab.features.state import FeatureState
 from cdl_gitlab.features.text import TextVectorizer
-from cdl_gitlab.monitor.input_stats import image_stats, text_stats, vocabulary_set
 
 SENTENCE = "market shares rose as the economy grew"
 

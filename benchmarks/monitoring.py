@@ -4,8 +4,9 @@ Usage: python benchmarks/monitoring.py [--rows 10000,100000,1000000] [--tmp DIR]
 
 For each size, a temporary SQLite scoring store is filled with bulk inserts (not timed): text
 records as the serving wrapper writes them (``input_stats`` from
-:func:`cdl_gitlab.monitor.input_stats.text_stats`, probabilities, latency), spread over 7 days, half
-of them from shifted traffic. Then :func:`cdl_gitlab.monitor.report.generate` is timed end to end:
+:func:`cdl_gitlab.features.input_stats.text_stats`, probabilities, latency), spread over 7 days,
+half of them from shifted traffic. Then :func:`cdl_gitlab.monitor.drift_report.generate` is timed
+end to end:
 the streamed read (needed columns only, ``yield_per`` chunks), the drift tests, the feedback
 join and the figures. Prints seconds and rows/s per size and the marginal cost per row
 between sizes (goal: linear, i.e. equal marginal costs, and 1M rows under 60 s on 2 cores).
@@ -27,13 +28,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy import insert
 
+from cdl_gitlab.features.input_stats import text_stats, vocabulary_set
 from cdl_gitlab.features.labels import LabelEncoder
 from cdl_gitlab.features.state import FeatureState
 from cdl_gitlab.features.text import TextVectorizer
 from cdl_gitlab.monitor.checks import Policy
-from cdl_gitlab.monitor.input_stats import text_stats, vocabulary_set
+from cdl_gitlab.monitor.drift_report import Served, generate
 from cdl_gitlab.monitor.reference import compute_reference
-from cdl_gitlab.monitor.report import Served, generate
 from cdl_gitlab.scoring import ScoringStore
 from cdl_gitlab.scoring.tables import scoring_records
 

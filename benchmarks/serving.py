@@ -39,8 +39,8 @@ from deploy_models import (  # noqa: E402
 )
 
 from cdl_gitlab.config import load_settings  # noqa: E402
-from cdl_gitlab.deploy import local  # noqa: E402
 from cdl_gitlab.deploy.loading import load_artifact  # noqa: E402
+from cdl_gitlab.serving import local_server  # noqa: E402
 
 
 def client(
@@ -138,8 +138,8 @@ def main() -> None:
         default=[2, 4],
         help="Comma-separated client counts, one load test each (default: 2,4).",
     )
-    parser.add_argument("--threads", type=int, default=local.DEFAULT_THREADS)
-    parser.add_argument("--workers", type=int, default=local.DEFAULT_WORKERS)
+    parser.add_argument("--threads", type=int, default=local_server.DEFAULT_THREADS)
+    parser.add_argument("--workers", type=int, default=local_server.DEFAULT_WORKERS)
     parser.add_argument("--project", type=Path, help="A trained CDL project (cdl.yaml folder).")
     parser.add_argument("--version", type=int, default=None)
     args = parser.parse_args()
@@ -158,24 +158,26 @@ def main() -> None:
             what = "news-sized PyTorch text baseline (synthetic)"
         texts = news_sized_texts(200, seed=3)
         os.environ["CDL_MAX_TEXT_CHARS"] = "100000"  # article-length inputs (server override)
-        info, process = local.serve(
+        info, process = local_server.serve(
             settings,
             version,
-            local.free_port(),
-            local.free_port(),
+            local_server.free_port(),
+            local_server.free_port(),
             workers=args.workers,
             threads=args.threads,
         )
         try:
             for text in texts[:20]:  # warm-up
-                local.post_json(local.predictions_url(info.url), {"data": {"ndarray": [text]}})
+                local_server.post_json(
+                    local_server.predictions_url(info.url), {"data": {"ndarray": [text]}}
+                )
             loads = {
                 clients: load_test(info.port, texts, args.requests, args.seconds, clients)
                 for clients in args.clients
             }
         finally:
-            local.stop(settings)
-            local.stop_group(process.pid, grace=5)
+            local_server.stop(settings)
+            local_server.stop_group(process.pid, grace=5)
         _, predictor = load_artifact(Path(info.artifact))
         predictor.predict_proba(texts[:5])
         raw = raw_predict(predictor, texts, args.requests, args.seconds)

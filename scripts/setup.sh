@@ -24,7 +24,7 @@ fi
 
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check "pip<26" "setuptools<81" wheel
-# torch first: pip takes the CPU wheel (DESIGN.md); a plain resolve would fetch a CUDA build.
+# torch first: pip takes the CPU wheel (docs/design.md); a plain resolve would fetch a CUDA build.
 "$VENV/bin/pip" install --quiet --disable-pip-version-check torch==2.13.0
 # The package under its former distribution name `cdl` (before 0.2.0) would shadow the command.
 "$VENV/bin/pip" uninstall --quiet --yes cdl >/dev/null 2>&1 || true

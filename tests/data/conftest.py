@@ -10,7 +10,7 @@ import pytest
 from data_helpers import create_project
 
 from cdl_gitlab.config import Settings
-from cdl_gitlab.data.local_store import LocalStore
+from cdl_gitlab.data.stores.local_store import LocalStore
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from cdl_gitlab.cli.data_cmd import data
 from cdl_gitlab.config import Settings, parse_config
 from cdl_gitlab.data.dataset import load_split, require_items
 from cdl_gitlab.data.errors import DataError, MissingDataError
-from cdl_gitlab.data.local_store import LocalStore
-from cdl_gitlab.data.pipeline import check_min_items
+from cdl_gitlab.data.steps.pipeline import check_min_items
+from cdl_gitlab.data.stores.local_store import LocalStore
 from cdl_gitlab.errors import ConfigError
 from cdl_gitlab.model.inputs import load_training_inputs
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from cdl_gitlab.config import Settings
-from cdl_gitlab.data.collect import collect, read_source
 from cdl_gitlab.data.errors import DataError
-from cdl_gitlab.data.local_store import LocalStore
-from cdl_gitlab.data.split import split, split_files
+from cdl_gitlab.data.formats.archive import read_source, split_files
+from cdl_gitlab.data.steps.collect import collect
+from cdl_gitlab.data.steps.split import split
+from cdl_gitlab.data.stores.local_store import LocalStore
 
 
 def _zip(path: Path, files: dict[str, bytes]) -> Path:
@@ -80,9 +81,9 @@ def test_collect_from_mirror_env_overrides_source(
     settings = make_project(source="http://unreachable.invalid/bbc.zip")
     monkeypatch.setenv("CDL_DATA_MIRROR", archive.as_uri())
     store = LocalStore(settings.state_dir / "data")
-    first = collect(settings, store)
+    first = collect(settings, store).commit
     assert first.file_count == 3
-    assert collect(settings, store).id == first.id  # unchanged source: same commit
+    assert collect(settings, store).commit.id == first.id  # unchanged source: same commit
 
 
 def test_collect_without_source(project: Settings, store: LocalStore) -> None:
@@ -110,9 +111,14 @@ def test_split_is_reproducible_stratified_and_deduplicated() -> None:
 def test_split_commits_with_provenance(project: Settings, store: LocalStore) -> None:
     store.create_repo("demo-raw")
     raw = store.put("demo-raw", "master", {f"c{i % 2}/{i}.txt": f"{i}".encode() for i in range(20)})
-    commits = split(project, store)
+    result = split(project, store)
+    commits = result.commits
+    assert result.lines == (
+        "split: 20 raw files, 0 exact duplicates removed, 0 conflicting duplicates dropped -> "
+        f"train 14 ({commits['train'].id[:12]}), test 6 ({commits['test'].id[:12]})",
+    )
     assert commits["train"].file_count + commits["test"].file_count == 20
     assert commits["test"].file_count == 6  # 10 * 0.25 rounded half up, per class
     for commit in commits.values():
         assert [str(ref) for ref in commit.provenance.inputs] == [f"demo-raw@{raw.id}"]
-    assert split(project, store) == commits  # reproducible: same ids
+    assert split(project, store).commits == commits  # reproducible: same ids

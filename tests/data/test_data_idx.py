@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cdl_gitlab.data import idx
+from cdl_gitlab.data.formats import idx_files as idx
 from cdl_gitlab.errors import CDLError
 
 RNG = np.random.default_rng(3)

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from cdl_gitlab.config import Settings, load_settings
+from cdl_gitlab.data.commits import DataVersion
 from cdl_gitlab.data.errors import DataError
 from cdl_gitlab.data.labeling import import_payload
 from cdl_gitlab.data.labels import FOLDER_LABELER, LabelStore, database_url, folder_labels
-from cdl_gitlab.data.model import DataVersion
 
 VERSION = DataVersion("demo-train-validate", "master", "c0ffee")
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from cdl_gitlab.config import Settings, load_settings
-from cdl_gitlab.data.deploy import deploy_pipelines
+from cdl_gitlab.data.commits import CommitRef, Provenance
 from cdl_gitlab.data.errors import DataError, NotFoundError
-from cdl_gitlab.data.model import CommitRef, Provenance
-from cdl_gitlab.data.pachyderm_store import PachydermStore
-from cdl_gitlab.data.spec import lint_spec
-from cdl_gitlab.data.store import open_store
+from cdl_gitlab.data.pachyderm.create_pipelines import deploy_pipelines
+from cdl_gitlab.data.pachyderm.spec import lint_spec
+from cdl_gitlab.data.stores import open_store
+from cdl_gitlab.data.stores.pachyderm_store import PachydermStore
 from fakes.pachd import FakePachd
 
 

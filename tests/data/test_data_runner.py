@@ -9,10 +9,10 @@ import pytest
 from data_helpers import make_corpus
 
 from cdl_gitlab.config import Settings, load_settings
+from cdl_gitlab.data.commits import CommitRef
 from cdl_gitlab.data.errors import DataError
-from cdl_gitlab.data.local_store import LocalStore
-from cdl_gitlab.data.model import CommitRef
-from cdl_gitlab.data.runner import glob_datums, load_pipelines, run_hash, run_pipelines
+from cdl_gitlab.data.pachyderm.runner import glob_datums, load_pipelines, run_hash, run_pipelines
+from cdl_gitlab.data.stores.local_store import LocalStore
 
 
 def _quiet(_: str) -> None:

@@ -12,7 +12,7 @@ from pachyderm_sdk.api import pfs, pps
 
 from cdl_gitlab.config import Settings
 from cdl_gitlab.data.errors import SpecError
-from cdl_gitlab.data.spec import expand_image, lint_files, lint_spec, spec_hash
+from cdl_gitlab.data.pachyderm.spec import expand_image, lint_files, lint_spec, spec_hash
 
 
 def sdk_spec() -> dict[str, Any]:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from cdl_gitlab.data.commits import CommitRef, Provenance
 from cdl_gitlab.data.errors import DataError, NotFoundError
-from cdl_gitlab.data.local_store import LocalStore
-from cdl_gitlab.data.model import CommitRef, Provenance
+from cdl_gitlab.data.stores.local_store import LocalStore
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ def test_crash_before_head_moves_keeps_head(
     local: LocalStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = local.put("raw", "master", {"a.txt": b"1"})
-    import cdl_gitlab.data.local_store as module
+    import cdl_gitlab.data.stores.local_store as module
 
     def failing(path: Path, text: str) -> Path:
         raise OSError("killed before the head moved (simulated)")

@@ -11,7 +11,7 @@ from data_helpers import make_corpus
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdl_gitlab.data.validate import Rules, check_item, validate_tree
+from cdl_gitlab.data.steps.validate import Rules, check_item, validate_tree
 
 RULES = Rules(task="text", min_chars=40, max_bytes=4000, extensions=("txt",))
 

@@ -81,13 +81,15 @@ class Served:
 
 
 def _serve(settings: Settings, scoring_url: str | None = None) -> Iterator[Served]:
-    from cdl_gitlab.deploy import local
+    from cdl_gitlab.serving import local_server
 
     previous = os.environ.get("CDL_SCORING_URL")
     if scoring_url:
         os.environ["CDL_SCORING_URL"] = scoring_url
     try:
-        info, process = local.serve(settings, 1, local.free_port(), local.free_port(), threads=2)
+        info, process = local_server.serve(
+            settings, 1, local_server.free_port(), local_server.free_port(), threads=2
+        )
     finally:
         if scoring_url:
             if previous is None:
@@ -97,8 +99,8 @@ def _serve(settings: Settings, scoring_url: str | None = None) -> Iterator[Serve
     try:
         yield Served(settings, info, scoring_url)
     finally:
-        local.stop(settings)
-        local.stop_group(process.pid, grace=5)
+        local_server.stop(settings)
+        local_server.stop_group(process.pid, grace=5)
 
 
 @pytest.fixture(scope="module")

@@ -105,7 +105,7 @@ def test_keras_tflite_compression(image_project) -> None:
 def test_cli_compress_prints_the_comparison(text_project, monkeypatch) -> None:
     from click.testing import CliRunner
 
-    from cdl_gitlab.cli import AppContext
+    from cdl_gitlab.cli.app import AppContext
     from cdl_gitlab.cli.deploy_cmd import deploy
 
     monkeypatch.setattr(
@@ -138,7 +138,7 @@ def test_on_determined_the_passed_gate_is_recorded_on_the_source_version(
 ) -> None:
     from click.testing import CliRunner
 
-    from cdl_gitlab.cli import AppContext
+    from cdl_gitlab.cli.app import AppContext
     from cdl_gitlab.cli.deploy_cmd import deploy
 
     files = {

@@ -19,12 +19,12 @@ def test_trained_text_model_is_packaged_compressed_and_served(tmp_path: Path) ->
     from model_fixtures import make_project
 
     from cdl_gitlab.config import load_settings
-    from cdl_gitlab.deploy import local
     from cdl_gitlab.deploy.compression import compress_version
     from cdl_gitlab.deploy.package import package_version
     from cdl_gitlab.model.train import train_local
     from cdl_gitlab.monitor.reference import load_reference
     from cdl_gitlab.registry import LocalRegistry
+    from cdl_gitlab.serving import local_server
 
     settings = make_project(tmp_path / "tiny", "pytorch", "text", hparams={"epochs": 6})
     config = settings.root / "cdl.yaml"
@@ -54,14 +54,17 @@ def test_trained_text_model_is_packaged_compressed_and_served(tmp_path: Path) ->
     assert result.comparison["test_data"] and result.comparison["accuracy"]["test_items"] > 0
     assert result.comparison["size_bytes"]["ratio"] < 1.0
 
-    info, process = local.serve(settings, result.version, local.free_port(), local.free_port())
+    info, process = local_server.serve(
+        settings, result.version, local_server.free_port(), local_server.free_port()
+    )
     try:
-        status, answer = local.post_json(
-            local.predictions_url(info.url), {"data": {"ndarray": ["some words to classify"]}}
+        status, answer = local_server.post_json(
+            local_server.predictions_url(info.url),
+            {"data": {"ndarray": ["some words to classify"]}},
         )
         assert status == 200, answer
         assert answer["meta"]["tags"]["version"] == str(result.version)
         assert answer["data"]["names"] == manifest.classes
     finally:
-        local.stop(settings)
-        local.stop_group(process.pid, grace=5)
+        local_server.stop(settings)
+        local_server.stop_group(process.pid, grace=5)

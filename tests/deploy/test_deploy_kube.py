@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from deploy_models import register
 
-from cdl_gitlab.cli import AppContext
+from cdl_gitlab.cli.app import AppContext
 from cdl_gitlab.cli.deploy_cmd import deploy
 from cdl_gitlab.deploy import kube
 from cdl_gitlab.registry import LocalRegistry, production_version

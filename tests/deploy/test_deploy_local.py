@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from cdl_gitlab.deploy import local
-from cdl_gitlab.deploy.local import ServeError
+from cdl_gitlab.serving import local_server
+from cdl_gitlab.serving.local_server import ServeError
 
 
 def test_port_in_use_is_refused_before_starting(text_project) -> None:
@@ -24,20 +24,20 @@ def test_port_in_use_is_refused_before_starting(text_project) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(ServeError, match=f"port {port} is in use"):
-            local.serve(text_project, 1, port, local.free_port())
-    assert local.read_server(text_project) is None
+            local_server.serve(text_project, 1, port, local_server.free_port())
+    assert local_server.read_server(text_project) is None
 
 
 def test_missing_wrapper_is_a_clear_error(text_project) -> None:
     (text_project.root / "deployment" / "NewsDemo.py").unlink()
     with pytest.raises(ServeError, match=r"NewsDemo\.py is missing"):
-        local.serve(text_project, 1, local.free_port(), local.free_port())
+        local_server.serve(text_project, 1, local_server.free_port(), local_server.free_port())
 
 
 def test_class_name_scheme() -> None:
-    assert local.model_class_name("news") == "News"
-    assert local.model_class_name("news-classifier") == "NewsClassifier"
-    assert local.model_class_name("bbc-news2") == "BbcNews2"
+    assert local_server.model_class_name("news") == "News"
+    assert local_server.model_class_name("news-classifier") == "NewsClassifier"
+    assert local_server.model_class_name("bbc-news2") == "BbcNews2"
 
 
 def test_predict_payloads(tmp_path: Path) -> None:
@@ -63,7 +63,7 @@ def test_server_that_dies_reports_its_log(text_project) -> None:
     message = str(info.value)
     assert "exited with code" in message or "did not answer" in message
     assert "classes.json does not match its checksum" in message
-    assert local.read_server(text_project) is None
+    assert local_server.read_server(text_project) is None
 
 
 def test_log_tail_keeps_an_error_that_scrolled_out_of_the_tail(tmp_path: Path) -> None:
@@ -75,31 +75,33 @@ def test_log_tail_keeps_an_error_that_scrolled_out_of_the_tail(tmp_path: Path) -
         *noise,
     ]
     log.write_text("\n".join(lines) + "\n")
-    excerpt = local.log_tail(log, lines=10).splitlines()
+    excerpt = local_server.log_tail(log, lines=10).splitlines()
     assert excerpt[:2] == [
         "errors logged earlier:",
         "cdl_gitlab.deploy.artifact.ArtifactError: classes.json does not match its checksum",
     ]
     assert excerpt[-10:] == noise[-10:]
     log.write_text("\n".join(noise) + "\n")
-    assert local.log_tail(log, lines=10).splitlines() == noise[-10:]
-    assert local.log_tail(tmp_path / "missing.log") == "(no server log)"
+    assert local_server.log_tail(log, lines=10).splitlines() == noise[-10:]
+    assert local_server.log_tail(tmp_path / "missing.log") == "(no server log)"
 
 
 def _serve_tampered(settings, artifact: Path) -> None:
-    process = local.start_server(
+    process = local_server.start_server(
         "NewsDemo",
         settings.root / "deployment",
         artifact,
-        port=local.free_port(),
-        metrics_port=local.free_port(),
+        port=local_server.free_port(),
+        metrics_port=local_server.free_port(),
         log_path=settings.state_dir / "logs" / "bad.log",
         scoring_url=None,
     )
     try:
-        local.wait_ready(process, _port_of(process), 90, settings.state_dir / "logs" / "bad.log")
+        local_server.wait_ready(
+            process, _port_of(process), 90, settings.state_dir / "logs" / "bad.log"
+        )
     finally:
-        local.stop_group(process.pid, grace=5)
+        local_server.stop_group(process.pid, grace=5)
 
 
 def _port_of(process: subprocess.Popen) -> int:
@@ -109,9 +111,9 @@ def _port_of(process: subprocess.Popen) -> int:
 
 @pytest.mark.slow
 def test_foreground_serve_stops_cleanly_on_ctrl_c(text_project) -> None:
-    port, metrics = local.free_port(), local.free_port()
+    port, metrics = local_server.free_port(), local_server.free_port()
     script = (
-        "import sys; from cdl_gitlab.cli import AppContext; "
+        "import sys; from cdl_gitlab.cli.app import AppContext; "
         "from cdl_gitlab.cli.deploy_cmd import deploy; "
         "deploy.main(sys.argv[1:], obj=AppContext(None, None), standalone_mode=True)"
     )
@@ -139,21 +141,21 @@ def test_foreground_serve_stops_cleanly_on_ctrl_c(text_project) -> None:
         while time.monotonic() < deadline and process.poll() is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ping", timeout=2):
-                    ready = local.read_server(text_project) is not None  # pid file written
+                    ready = local_server.read_server(text_project) is not None  # pid file written
             except OSError:
                 pass
             if ready:
                 break
             time.sleep(0.3)
         assert ready, process.stdout.read() if process.poll() is not None else "not ready"
-        info = local.read_server(text_project)
+        info = local_server.read_server(text_project)
         assert info.port == port
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
         assert process.returncode == 0, output
         assert "stopped" in output
-        assert not local._group_alive(info.pid)
-        assert local.read_server(text_project) is None
+        assert not local_server._group_alive(info.pid)
+        assert local_server.read_server(text_project) is None
     finally:
         if process.poll() is None:  # Ctrl-C also stops a server that is still starting
             process.send_signal(signal.SIGINT)
@@ -161,4 +163,4 @@ def test_foreground_serve_stops_cleanly_on_ctrl_c(text_project) -> None:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-        local.stop(text_project)
+        local_server.stop(text_project)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from cdl_gitlab.cli import AppContext
+from cdl_gitlab.cli.app import AppContext
 from cdl_gitlab.cli.deploy_cmd import deploy
 from cdl_gitlab.deploy.manifest import (
     ManifestError,

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from deploy_models import KNOWN_TEXTS, LINEAGE
 
-from cdl_gitlab.cli import AppContext
+from cdl_gitlab.cli.app import AppContext
 from cdl_gitlab.cli.deploy_cmd import deploy
 from cdl_gitlab.deploy.artifact import ArtifactError, read_manifest
 from cdl_gitlab.deploy.loading import load_artifact

@@ -16,8 +16,8 @@ import psutil
 import pytest
 from deploy_models import KNOWN_TEXTS, known_images
 
-from cdl_gitlab.deploy.local import post_json
 from cdl_gitlab.scoring import ScoringStore
+from cdl_gitlab.serving.local_server import post_json
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -145,7 +145,7 @@ def test_text_scoring_rows_in_sqlite(text_server) -> None:
     first = mine[0]
     assert first.status == "ok" and first.version == "1" and first.predicted == "sport"
     assert first.input_kind == "text" and first.input_text == text
-    stats = first.input_stats  # cdl_gitlab.monitor.input_stats, as monitoring expects
+    stats = first.input_stats  # cdl_gitlab.features.input_stats, as monitoring expects
     assert stats["n_chars"] == len(text) and stats["n_tokens"] == 9
     assert stats["n_oov"] == 2 and stats["top_stems"]["the"] == 3
     assert set(first.probabilities) == {"politics", "sport", "tech"}
@@ -188,7 +188,7 @@ def test_text_feedback_is_stored_beside_the_scoring_data(text_server) -> None:
 def test_cli_predict_and_stop_end_the_whole_process_group(text_server, tmp_path) -> None:
     from click.testing import CliRunner
 
-    from cdl_gitlab.cli import AppContext
+    from cdl_gitlab.cli.app import AppContext
     from cdl_gitlab.cli.deploy_cmd import deploy
 
     runner = CliRunner()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from cdl_gitlab.deploy.local import model_class_name
+from cdl_gitlab.serving.local_server import model_class_name
 from rendering import render, snapshot_template
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cdl_gitlab.deploy import validation as v
+from cdl_gitlab.serving import validation as v
 
 
 def _reason(call, *args) -> str:

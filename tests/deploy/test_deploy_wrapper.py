@@ -12,8 +12,8 @@ from deploy_models import KNOWN_TEXTS
 from seldon_core.flask_utils import SeldonMicroserviceException
 
 from cdl_gitlab.deploy.package import package_version
-from cdl_gitlab.deploy.server import SCORING_FAILURES, CDLModel
 from cdl_gitlab.scoring import ScoringStore
+from cdl_gitlab.serving.server import SCORING_FAILURES, CDLModel
 
 
 def _wrapper_class(settings, artifact: Path, monkeypatch: pytest.MonkeyPatch) -> type:

@@ -94,7 +94,7 @@ def ingest(settings: Settings, split: str, files: dict[str, bytes]) -> None:
     """Commit ``files`` to the split's validated repo and import folder labels for them."""
     from cdl_gitlab.data.labeling import generate_export, import_payload
     from cdl_gitlab.data.names import validated_repo
-    from cdl_gitlab.data.store import open_store
+    from cdl_gitlab.data.stores import open_store
 
     store = open_store(settings)
     repo = validated_repo(settings, split)

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from cdl_gitlab.features.image import ImageDecoder
+from cdl_gitlab.features.input_stats import image_stats, text_stats, vocabulary_set
 from cdl_gitlab.features.labels import LabelEncoder
 from cdl_gitlab.features.state import FeatureState
 from cdl_gitlab.features.text import TextVectorizer, stems
-from cdl_gitlab.monitor.input_stats import image_stats, text_stats, vocabulary_set
 from cdl_gitlab.scoring import ScoringRecord
 
 CLASSES = ["business", "sport", "tech"]

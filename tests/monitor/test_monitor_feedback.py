@@ -12,6 +12,7 @@ from monitor_data import CLASSES, make_texts, records, text_features, text_proba
 
 from cdl_gitlab.monitor import FeedbackError
 from cdl_gitlab.monitor.checks import Policy
+from cdl_gitlab.monitor.drift_report import Served, generate
 from cdl_gitlab.monitor.feedback import (
     FeedbackStore,
     live_accuracy,
@@ -20,7 +21,6 @@ from cdl_gitlab.monitor.feedback import (
     truth_labels,
 )
 from cdl_gitlab.monitor.reference import compute_reference
-from cdl_gitlab.monitor.report import Served, generate
 from cdl_gitlab.scoring import ScoringStore
 
 NOW = datetime.now(UTC)
@@ -140,7 +140,7 @@ def test_parse_seldon_feedback_json() -> None:
 
 
 class FeedbackModel:
-    """The part of the serving wrapper (cdl_gitlab.deploy.server.CDLModel) that takes feedback."""
+    """The part of the serving wrapper (cdl_gitlab.serving.server.CDLModel) that takes feedback."""
 
     def __init__(self, url: str) -> None:
         self.url = url

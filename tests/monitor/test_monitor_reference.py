@@ -18,8 +18,8 @@ from monitor_data import (
 )
 
 from cdl_gitlab.config import Settings
+from cdl_gitlab.features.input_stats import image_stats, text_stats, vocabulary_set
 from cdl_gitlab.monitor import MonitorError
-from cdl_gitlab.monitor.input_stats import image_stats, text_stats, vocabulary_set
 from cdl_gitlab.monitor.reference import (
     REFERENCE_FILE,
     artifact_reference_path,

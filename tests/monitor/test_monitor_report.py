@@ -25,8 +25,8 @@ from cdl_gitlab.cli import cli
 from cdl_gitlab.config import Settings
 from cdl_gitlab.monitor import MonitorError
 from cdl_gitlab.monitor.checks import Policy
+from cdl_gitlab.monitor.drift_report import Served, generate, parse_duration, window
 from cdl_gitlab.monitor.reference import compute_reference
-from cdl_gitlab.monitor.report import Served, generate, parse_duration, window
 from cdl_gitlab.registry import Checkpoint, open_registry
 from cdl_gitlab.scoring import ScoringStore, open_scoring_store
 

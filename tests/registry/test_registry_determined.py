@@ -12,7 +12,7 @@ import yaml
 
 from cdl_gitlab.config import load_settings
 from cdl_gitlab.data.names import validated_repo
-from cdl_gitlab.data.store import open_store
+from cdl_gitlab.data.stores import open_store
 from cdl_gitlab.errors import CDLError
 from cdl_gitlab.model.checkpoint import ModelSpec
 from cdl_gitlab.model.cluster import (

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cdl_gitlab.cli import AppContext
+from cdl_gitlab.cli.app import AppContext
 from cdl_gitlab.cli.lineage_cmd import lineage as lineage_cmd
 from cdl_gitlab.cli.registry_cmd import parse_assignments
 from cdl_gitlab.cli.registry_cmd import registry as registry_cmd
@@ -23,7 +23,7 @@ from cdl_gitlab.lineage import (
     hardware,
 )
 from cdl_gitlab.registry import LocalRegistry, RegistryError, open_registry
-from cdl_gitlab.registry.report import model_card
+from cdl_gitlab.registry.model_card import model_card
 
 
 def _lineage(commit: str = "c0ffee", accuracy: float = 0.81, **overrides) -> dict:

@@ -2,7 +2,8 @@
 
 Each class has a fixed 28x28 pattern (a few Gaussian blobs and a stripe texture); an item is
 its class pattern shifted by up to two pixels, scaled in brightness and noised. Written as
-the four canonical idx files with the real reader's counterpart, :func:`cdl_gitlab.data.idx.write`.
+the four canonical idx files with the real reader's counterpart,
+:func:`cdl_gitlab.data.formats.idx_files.write`.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cdl_gitlab.data import idx
-from cdl_gitlab.data.fashion import FILES
+from cdl_gitlab.data.formats import idx_files as idx
+from cdl_gitlab.data.formats.idx import FILES
 
 FASHION_CLASSES = [
     "T-shirt/top",

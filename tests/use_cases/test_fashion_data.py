@@ -16,11 +16,13 @@ import pytest
 from PIL import Image
 
 from cdl_gitlab.config import Settings, load_settings
-from cdl_gitlab.data import fashion, idx, pipeline
 from cdl_gitlab.data.dataset import load_split
 from cdl_gitlab.data.errors import DataError
+from cdl_gitlab.data.formats import idx_files as idx
+from cdl_gitlab.data.formats.idx import FILES, IDX_LABELER, IdxFormat, canonical_names, class_slug
 from cdl_gitlab.data.labels import LabelStore
-from cdl_gitlab.data.local_store import LocalStore
+from cdl_gitlab.data.steps import pipeline
+from cdl_gitlab.data.stores.local_store import LocalStore
 from rendering import render
 from use_cases.fashion_data import FASHION_CLASSES, write_mirror
 
@@ -78,18 +80,16 @@ def test_rendered_config_selects_the_idx_format(fashion_project) -> None:
     assert data.format == "idx"
     assert data.source == "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
     assert settings.config.model.classes == FASHION_CLASSES
-    assert [fashion.class_slug(name) for name in FASHION_CLASSES] == SLUGS
+    assert [class_slug(name) for name in FASHION_CLASSES] == SLUGS
 
 
 def test_pipeline_keeps_the_official_split(fashion_project, mirror: Path) -> None:
     settings, store, lines = fashion_project
     raw = store.resolve("fashion-test-raw", "master")
-    assert store.list_files(raw.repo, raw.id) == sorted(fashion.canonical_names())
+    assert store.list_files(raw.repo, raw.id) == sorted(canonical_names())
     assert any("keeps the source's train/test split" in line for line in lines)
     originals = {
-        split: idx.read_pair(
-            mirror / fashion.FILES[split]["images"], mirror / fashion.FILES[split]["labels"]
-        )
+        split: idx.read_pair(mirror / FILES[split]["images"], mirror / FILES[split]["labels"])
         for split in ("train", "test")
     }
     for split, count in (("train", N_TRAIN), ("test", N_TEST)):
@@ -110,7 +110,7 @@ def test_pipeline_keeps_the_official_split(fashion_project, mirror: Path) -> Non
 
 def test_labels_come_from_the_idx_label_files(fashion_project, mirror: Path) -> None:
     settings, store, _ = fashion_project
-    labels = idx.read_labels(mirror / fashion.FILES["train"]["labels"])
+    labels = idx.read_labels(mirror / FILES["train"]["labels"])
     train = load_split(settings, "train", store=store)
     assert len(train.items) == N_TRAIN and not train.unlabeled and not train.unknown_labels
     assert train.classes == FASHION_CLASSES
@@ -123,7 +123,7 @@ def test_labels_come_from_the_idx_label_files(fashion_project, mirror: Path) -> 
     finally:
         table.close()
     assert len(rows) == N_TEST
-    assert {row.labeler for row in rows} == {fashion.IDX_LABELER}
+    assert {row.labeler for row in rows} == {IDX_LABELER}
     assert {row.data_repo for row in rows} == {"fashion-test-test-validate"}
 
 
@@ -139,11 +139,11 @@ def test_uncompressed_mirror_by_file_url(render_project, monkeypatch, tmp_path: 
     plain = write_mirror(tmp_path / "plain", 20, 10, compress=False)
     settings = fresh_settings(render_project, monkeypatch, plain.as_uri())
     store = LocalStore(settings.state_dir / "data")
-    commit = fashion.collect(settings, store)
+    commit = IdxFormat(settings).collect(store).commit
     assert store.list_files(commit.repo, commit.id) == sorted(
-        name.removesuffix(".gz") for name in fashion.canonical_names()
+        name.removesuffix(".gz") for name in canonical_names()
     )
-    commits = fashion.split(settings, store)
+    commits = IdxFormat(settings).split(store).commits
     assert (commits["train"].file_count, commits["test"].file_count) == (20, 10)
 
 
@@ -164,7 +164,7 @@ def test_downloads_from_the_base_url(render_project, monkeypatch, tmp_path: Path
         (served / "data").mkdir()
         for path in served.glob("*.gz"):
             path.rename(served / "data" / path.name)
-        commit = fashion.collect(settings, LocalStore(settings.state_dir / "data"))
+        commit = IdxFormat(settings).collect(LocalStore(settings.state_dir / "data")).commit
     finally:
         server.shutdown()
         server.server_close()
@@ -180,16 +180,16 @@ def test_missing_and_damaged_files_are_rejected_before_any_commit(
     store = LocalStore(settings.state_dir / "data")
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataError, match=r"missing t10k-labels-idx1-ubyte\.gz"):
-        fashion.collect(settings, store)
+        IdxFormat(settings).collect(store)
     write_mirror(folder, 20, 10)
     images = folder / "train-images-idx3-ubyte.gz"
     images.write_bytes(images.read_bytes()[:-200])
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz: truncated gzip stream"):
-        fashion.collect(settings, store)
+        IdxFormat(settings).collect(store)
     write_mirror(folder, 20, 10)
     idx.write(folder / "t10k-labels-idx1-ubyte.gz", np.zeros(11, dtype=np.uint8), "labels")
     with pytest.raises(DataError, match=r"holds 10 images but .* holds 11 labels"):
-        fashion.collect(settings, store)
+        IdxFormat(settings).collect(store)
     assert "fashion-test-raw" not in store.list_repos() and store.list_repos() == []
 
 
@@ -201,13 +201,13 @@ def test_wrong_image_size_and_unknown_label_values(
     store = LocalStore(settings.state_dir / "data")
     idx.write(folder / "t10k-images-idx3-ubyte.gz", np.zeros((10, 32, 32), np.uint8), "images")
     with pytest.raises(DataError, match="images are 32x32 pixels, expected 28x28"):
-        fashion.collect(settings, store)
+        IdxFormat(settings).collect(store)
     write_mirror(folder, 20, 10)
     idx.write(folder / "train-labels-idx1-ubyte.gz", np.full(20, 12, np.uint8), "labels")
-    fashion.collect(settings, store)
+    IdxFormat(settings).collect(store)
     with pytest.raises(
         DataError,
         match=r"label value 12 \(item 0\) has no class: model.classes "
         r"names 10 classes",
     ):
-        fashion.split(settings, store)
+        IdxFormat(settings).split(store)

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import yaml
 
-from cdl_gitlab.data import fashion, idx
+from cdl_gitlab.data.formats import idx_files as idx
+from cdl_gitlab.data.formats.idx import FILES, png_bytes
 from use_cases.fashion_data import FASHION_CLASSES, write_mirror
 
 CDL = Path(sys.executable).with_name("cdl")
@@ -73,7 +74,7 @@ def test_fashion_use_case_end_to_end(render_project, tmp_path: Path) -> None:
     out = cdl(project, "model", "evaluate", env=env)
     assert "fashion-mnist v2 passes the gate" in out
 
-    from cdl_gitlab.deploy import local
+    from cdl_gitlab.serving import local_server
 
     out = cdl(project, "deploy", "compress", "--version", "2", env=env)
     assert "format           tflite (from v2)" in out
@@ -81,11 +82,9 @@ def test_fashion_use_case_end_to_end(render_project, tmp_path: Path) -> None:
     out = cdl(project, "deploy", "package", env=env)
     assert "packaged fashion-mnist v3 (tflite)" in out
 
-    test = idx.read_pair(
-        mirror / fashion.FILES["test"]["images"], mirror / fashion.FILES["test"]["labels"]
-    )
+    test = idx.read_pair(mirror / FILES["test"]["images"], mirror / FILES["test"]["labels"])
     images = test.images[:8]
-    port = local.free_port()
+    port = local_server.free_port()
     out = cdl(
         project,
         "deploy",
@@ -93,7 +92,7 @@ def test_fashion_use_case_end_to_end(render_project, tmp_path: Path) -> None:
         "--port",
         str(port),
         "--metrics-port",
-        str(local.free_port()),
+        str(local_server.free_port()),
         env=env,
     )
     assert "serving fashion-mnist v3" in out
@@ -107,15 +106,15 @@ def test_fashion_use_case_end_to_end(render_project, tmp_path: Path) -> None:
         probabilities = np.asarray(answer["data"]["ndarray"])
         assert probabilities.shape == (8, 10) and np.allclose(probabilities.sum(axis=1), 1, 1e-4)
         assert (probabilities.argmax(axis=1) == test.labels[:8]).mean() >= 0.75
-        url = local.predictions_url(f"http://127.0.0.1:{port}")
-        status, scaled = local.post_json(url, {"data": {"ndarray": (images / 255).tolist()}})
+        url = local_server.predictions_url(f"http://127.0.0.1:{port}")
+        status, scaled = local_server.post_json(url, {"data": {"ndarray": (images / 255).tolist()}})
         assert status == 200 and np.allclose(scaled["data"]["ndarray"], probabilities, atol=1e-4)
-        png = base64.b64encode(fashion.png_bytes(images[0])).decode()
-        status, single = local.post_json(url, {"binData": png})
+        png = base64.b64encode(png_bytes(images[0])).decode()
+        status, single = local_server.post_json(url, {"binData": png})
         assert status == 200, single
         assert single["data"]["tensor"]["shape"] == [1, 10]  # Seldon answers binData so
         assert np.allclose(single["data"]["tensor"]["values"], probabilities[0], atol=1e-4)
-        status, wrong = local.post_json(url, {"data": {"ndarray": [[1, 2, 3]]}})
+        status, wrong = local_server.post_json(url, {"data": {"ndarray": [[1, 2, 3]]}})
         assert status == 400 and "28x28" in wrong["status"]["info"]
     finally:
         cdl(project, "deploy", "stop", env=env)

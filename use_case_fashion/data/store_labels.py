@@ -7,8 +7,8 @@ profile, DSN from the secret named in the spec) and writes ``labels-import.json`
 
 from __future__ import annotations
 
+from cdl_gitlab.cli.scripts import run_script
 from cdl_gitlab.data.labeling import store_labels_step
-from cdl_gitlab.data.script import run_script
 
 if __name__ == "__main__":
     run_script(store_labels_step)

@@ -82,7 +82,7 @@ def main() -> None:
     info = det.get_cluster_info()
     if info is None or info.task_type != "TRIAL":
         # Off-cluster: the same run as `cdl model train` (local profile).
-        from cdl_gitlab.model.train import train_from_cli
+        from cdl_gitlab.cli.scripts import train_from_cli
 
         train_from_cli()
         return

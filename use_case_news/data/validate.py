@@ -9,8 +9,8 @@ to ``extra_check``.
 
 from __future__ import annotations
 
-from cdl_gitlab.data.script import run_script
-from cdl_gitlab.data.validate import run_step
+from cdl_gitlab.cli.scripts import run_script
+from cdl_gitlab.data.steps.validate import run_step
 
 
 def extra_check(path: str, content: bytes) -> str | None:

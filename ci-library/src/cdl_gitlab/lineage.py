@@ -15,10 +15,12 @@ import shutil
 import subprocess
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cdl_gitlab.errors import CDLError
-from cdl_gitlab.registry.base import ModelVersion
+
+if TYPE_CHECKING:
+    from cdl_gitlab.registry.base import ModelVersion
 
 SCHEMA_VERSION = 1
 DIRTY_FILES_SHOWN = 20

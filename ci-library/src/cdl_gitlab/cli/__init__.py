@@ -8,27 +8,19 @@ from pathlib import Path
 import click
 
 from cdl_gitlab import __version__
-from cdl_gitlab.config import Settings, load_settings
+from cdl_gitlab.cli import (
+    config_cmd,
+    data_cmd,
+    deploy_cmd,
+    lineage_cmd,
+    model_cmd,
+    monitor_cmd,
+    registry_cmd,
+    template_cmd,
+)
+from cdl_gitlab.cli.app import AppContext
 from cdl_gitlab.errors import CDLError
 from cdl_gitlab.logs import setup_logging
-
-
-class AppContext:
-    """What every subcommand gets: the global options and, on demand, the settings."""
-
-    def __init__(self, config_path: Path | None, profile: str | None) -> None:
-        self.config_path = config_path
-        self.profile_override = profile
-        self._settings: Settings | None = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = load_settings(self.config_path, self.profile_override)
-        return self._settings
-
-
-pass_app = click.make_pass_decorator(AppContext)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,29 +44,17 @@ def cli(ctx: click.Context, config_path: Path | None, profile: str | None, verbo
     ctx.obj = AppContext(config_path, profile)
 
 
-def _register_commands() -> None:
-    from cdl_gitlab.cli import (
-        config_cmd,
-        data_cmd,
-        deploy_cmd,
-        lineage_cmd,
-        model_cmd,
-        monitor_cmd,
-        registry_cmd,
-        template_cmd,
-    )
-
-    cli.add_command(config_cmd.config)
-    cli.add_command(data_cmd.data)
-    cli.add_command(deploy_cmd.deploy)
-    cli.add_command(monitor_cmd.monitor)
-    cli.add_command(model_cmd.model)
-    cli.add_command(lineage_cmd.lineage)
-    cli.add_command(registry_cmd.registry)
-    cli.add_command(template_cmd.template)
-
-
-_register_commands()
+for _group in (
+    config_cmd.config,
+    data_cmd.data,
+    deploy_cmd.deploy,
+    monitor_cmd.monitor,
+    model_cmd.model,
+    lineage_cmd.lineage,
+    registry_cmd.registry,
+    template_cmd.template,
+):
+    cli.add_command(_group)
 
 
 def main(argv: list[str] | None = None) -> None:

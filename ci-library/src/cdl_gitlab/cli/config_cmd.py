@@ -6,7 +6,7 @@ import json
 
 import click
 
-from cdl_gitlab.cli import AppContext, pass_app
+from cdl_gitlab.cli.app import AppContext, pass_app
 
 
 @click.group()

@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cdl_gitlab.cli import AppContext, pass_app
+from cdl_gitlab.cli.app import AppContext, pass_app
 from cdl_gitlab.errors import CDLError
 
 if TYPE_CHECKING:
-    from cdl_gitlab.data.store import DataStore
+    from cdl_gitlab.data.stores.base import DataStore
 
 
 def _store(app: AppContext) -> DataStore:
-    from cdl_gitlab.data.store import open_store
+    from cdl_gitlab.data.stores import open_store
 
     return open_store(app.settings)
 
@@ -29,8 +29,8 @@ def data() -> None:
 @data.command("collect")
 @pass_app
 def collect_cmd(app: AppContext) -> None:
-    """Collect the raw data into <prefix>-raw (runs the project's data/collect.py)."""
-    from cdl_gitlab.data import pipeline
+    """Collect the raw data into <prefix>-raw, in the project's data.format."""
+    from cdl_gitlab.data.steps import pipeline
 
     pipeline.collect(app.settings, _store(app), click.echo)
 
@@ -39,7 +39,7 @@ def collect_cmd(app: AppContext) -> None:
 @pass_app
 def split_cmd(app: AppContext) -> None:
     """Split <prefix>-raw into <prefix>-train and <prefix>-test (deduplicated, seeded)."""
-    from cdl_gitlab.data import pipeline
+    from cdl_gitlab.data.steps import pipeline
 
     pipeline.split(app.settings, _store(app), click.echo)
 
@@ -57,7 +57,7 @@ def split_cmd(app: AppContext) -> None:
 def run_cmd(app: AppContext, names: tuple[str, ...]) -> None:
     """Run the specs in data/pipelines locally (a no-op when inputs and spec are unchanged)."""
     from cdl_gitlab.data.errors import DataError
-    from cdl_gitlab.data.runner import run_pipelines
+    from cdl_gitlab.data.pachyderm.runner import run_pipelines
 
     if app.settings.profile == "cluster":
         raise DataError(
@@ -73,7 +73,7 @@ def run_cmd(app: AppContext, names: tuple[str, ...]) -> None:
 @click.pass_context
 def lint_cmd(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     """Strictly check pipeline specs (default: data/pipelines) against pachyderm-sdk."""
-    from cdl_gitlab.data.spec import lint_files
+    from cdl_gitlab.data.pachyderm.spec import lint_files
 
     targets = list(paths)
     if not targets:
@@ -96,7 +96,7 @@ def lint_cmd(ctx: click.Context, paths: tuple[Path, ...]) -> None:
 @pass_app
 def deploy_cmd(app: AppContext, dry_run: bool) -> None:
     """Create or update the pipelines on Pachyderm, with the image tag from $CDL_IMAGE_TAG."""
-    from cdl_gitlab.data.deploy import deploy_pipelines
+    from cdl_gitlab.data.pachyderm.create_pipelines import deploy_pipelines
 
     for name, spec in deploy_pipelines(app.settings, dry_run=dry_run):
         click.echo(json.dumps(spec, indent=2) if dry_run else f"{name}: created or updated")
@@ -106,7 +106,7 @@ def deploy_cmd(app: AppContext, dry_run: bool) -> None:
 @pass_app
 def pipeline_cmd(app: AppContext) -> None:
     """Collect -> split -> validate pipelines -> folder labels; print the summary."""
-    from cdl_gitlab.data import pipeline
+    from cdl_gitlab.data.steps import pipeline
 
     pipeline.run_all(app.settings, _store(app), click.echo)
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from cdl_gitlab.cli import AppContext, pass_app
-from cdl_gitlab.deploy.local import DEFAULT_THREADS, DEFAULT_WORKERS
+from cdl_gitlab.cli.app import AppContext, pass_app
 from cdl_gitlab.errors import CDLError
+from cdl_gitlab.serving.local_server import DEFAULT_THREADS, DEFAULT_WORKERS
 
 VERSION = click.option(
     "--version",
@@ -109,10 +109,10 @@ def serve(
     foreground: bool,
 ) -> None:
     """Serve a version with seldon-core-microservice on localhost."""
-    from cdl_gitlab.deploy import local
+    from cdl_gitlab.serving import local_server
 
     settings = app.settings
-    info, process = local.serve(
+    info, process = local_server.serve(
         settings,
         version,
         port,
@@ -132,13 +132,13 @@ def serve(
     try:
         code = process.wait()
     except KeyboardInterrupt:
-        local.stop(settings)
+        local_server.stop(settings)
         click.echo("stopped")
         return
-    local.server_file(settings).unlink(missing_ok=True)
-    raise local.ServeError(
+    local_server.server_file(settings).unlink(missing_ok=True)
+    raise local_server.ServeError(
         f"the model server exited with code {code}; last lines of {info.log}:\n"
-        f"{local.log_tail(Path(info.log))}"
+        f"{local_server.log_tail(Path(info.log))}"
     )
 
 
@@ -146,9 +146,9 @@ def serve(
 @pass_app
 def stop(app: AppContext) -> None:
     """Stop the local model server (its whole process group)."""
-    from cdl_gitlab.deploy import local
+    from cdl_gitlab.serving import local_server
 
-    info = local.stop(app.settings)
+    info = local_server.stop(app.settings)
     if info is None:
         click.echo("no model server is running")
     else:
@@ -184,18 +184,18 @@ def predict(
     app: AppContext, texts: tuple[str, ...], json_file: Path | None, url: str | None, raw: bool
 ) -> None:
     """POST inputs to the model server and print, per input, the class and its probability."""
-    from cdl_gitlab.deploy import local
+    from cdl_gitlab.serving import local_server
 
     payload = _payload(texts, json_file)
     if url is None:
-        info = local.read_server(app.settings)
+        info = local_server.read_server(app.settings)
         port = info.port if info else app.settings.config.deployment.local_port
         url = f"http://127.0.0.1:{port}"
-    status, answer = local.post_json(local.predictions_url(url), payload)
+    status, answer = local_server.post_json(local_server.predictions_url(url), payload)
     summary = None if raw or status != 200 else _prediction_lines(answer, _shown_inputs(payload))
     click.echo(summary or json.dumps(answer, indent=2))
     if status != 200:
-        raise local.ServeError(f"the model server answered HTTP {status}")
+        raise local_server.ServeError(f"the model server answered HTTP {status}")
 
 
 def _shown_inputs(payload: Any) -> list[str]:

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from cdl_gitlab.cli import AppContext, pass_app
+from cdl_gitlab.cli.app import AppContext, pass_app
 from cdl_gitlab.cli.registry_cmd import parse_version, version_record
 from cdl_gitlab.lineage import format_lineage
 from cdl_gitlab.registry import open_registry

@@ -9,18 +9,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cdl_gitlab.cli import AppContext, pass_app
+from cdl_gitlab.cli.app import AppContext, pass_app
 from cdl_gitlab.errors import CDLError
 
 if TYPE_CHECKING:
     from cdl_gitlab.config import Settings
     from cdl_gitlab.model.cluster import ClusterRun
-
-
-class GateFailed(CDLError):
-    """The evaluated version is below the accuracy threshold."""
-
-    exit_code = 1
 
 
 def _version(text: str | None) -> int | None:
@@ -156,7 +150,7 @@ def evaluate(
     no_fail: bool,
 ) -> None:
     """The evaluation gate: test metrics, registry metadata, report; fails below threshold."""
-    from cdl_gitlab.model.evaluate import evaluate_version
+    from cdl_gitlab.model.evaluate import GateFailed, evaluate_version
 
     result = evaluate_version(app.settings, model_name, _version(version), report_dir=report_dir)
     click.echo(result.message)
@@ -201,7 +195,7 @@ def report(app: AppContext, model_name: str | None, output: Path | None) -> None
     """The model card: every version with checkpoint ids, data, metrics and deployments."""
     from cdl_gitlab.fsutil import atomic_write_text
     from cdl_gitlab.registry import open_registry
-    from cdl_gitlab.registry.report import model_card
+    from cdl_gitlab.registry.model_card import model_card
 
     settings = app.settings
     card = model_card(open_registry(settings), model_name or settings.config.model.name)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from cdl_gitlab.cli import AppContext, pass_app
+from cdl_gitlab.cli.app import AppContext, pass_app
 from cdl_gitlab.monitor import DRIFT_EXIT_CODE
 
 
@@ -57,7 +57,7 @@ def report_cmd(
     as_json: bool,
 ) -> None:
     """Drift report of the served version: exit 0 (ok, warn, insufficient-data) or 3 (drift)."""
-    from cdl_gitlab.monitor.report import run_report
+    from cdl_gitlab.monitor.drift_report import run_report
 
     verdict, folder = run_report(
         app.settings,
@@ -96,8 +96,8 @@ def report_cmd(
 @pass_app
 def open_issue_cmd(app: AppContext, report_dir: Path | None) -> None:
     """File a GitLab issue for a drift report (a note on the open issue of the same episode)."""
+    from cdl_gitlab.monitor.drift_report import DEFAULT_OUT
     from cdl_gitlab.monitor.issue import open_issue
-    from cdl_gitlab.monitor.report import DEFAULT_OUT
 
     folder = report_dir or app.settings.path(DEFAULT_OUT)
     result = open_issue(app.settings, folder)

@@ -9,7 +9,7 @@ from typing import Any
 import click
 import yaml
 
-from cdl_gitlab.cli import AppContext, pass_app
+from cdl_gitlab.cli.app import AppContext, pass_app
 from cdl_gitlab.errors import CDLError
 from cdl_gitlab.registry import ModelVersion, in_production, merge_metadata, open_registry
 

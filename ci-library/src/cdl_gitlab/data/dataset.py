@@ -7,13 +7,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from cdl_gitlab.data.commits import Commit, DataVersion
 from cdl_gitlab.data.errors import MissingDataError
 from cdl_gitlab.data.labeling import validated_commit, validated_files
 from cdl_gitlab.data.labels import LabelStore, table_name
-from cdl_gitlab.data.model import Commit, DataVersion
 from cdl_gitlab.data.names import check_split, validated_repo
-from cdl_gitlab.data.store import DataStore, open_store
-from cdl_gitlab.data.validate import SUMMARY_FILE
+from cdl_gitlab.data.steps.validate import SUMMARY_FILE
+from cdl_gitlab.data.stores import DataStore, open_store
 
 if TYPE_CHECKING:
     from cdl_gitlab.config import Settings

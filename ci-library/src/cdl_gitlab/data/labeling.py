@@ -4,26 +4,27 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cdl_gitlab.data.commits import Commit, DataVersion
 from cdl_gitlab.data.errors import DataError
+from cdl_gitlab.data.formats import open_format
 from cdl_gitlab.data.labels import (
     ImportReport,
     LabelStore,
     dumps,
-    folder_labels,
     import_export,
     task_for,
 )
-from cdl_gitlab.data.model import Commit, DataVersion
 from cdl_gitlab.data.names import check_split, validated_repo
-from cdl_gitlab.data.validate import SUMMARY_FILE
+from cdl_gitlab.data.steps.validate import SUMMARY_FILE
 from cdl_gitlab.fsutil import atomic_write_json
 
 if TYPE_CHECKING:
     from cdl_gitlab.config import Settings
-    from cdl_gitlab.data.store import DataStore
+    from cdl_gitlab.data.stores.base import DataStore
 
 
 def validated_commit(
@@ -52,15 +53,10 @@ def export_tasks(settings: Settings, store: DataStore, split: str) -> list[dict[
 
 
 def generate_export(settings: Settings, store: DataStore, split: str) -> list[dict[str, Any]]:
-    """Folder-derived labels as a Label Studio export (dated by the data commit: stable);
-    with ``data.format: idx`` the labels come from the idx label files instead."""
+    """The labels the project's ``data.format`` knows (class folders, idx label files ...)
+    for the validated items of ``split``, as a Label Studio export."""
     commit, files = validated_files(settings, store, split)
-    if settings.config.data.format == "idx":
-        from cdl_gitlab.data.fashion import idx_export
-
-        return idx_export(settings, commit, files, store, split)
-    created = commit.created or "1970-01-01T00:00:00+00:00"
-    return folder_labels(files, settings.config.model.task, DataVersion.of(commit), created)
+    return open_format(settings).label_export(store, commit, files, split)
 
 
 def import_payload(
@@ -89,10 +85,22 @@ def read_export(path: Path) -> Any:
         raise DataError(f"{path}: not a readable Label Studio JSON export: {exc}") from exc
 
 
-def store_labels_step() -> ImportReport:
+@dataclass(frozen=True)
+class StoredLabels:
+    """What the ``*-store-labels`` step imported into the labels table of one split."""
+
+    split: str
+    report: ImportReport
+
+    def __str__(self) -> str:
+        rejected = [f"store-labels: rejected {message}" for message in self.report.rejected]
+        return "\n".join([*rejected, f"store-labels ({self.split}): {self.report}"])
+
+
+def store_labels_step() -> StoredLabels:
     """The ``*-store-labels`` step: /pfs/labels/*.json -> the labels table; report in /pfs/out."""
     from cdl_gitlab.config import load_settings
-    from cdl_gitlab.data.pfs import input_commit, pfs_path
+    from cdl_gitlab.data.pachyderm.pfs import input_commit, pfs_path
 
     settings = load_settings()
     split = check_split(os.environ.get("CDL_SPLIT", ""))
@@ -120,10 +128,7 @@ def store_labels_step() -> ImportReport:
             "rejected": total.rejected,
         },
     )
-    for message in total.rejected:
-        print(f"store-labels: rejected {message}")
-    print(f"store-labels ({split}): {total}")
-    return total
+    return StoredLabels(split, total)
 
 
 __all__ = ["dumps", "export_tasks", "generate_export", "import_payload", "store_labels_step"]

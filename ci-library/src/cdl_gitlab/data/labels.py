@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from cdl_gitlab.data.commits import DataVersion
 from cdl_gitlab.data.errors import DataError
-from cdl_gitlab.data.model import DataVersion
 from cdl_gitlab.data.names import check_split
 from cdl_gitlab.db import Schema, create_engine, ensure_schema, normalize_url, sqlite_url
 

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from cdl_gitlab.features.state import FEATURES_DIR, FeatureState
 from cdl_gitlab.fsutil import atomic_write_bytes, atomic_write_json
 from cdl_gitlab.model.checkpoint import SPEC_FILE, ModelSpec, read_spec
 from cdl_gitlab.model.predictor import Predictor, load_predictor
+
+if TYPE_CHECKING:
+    from cdl_gitlab.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +264,7 @@ def compare(
     }
 
 
-def test_inputs(settings: Any) -> tuple[list[Any], list[str], dict[str, Any]]:
+def test_inputs(settings: Settings) -> tuple[list[Any], list[str], dict[str, Any]]:
     """The held-out test set: raw inputs, labels and the data version they came from."""
     from cdl_gitlab.data.dataset import load_split
 
@@ -275,7 +278,7 @@ def test_inputs(settings: Any) -> tuple[list[Any], list[str], dict[str, Any]]:
 
 
 def compress_version(
-    settings: Any,
+    settings: Settings,
     version: int | None = None,
     *,
     registry: Any = None,

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cdl_gitlab.deploy.manifest import (
     ENVIRONMENTS,
@@ -36,6 +36,9 @@ from cdl_gitlab.deploy.manifest import (
 )
 from cdl_gitlab.errors import CDLError
 from cdl_gitlab.scoring import SCORING_URL_ENV, normalize_url
+
+if TYPE_CHECKING:
+    from cdl_gitlab.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +82,8 @@ def current_branch(root: Path) -> str | None:
     return branch if branch and branch != "HEAD" else None
 
 
-def check_branch(settings: Any, environment: str) -> None:
-    """Production deploys only from ``main`` (DESIGN.md); staging from any branch."""
+def check_branch(settings: Settings, environment: str) -> None:
+    """Production deploys only from ``main`` (docs/design.md); staging from any branch."""
     if environment != "production":
         return
     branch = current_branch(settings.root)
@@ -190,7 +193,7 @@ def _wait_for_deployment(kubectl: Kubectl, name: str, namespace: str, timeout: f
         time.sleep(APPEAR_POLL)
 
 
-def apply_manifest(settings: Any, manifest: Manifest) -> list[str]:
+def apply_manifest(settings: Settings, manifest: Manifest) -> list[str]:
     """Apply the scoring Secret and ``manifest``; wait for every Deployment to roll out."""
     env_name = settings.config.cluster.postgres_dsn_env
     dsn = normalize_url(settings.secret(env_name, "the scoring data store of the deployment"))
@@ -239,7 +242,7 @@ def deployment_entry(manifest: Manifest) -> dict[str, Any]:
 
 
 def apply(
-    settings: Any,
+    settings: Settings,
     registry: Any,
     environment: str,
     image: str,
@@ -267,7 +270,7 @@ def deployment_history(registry: Any, name: str, environment: str) -> list[tuple
 
 
 def rollback(
-    settings: Any,
+    settings: Settings,
     registry: Any,
     environment: str,
     applier: Callable[[Any, Manifest], list[str]] = apply_manifest,

@@ -19,11 +19,14 @@ import string
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from cdl_gitlab.errors import CDLError
+
+if TYPE_CHECKING:
+    from cdl_gitlab.config import Settings
 
 TEMPLATE = "deployment/seldondeployment.yaml"
 SCHEMA = "seldondeployment-v1.json"
@@ -57,7 +60,7 @@ class Manifest:
         return str(self.document["metadata"]["namespace"])
 
 
-def image_repository(settings: Any) -> str:
+def image_repository(settings: Settings) -> str:
     """``<image_prefix or $CI_REGISTRY_IMAGE>/<model name>``: where the serving image lives."""
     prefix = settings.config.cluster.image_prefix or os.environ.get("CI_REGISTRY_IMAGE", "")
     if not prefix:
@@ -89,7 +92,7 @@ def check_image(image: str) -> str:
     return image
 
 
-def resolve_image(settings: Any, image: str | None, tag: str | None) -> str:
+def resolve_image(settings: Settings, image: str | None, tag: str | None) -> str:
     """The pinned image from ``--image``, ``--tag`` or ``$CI_COMMIT_SHA``."""
     if image and tag:
         raise ManifestError("give either --image or --tag, not both")
@@ -109,11 +112,11 @@ def resolve_image(settings: Any, image: str | None, tag: str | None) -> str:
     return f"{image_repository(settings)}:{tag}"
 
 
-def deployment_name(settings: Any, environment: str) -> str:
+def deployment_name(settings: Settings, environment: str) -> str:
     return f"{settings.config.model.name}-{environment}"
 
 
-def scoring_secret_name(settings: Any) -> str:
+def scoring_secret_name(settings: Settings) -> str:
     return f"{settings.config.model.name}-scoring"
 
 
@@ -148,7 +151,7 @@ def validate_document(document: Any) -> None:
 
 
 def render_manifest(
-    settings: Any,
+    settings: Settings,
     environment: str,
     image: str,
     model_version: int | None = None,

@@ -6,7 +6,7 @@ import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from cdl_gitlab.deploy.artifact import (
 from cdl_gitlab.deploy.loading import load_format, predict_labels
 from cdl_gitlab.fsutil import atomic_write_json
 
+if TYPE_CHECKING:
+    from cdl_gitlab.config import Settings
+
 log = logging.getLogger(__name__)
 
 ARTIFACTS_DIR = "artifacts"
@@ -29,7 +32,7 @@ SUMMARY_ITEMS = 40
 SUMMARY_CHARS = 200
 
 
-def default_artifact_dir(settings: Any, name: str, version: int) -> Path:
+def default_artifact_dir(settings: Settings, name: str, version: int) -> Path:
     """Where ``cdl deploy serve`` keeps packaged versions: ``<state_dir>/artifacts/<name>-v<N>``."""
     return settings.state_dir / ARTIFACTS_DIR / f"{name}-v{version}"
 
@@ -72,7 +75,7 @@ def input_spec(task: str, checkpoint_dir: Path) -> dict[str, Any]:
     return {"kind": "image", "shape": list(state.transform.input_shape)}
 
 
-def serving_limits(settings: Any) -> dict[str, int]:
+def serving_limits(settings: Settings) -> dict[str, int]:
     deployment = settings.config.deployment
     return {
         "max_batch": deployment.max_batch,
@@ -136,7 +139,7 @@ def build_artifact(
 
 
 def package_version(
-    settings: Any, version: int | None = None, out: Path | None = None
+    settings: Settings, version: int | None = None, out: Path | None = None
 ) -> tuple[Path, ArtifactManifest]:
     """Export ``version`` (default: the latest) of the project's model into ``out``.
 
@@ -185,7 +188,7 @@ def package_version(
 
 
 def _reference_hook(
-    settings: Any, captured: list[dict[str, Any]]
+    settings: Settings, captured: list[dict[str, Any]]
 ) -> Callable[[Path, Any], dict[str, Any] | None] | None:
     """With monitoring on: reference statistics of the test split (kept in ``captured``)."""
     if not settings.config.monitoring.enabled:
@@ -202,7 +205,9 @@ def _reference_hook(
     return hook
 
 
-def ensure_packaged(settings: Any, version: int | None = None) -> tuple[Path, ArtifactManifest]:
+def ensure_packaged(
+    settings: Settings, version: int | None = None
+) -> tuple[Path, ArtifactManifest]:
     """The cached artifact of ``version`` (default: latest) under the state folder, packaged
     if it is missing or fails its checksums."""
     from cdl_gitlab.registry import open_registry

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
@@ -28,6 +28,9 @@ from cdl_gitlab.fsutil import atomic_write_json, file_lock
 from cdl_gitlab.model.config_lint import lint_config
 from cdl_gitlab.registry.base import ModelVersion, merge_metadata
 from cdl_gitlab.registry.determined_backend import DeterminedRegistry, connect, master_errors
+
+if TYPE_CHECKING:
+    from cdl_gitlab.config import Settings
 
 RECORD_FILE = "cluster-experiments.json"
 TERMINAL = {"COMPLETED", "CANCELED", "ERROR", "DELETED"}
@@ -48,7 +51,7 @@ def load_experiment_config(config_path: Path, overrides: dict[str, Any] | None) 
     return merge_metadata(config, overrides or {}, overwrite=True)
 
 
-def record_experiment(settings: Any, experiment_id: int, **fields: Any) -> None:
+def record_experiment(settings: Settings, experiment_id: int, **fields: Any) -> None:
     """Add or update the entry of ``experiment_id`` in ``cluster-experiments.json``."""
     path = settings.state_dir / RECORD_FILE
     with file_lock(path.with_name(path.name + ".lock")):
@@ -62,7 +65,7 @@ def record_experiment(settings: Any, experiment_id: int, **fields: Any) -> None:
         atomic_write_json(path, data)
 
 
-def recorded_experiments(settings: Any) -> list[dict[str, Any]]:
+def recorded_experiments(settings: Settings) -> list[dict[str, Any]]:
     """The experiments this project submitted, oldest first."""
     path = settings.state_dir / RECORD_FILE
     if not path.exists():
@@ -122,7 +125,7 @@ def wait_for_experiment(
 
 
 def submit_experiment(
-    settings: Any,
+    settings: Settings,
     config_path: Path,
     context_dir: Path,
     *,
@@ -192,7 +195,7 @@ def _wall_seconds(session: Any, experiment_id: int) -> float:
 
 
 def register_best_checkpoint(
-    settings: Any,
+    settings: Settings,
     experiment_id: int,
     exp_conf: dict[str, Any],
     *,
@@ -268,7 +271,7 @@ class ClusterRun:
 
 
 def run_on_cluster(
-    settings: Any,
+    settings: Settings,
     config_path: Path,
     *,
     overrides: dict[str, Any] | None = None,
@@ -284,7 +287,7 @@ def run_on_cluster(
     return ClusterRun(experiment_id, register_best_checkpoint(settings, experiment_id, exp_conf))
 
 
-def register_cluster_experiment(settings: Any, experiment_id: int) -> ModelVersion:
+def register_cluster_experiment(settings: Settings, experiment_id: int) -> ModelVersion:
     """Register the best checkpoint of an experiment that ran on the master (submitted with
     the web UI, ``det``, or by another pipeline), with the config the master recorded."""
     master = settings.determined_master

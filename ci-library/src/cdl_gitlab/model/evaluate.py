@@ -28,6 +28,12 @@ VERSION_ENV = "CDL_MODEL_VERSION"
 REPORT_DIR = "reports/model"
 
 
+class GateFailed(CDLError):
+    """The evaluated version is below the accuracy threshold."""
+
+    exit_code = 1
+
+
 @dataclass
 class Evaluation:
     """Test metrics of one model version and the gate's verdict."""
@@ -134,9 +140,9 @@ def evaluate_version(
 ) -> Evaluation:
     """Evaluate a registered version on the test split; record metrics and write the report."""
     from cdl_gitlab.data.dataset import load_split
+    from cdl_gitlab.model.evaluation_report import write_report
     from cdl_gitlab.model.inputs import item_fields
     from cdl_gitlab.model.predictor import load_predictor
-    from cdl_gitlab.model.reporting import write_report
     from cdl_gitlab.registry import open_registry
 
     name = model_name or settings.config.model.name

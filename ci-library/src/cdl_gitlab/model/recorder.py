@@ -1,5 +1,5 @@
-"""A :class:`~cdl_gitlab.model.local.RunListener` that records a trial in the experiment
-registry."""
+"""A :class:`~cdl_gitlab.model.offcluster_context.RunListener` that records a trial in the
+experiment registry."""
 
 from __future__ import annotations
 

@@ -16,9 +16,9 @@ logger = logging.getLogger(__name__)
 
 def data_version(settings: Settings, split: str, ref: str | None) -> dict[str, str]:
     """``{repo, branch, commit}`` of the validated ``split`` at ``ref`` (default: data branch)."""
+    from cdl_gitlab.data.commits import DataVersion
     from cdl_gitlab.data.labeling import validated_commit
-    from cdl_gitlab.data.model import DataVersion
-    from cdl_gitlab.data.store import open_store
+    from cdl_gitlab.data.stores import open_store
 
     version = DataVersion.of(validated_commit(settings, open_store(settings), split, ref))
     return {"repo": version.repo, "branch": version.branch, "commit": version.commit}

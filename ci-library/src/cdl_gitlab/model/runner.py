@@ -3,8 +3,8 @@
 PyTorch: ``det.pytorch.init()`` + ``Trainer(trial, context).fit(...)`` on the module's
 ``PyTorchTrial``. Keras: ``det.core.init(checkpoint_storage=...)`` + the module's
 ``train(core_context, hparams, data_config, length)`` (``DeterminedCallback`` inside).
-Either way the core context is instrumented (:mod:`cdl_gitlab.model.local`) so metrics and
-checkpoints reach a :class:`~cdl_gitlab.model.local.RunListener`.
+Either way the core context is instrumented (:mod:`cdl_gitlab.model.offcluster_context`) so
+metrics and checkpoints reach a :class:`~cdl_gitlab.model.offcluster_context.RunListener`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 from cdl_gitlab.config import CONFIG_ENV, PROFILE_ENV, Settings
 from cdl_gitlab.errors import CDLError
 from cdl_gitlab.model.expconf import TrainLength, entry_module
-from cdl_gitlab.model.local import RunListener, instrument
+from cdl_gitlab.model.offcluster_context import RunListener, instrument
 
 logger = logging.getLogger(__name__)
 

@@ -66,7 +66,7 @@ def require_training_data(settings: Settings, exp_conf: dict[str, Any], register
     the test split) of the config's data refs is missing or empty: one line naming what is
     missing and the command to run."""
     from cdl_gitlab.data.dataset import require_items
-    from cdl_gitlab.data.store import open_store
+    from cdl_gitlab.data.stores import open_store
 
     store = open_store(settings)
     data = exp_conf.get("data")
@@ -181,16 +181,3 @@ def train_on_cluster(
     if slots_per_trial(exp_conf) > 1:
         logger.info("distributed training on %d slots", slots_per_trial(exp_conf))
     return run_on_cluster(settings, config_path, overrides=overrides, register=register)
-
-
-def train_from_cli() -> None:
-    """Off-cluster ``python3 -m model.<entrypoint>``: the same as ``cdl model train``."""
-    from cdl_gitlab.config import load_settings
-    from cdl_gitlab.logs import setup_logging
-
-    setup_logging()
-    settings = load_settings()
-    config = resolve_config(settings, None, settings.config.training.config)
-    result = train_local(settings, config)
-    if result.version is not None:
-        print(f"registered {result.version.model} v{result.version.version}")

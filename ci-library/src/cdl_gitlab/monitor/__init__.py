@@ -1,8 +1,9 @@
 """Model monitoring and maintenance: drift reports from Scoring Data, feedback, issues.
 
 - :mod:`cdl_gitlab.monitor.reference`: reference statistics of a version, computed at packaging.
-- :mod:`cdl_gitlab.monitor.input_stats`: per-request input statistics the serving wrapper stores.
-- :mod:`cdl_gitlab.monitor.report`: ``cdl monitor report`` (drift checks, figures, verdict.json).
+- :mod:`cdl_gitlab.features.input_stats` (shared with serving): per-item input statistics.
+- :mod:`cdl_gitlab.monitor.drift_report`: ``cdl monitor report`` (drift checks, figures,
+  verdict.json).
 - :mod:`cdl_gitlab.monitor.feedback`: ground-truth labels (``scoring_feedback``), live accuracy.
 - :mod:`cdl_gitlab.monitor.issue`: ``cdl monitor open-issue`` (one GitLab issue per episode).
 

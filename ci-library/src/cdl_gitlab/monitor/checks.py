@@ -13,13 +13,16 @@ the worst status of the checks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cdl_gitlab.monitor.feedback import Accuracy
 from cdl_gitlab.monitor.live import LiveData
 from cdl_gitlab.monitor.stats import Comparison, Thresholds, compare_continuous, compare_counts
+
+if TYPE_CHECKING:
+    from cdl_gitlab.config import Settings
 
 OK, WARN, DRIFT, INSUFFICIENT = "ok", "warn", "drift", "insufficient-data"
 SEVERITY = {OK: 0, WARN: 1, DRIFT: 2}
@@ -55,7 +58,7 @@ class Policy:
     min_labels: int = 30
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Policy:
+    def from_settings(cls, settings: Settings) -> Policy:
         section = settings.config.monitoring
         floor = section.accuracy_floor
         return cls(
@@ -125,7 +128,7 @@ def feature_checks(
             if missing:
                 why += (
                     f"; {missing} records have no input_stats value for it (the serving "
-                    "wrapper does not record it: use cdl_gitlab.monitor.input_stats)"
+                    "wrapper does not record it: use cdl_gitlab.features.input_stats)"
                 )
             skipped.append({"check": name, "why": why})
             continue

@@ -14,11 +14,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cdl_gitlab.errors import CDLError
+from cdl_gitlab.monitor.drift_report import REPORT_FILE, VERDICT_FILE
 from cdl_gitlab.monitor.errors import MonitorError
-from cdl_gitlab.monitor.report import REPORT_FILE, VERDICT_FILE
+
+if TYPE_CHECKING:
+    from cdl_gitlab.config import Settings
 
 LABEL = "cdl-monitoring"
 MARKER = "cdl-monitor-episode"
@@ -32,7 +35,7 @@ class GitLabTarget:
     token: str
 
 
-def gitlab_target(settings: Any) -> GitLabTarget:
+def gitlab_target(settings: Settings) -> GitLabTarget:
     """Where issues go, from the CI variables or cdl.yaml; the token only from the environment."""
     section = settings.config.monitoring
     url = os.environ.get("CI_SERVER_URL") or section.gitlab_url
@@ -71,7 +74,7 @@ def marker(episode: str) -> str:
     return f"<!-- {MARKER}: {episode} -->"
 
 
-def lineage_text(settings: Any, model: str, version: int) -> str:
+def lineage_text(settings: Settings, model: str, version: int) -> str:
     """``cdl lineage`` of the served version, or why it could not be read."""
     from cdl_gitlab.lineage import format_lineage
     from cdl_gitlab.registry import open_registry
@@ -186,7 +189,7 @@ def file_issue(project: Any, verdict: dict[str, Any], body: str) -> tuple[str, A
     return "created", issue
 
 
-def open_issue(settings: Any, report_dir: Path) -> dict[str, Any]:
+def open_issue(settings: Settings, report_dir: Path) -> dict[str, Any]:
     """File (or update) the maintenance issue of the report in ``report_dir`` if it needs one."""
     verdict, report = load_report(report_dir)
     if not needs_issue(verdict):

@@ -14,15 +14,18 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cdl_gitlab.features.input_stats import image_stats, text_stats, vocabulary_set
 from cdl_gitlab.features.text import as_text
 from cdl_gitlab.fsutil import atomic_write_json
 from cdl_gitlab.monitor.errors import MonitorError
-from cdl_gitlab.monitor.input_stats import image_stats, text_stats, vocabulary_set
 from cdl_gitlab.monitor.stats import rounded, summarize
+
+if TYPE_CHECKING:
+    from cdl_gitlab.config import Settings
 
 SCHEMA = 1
 REFERENCE_FILE = "reference.json"
@@ -169,13 +172,13 @@ def attach_reference(registry: Any, name: str, version: int, reference: dict[str
     registry.add_metadata(name, version, {"monitoring": {"reference": reference}}, overwrite=True)
 
 
-def artifact_reference_path(settings: Any, name: str, version: int) -> Path:
+def artifact_reference_path(settings: Settings, name: str, version: int) -> Path:
     """``reference.json`` of the version's packaged artifact under the state folder."""
     return settings.state_dir / "artifacts" / f"{name}-v{version}" / REFERENCE_FILE
 
 
 def find_reference(
-    settings: Any,
+    settings: Settings,
     name: str,
     version: int,
     metadata: dict[str, Any] | None,
@@ -203,7 +206,7 @@ def find_reference(
 
 
 def reference_for_package(
-    settings: Any, checkpoint_dir: Path, predictor: Any, split: str = "test"
+    settings: Settings, checkpoint_dir: Path, predictor: Any, split: str = "test"
 ) -> dict[str, Any] | None:
     """Reference statistics of a version being packaged: the held-out ``split`` (the model
     never trained on it, so its confidence there is what live traffic should show), predicted

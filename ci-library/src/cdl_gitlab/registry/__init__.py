@@ -3,14 +3,14 @@
 Example::
 
     registry = open_registry(settings)
-    registry.create_model("news")
-    version = registry.register_version("news", Checkpoint(uuid, path), {"lineage": ...})
-    registry.add_metadata("news", version.version, {"test": {"accuracy": 0.93}})
+    registry.create_model("classifier")
+    version = registry.register_version("classifier", Checkpoint(uuid, path), {"lineage": ...})
+    registry.add_metadata("classifier", version.version, {"test": {"accuracy": 0.93}})
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cdl_gitlab.registry.base import (
     Checkpoint,
@@ -21,7 +21,10 @@ from cdl_gitlab.registry.base import (
     merge_metadata,
 )
 from cdl_gitlab.registry.determined_backend import DeterminedRegistry
-from cdl_gitlab.registry.local import LocalRegistry
+from cdl_gitlab.registry.local_backend import LocalRegistry
+
+if TYPE_CHECKING:
+    from cdl_gitlab.config import Settings
 
 __all__ = [
     "Checkpoint",
@@ -37,7 +40,7 @@ __all__ = [
 ]
 
 
-def open_registry(settings: Any) -> ModelRegistry:
+def open_registry(settings: Settings) -> ModelRegistry:
     """The profile's registry: local under ``<state_dir>/registry``, or Determined's."""
     if settings.profile == "cluster":
         return DeterminedRegistry(master=settings.determined_master)

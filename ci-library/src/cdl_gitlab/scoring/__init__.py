@@ -1,7 +1,7 @@
 """Scoring Data: every prediction request, its input summary, prediction and model version.
 
     store = open_scoring_store(settings)         # SQLite locally, PostgreSQL on the cluster
-    store.read(model="news", version="3")
+    store.read(model="classifier", version="3")
 
 The serving wrapper gets the store's URL from ``$CDL_SCORING_URL`` and writes through a
 :class:`ScoringWriter`, so that storing scoring data never fails or blocks a prediction.
@@ -9,7 +9,7 @@ The serving wrapper gets the store's URL from ``$CDL_SCORING_URL`` and writes th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cdl_gitlab.db import normalize_url, redact
 from cdl_gitlab.scoring.store import (
@@ -20,6 +20,9 @@ from cdl_gitlab.scoring.store import (
     ScoringStore,
 )
 from cdl_gitlab.scoring.writer import ScoringWriter
+
+if TYPE_CHECKING:
+    from cdl_gitlab.config import Settings
 
 SCORING_URL_ENV = "CDL_SCORING_URL"
 SQLITE_FILE = "scoring.sqlite"
@@ -39,7 +42,7 @@ __all__ = [
 ]
 
 
-def scoring_url(settings: Any) -> str:
+def scoring_url(settings: Settings) -> str:
     """The profile's store: ``<state_dir>/scoring.sqlite`` locally, the PostgreSQL DSN on the
     cluster (from the variable named by ``cluster.postgres_dsn_env``)."""
     if settings.profile == "cluster":
@@ -48,5 +51,5 @@ def scoring_url(settings: Any) -> str:
     return f"sqlite:///{settings.state_dir / SQLITE_FILE}"
 
 
-def open_scoring_store(settings: Any) -> ScoringStore:
+def open_scoring_store(settings: Settings) -> ScoringStore:
     return ScoringStore(scoring_url(settings))

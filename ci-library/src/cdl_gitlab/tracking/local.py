@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
@@ -20,6 +20,9 @@ from cdl_gitlab.db import create_engine, ensure_schema, sqlite_url, write_transa
 from cdl_gitlab.errors import CDLError
 from cdl_gitlab.tracking.tables import SCHEMA, checkpoints, experiments, rowid, trials
 from cdl_gitlab.tracking.tables import metrics as _metrics
+
+if TYPE_CHECKING:
+    from cdl_gitlab.config import Settings
 
 MetricGroup = Literal["training", "validation", "test"]
 TrialState = Literal["ACTIVE", "COMPLETED", "ERROR", "PRUNED", "CANCELED"]
@@ -277,6 +280,6 @@ class ExperimentRegistry:
         )
 
 
-def open_experiment_registry(settings: Any) -> ExperimentRegistry:
+def open_experiment_registry(settings: Settings) -> ExperimentRegistry:
     """The local experiment registry of the project (``<state_dir>/experiments.sqlite``)."""
     return ExperimentRegistry(settings.state_dir / "experiments.sqlite")

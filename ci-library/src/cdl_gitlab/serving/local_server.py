@@ -21,13 +21,16 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from cdl_gitlab.errors import CDLError
 from cdl_gitlab.fsutil import atomic_write_json
 from cdl_gitlab.scoring import SCORING_URL_ENV
+
+if TYPE_CHECKING:
+    from cdl_gitlab.config import Settings
 
 SERVER_FILE = "serve.json"
 DEPLOYMENT_DIR = "deployment"
@@ -65,14 +68,14 @@ DEFAULT_THREADS = 2
 
 
 def model_class_name(model_name: str) -> str:
-    """The wrapper's class (and module) name: ``news-classifier`` -> ``NewsClassifier``.
+    """The wrapper's class (and module) name: ``text-classifier`` -> ``TextClassifier``.
 
     The template names ``deployment/<ModelClass>.py`` with the same expression.
     """
     return model_name.title().replace("-", "")
 
 
-def wrapper_dir(settings: Any) -> Path:
+def wrapper_dir(settings: Settings) -> Path:
     """The project's ``deployment/`` folder, checked to hold the rendered wrapper."""
     folder = settings.root / DEPLOYMENT_DIR
     module = folder / f"{model_class_name(settings.config.model.name)}.py"
@@ -257,11 +260,11 @@ def stop_group(pgid: int, grace: float = 10.0) -> bool:
     return True
 
 
-def server_file(settings: Any) -> Path:
+def server_file(settings: Settings) -> Path:
     return settings.state_dir / SERVER_FILE
 
 
-def read_server(settings: Any) -> ServerInfo | None:
+def read_server(settings: Settings) -> ServerInfo | None:
     """The recorded server, or None (a stale record of a dead server is removed)."""
     path = server_file(settings)
     try:
@@ -275,7 +278,7 @@ def read_server(settings: Any) -> ServerInfo | None:
 
 
 def serve(
-    settings: Any,
+    settings: Settings,
     version: int | None = None,
     port: int | None = None,
     metrics_port: int | None = None,
@@ -332,7 +335,7 @@ def serve(
     return info, process
 
 
-def stop(settings: Any) -> ServerInfo | None:
+def stop(settings: Settings) -> ServerInfo | None:
     """Stop the recorded server (whole process group); None if none was running."""
     info = read_server(settings)
     if info is not None:

@@ -1,4 +1,5 @@
-"""The ``DataStore`` interface (ML Data) and ``open_store``, which picks the profile's backend.
+"""The ``DataStore`` interface (ML Data); :func:`cdl_gitlab.data.stores.open_store` picks the
+profile's backend.
 
 A store holds repos; a repo has branches; a branch points at its head commit; a commit is an
 immutable snapshot of files with a parent, a message and a provenance (input commits and the
@@ -12,13 +13,9 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
+from cdl_gitlab.data.commits import Commit, Provenance
 from cdl_gitlab.data.errors import DataError
-from cdl_gitlab.data.model import Commit, Provenance
-
-if TYPE_CHECKING:
-    from cdl_gitlab.config import Settings
 
 DEFAULT_BRANCH = "master"
 
@@ -131,14 +128,3 @@ class DataStore(abc.ABC):
 
     def provenance(self, repo: str, ref: str) -> Provenance:
         return self.resolve(repo, ref).provenance
-
-
-def open_store(settings: Settings) -> DataStore:
-    """The profile's store: the local store under ``<state_dir>/data`` or Pachyderm."""
-    if settings.profile == "cluster":
-        from cdl_gitlab.data.pachyderm_store import PachydermStore
-
-        return PachydermStore.from_address(settings.pachyderm_address)
-    from cdl_gitlab.data.local_store import LocalStore
-
-    return LocalStore(settings.state_dir / "data")

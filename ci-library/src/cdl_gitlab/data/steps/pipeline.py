@@ -1,72 +1,44 @@
 """The whole data pipeline: collect -> split -> validate pipelines -> labels, with a summary.
 
-``collect`` and ``split`` run the project's own ``data/collect.py`` / ``data/split.py`` when
-they exist (the project may customize them), else the library's steps.
+Every step reports through ``echo`` (the CLI passes ``click.echo``; the default logs).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from cdl_gitlab.data import collect as collect_mod
-from cdl_gitlab.data import split as split_mod
 from cdl_gitlab.data.errors import DataError
 from cdl_gitlab.data.labeling import generate_export, import_payload
 from cdl_gitlab.data.labels import dumps
 from cdl_gitlab.data.names import SPLITS, labels_repo, split_repo, validated_repo
-from cdl_gitlab.data.runner import load_pipelines, run_pipelines
-from cdl_gitlab.data.validate import SUMMARY_FILE
+from cdl_gitlab.data.pachyderm.runner import load_pipelines, run_pipelines
+from cdl_gitlab.data.steps.collect import collect as collect_step
+from cdl_gitlab.data.steps.split import split as split_step
+from cdl_gitlab.data.steps.validate import SUMMARY_FILE
 
 if TYPE_CHECKING:
     from cdl_gitlab.config import Settings
-    from cdl_gitlab.data.store import DataStore
+    from cdl_gitlab.data.formats import CollectResult, SplitResult
+    from cdl_gitlab.data.stores.base import DataStore
+
+log = logging.getLogger(__name__)
 
 Echo = Callable[[str], None]
 
 
-def run_project_step(
-    settings: Settings, name: str, fallback: Callable[[], Any], echo: Echo = print
-) -> None:
-    """Run ``data/<name>.py`` of the project if present, else ``fallback``."""
-    script = settings.root / "data" / f"{name}.py"
-    if not script.is_file():
-        fallback()
-        return
-    env = {
-        **os.environ,
-        "CDL_CONFIG": str(settings.root / "cdl.yaml"),
-        "CDL_PROFILE": settings.profile,
-    }
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=settings.root,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.stdout:
-        echo(result.stdout.rstrip("\n"))
-    if result.returncode != 0:
-        lines = result.stderr.strip().splitlines()
-        errors = [
-            line.removeprefix("cdl: error: ") for line in lines if line.startswith("cdl: error: ")
-        ]
-        detail = errors[-1] if errors else "\n".join(lines[-15:])
-        raise DataError(f"data/{name}.py (exit code {result.returncode}): {detail}")
+def collect(settings: Settings, store: DataStore, echo: Echo = log.info) -> CollectResult:
+    result = collect_step(settings, store)
+    echo(str(result))
+    return result
 
 
-def collect(settings: Settings, store: DataStore, echo: Echo = print) -> None:
-    run_project_step(settings, "collect", lambda: collect_mod.collect(settings, store), echo)
-
-
-def split(settings: Settings, store: DataStore, echo: Echo = print) -> None:
-    run_project_step(settings, "split", lambda: split_mod.split(settings, store), echo)
+def split(settings: Settings, store: DataStore, echo: Echo = log.info) -> SplitResult:
+    result = split_step(settings, store)
+    echo(str(result))
+    return result
 
 
 def validation_summary(settings: Settings, store: DataStore, split: str) -> dict[str, Any]:
@@ -74,7 +46,7 @@ def validation_summary(settings: Settings, store: DataStore, split: str) -> dict
     return json.loads(store.read(repo, settings.config.data.branch, SUMMARY_FILE))
 
 
-def label(settings: Settings, store: DataStore, echo: Echo) -> None:
+def label(settings: Settings, store: DataStore, echo: Echo = log.info) -> None:
     """Folder labels for both splits, through the store-labels pipelines if the project has them."""
     pipelines = load_pipelines(settings.root)
     for name in SPLITS:
@@ -125,8 +97,8 @@ def check_min_items(settings: Settings, results: dict[str, dict[str, Any]]) -> N
     raise DataError(f"{message}, then run `cdl data pipeline` again")
 
 
-def run_all(settings: Settings, store: DataStore, echo: Echo = print) -> dict[str, Any]:
-    """Collect, split, validate and label; prints one line per split and returns the
+def run_all(settings: Settings, store: DataStore, echo: Echo = log.info) -> dict[str, Any]:
+    """Collect, split, validate and label; echoes one line per split and returns the
     summary. Raises :class:`DataError` when a split kept fewer than ``data.min_items``."""
     collect(settings, store, echo)
     split(settings, store, echo)

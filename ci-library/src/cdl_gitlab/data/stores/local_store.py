@@ -34,9 +34,9 @@ from typing import Any
 
 from filelock import FileLock
 
+from cdl_gitlab.data.commits import Commit, Provenance
 from cdl_gitlab.data.errors import DataError, NotFoundError
-from cdl_gitlab.data.model import Commit, Provenance
-from cdl_gitlab.data.store import (
+from cdl_gitlab.data.stores.base import (
     DataStore,
     check_branch_name,
     check_repo_name,

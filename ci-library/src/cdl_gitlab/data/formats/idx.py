@@ -1,9 +1,9 @@
-"""Data sets in the idx format (``data.format: idx``): Fashion-MNIST, MNIST and the like.
+"""The ``idx`` format (``data.format: idx``): the four MNIST-style idx files.
 
 - collect: the four files :data:`FILES` from a local mirror (``CDL_DATA_MIRROR`` /
   ``data.mirror``: a folder or ``file://`` URL; uncompressed copies without ``.gz`` work
   too) or from ``data.source`` (a base URL; downloaded once with progress), each checked by
-  :mod:`cdl_gitlab.data.idx`, committed unchanged to ``<prefix>-raw``.
+  :mod:`cdl_gitlab.data.formats.idx_files`, committed unchanged to ``<prefix>-raw``.
 - split: the source's own train/test split is kept (no re-splitting). Every image of the raw
   commit becomes ``<class-folder>/<index>.png`` in ``<prefix>-train`` / ``<prefix>-test``,
   with provenance to the raw commit. ``<index>`` is the item's position in its idx file; the
@@ -25,16 +25,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cdl_gitlab.data import idx
-from cdl_gitlab.data.collect import _local_path, download
+from cdl_gitlab.data.commits import Commit, DataVersion, Provenance
 from cdl_gitlab.data.errors import DataError
+from cdl_gitlab.data.formats import idx_files as idx
+from cdl_gitlab.data.formats.base import CollectResult, DataFormat, SplitResult
 from cdl_gitlab.data.labels import choice_annotation, task_for
-from cdl_gitlab.data.model import Commit, DataVersion, Provenance
 from cdl_gitlab.data.names import SPLITS, raw_repo, split_repo
+from cdl_gitlab.data.sources import configured_source, download, local_path
 
 if TYPE_CHECKING:
     from cdl_gitlab.config import Settings
-    from cdl_gitlab.data.store import DataStore
+    from cdl_gitlab.data.stores.base import DataStore
 
 log = logging.getLogger(__name__)
 
@@ -103,13 +104,13 @@ def _member(files: dict[str, Any], name: str) -> str | None:
 
 def locate(settings: Settings) -> dict[str, Path]:
     """Local copies of the four files (canonical name -> path), downloading them if needed."""
-    source = settings.data_mirror or settings.config.data.source
+    source = configured_source(settings)
     if not source:
         raise DataError(
             "no data source: set data.source (a base URL) or data.mirror in "
             "cdl.yaml, or CDL_DATA_MIRROR (a folder with the four idx files)"
         )
-    local = _local_path(source)
+    local = local_path(source)
     if local is not None:
         if not local.is_dir():
             raise DataError(
@@ -131,36 +132,9 @@ def locate(settings: Settings) -> dict[str, Path]:
     paths: dict[str, Path] = {}
     for name in canonical_names():
         url = base + name
-        print(f"collect: {url}")
+        log.info("collect: %s", url)
         paths[name] = download(url, settings.state_dir / "downloads")
     return paths
-
-
-def collect(settings: Settings, store: DataStore) -> Commit:
-    """Check the four idx files and commit them unchanged to ``<prefix>-raw``."""
-    paths = locate(settings)
-    shape = image_shape(settings)
-    counts = {}
-    for split_name in SPLITS:
-        images, labels = (paths[FILES[split_name][kind]] for kind in ("images", "labels"))
-        blocks = idx.iter_pair(images, labels, (str(images), str(labels)), shape)
-        counts[split_name] = sum(len(block) for block, _ in blocks)
-    repo = raw_repo(settings)
-    store.create_repo(repo, "raw data as collected: the four idx files")
-    # downloads are cached as <hash>-<name>: commit them under their own names
-    files = {
-        name.removesuffix(".gz") if not path.name.endswith(".gz") else name: path.read_bytes()
-        for name, path in paths.items()
-    }
-    source = settings.data_mirror or settings.config.data.source
-    commit = store.put(
-        repo, settings.config.data.branch, files, f"collect {len(files)} idx files from {source}"
-    )
-    print(
-        f"collect: {len(files)} idx files (train {counts['train']}, test {counts['test']} "
-        f"images) -> {repo}@{commit.id[:12]}"
-    )
-    return commit
 
 
 # ---------------------------------------------------------------- split (the given one)
@@ -202,40 +176,6 @@ def iter_items(
             index += 1
 
 
-def split(settings: Settings, store: DataStore, ref: str | None = None) -> dict[str, Commit]:
-    """Write the raw commit's train and test images to ``<prefix>-train`` / ``<prefix>-test``."""
-    data = settings.config.data
-    raw_name = raw_repo(settings)
-    raw = store.resolve(raw_name, ref or data.branch)
-    files = store.read_many(raw_name, raw.id)
-    params = {
-        "format": "idx",
-        "layout": LAYOUT,
-        "classes": list(settings.config.model.classes),
-        "image_size": list(data.validation.image_size),
-    }
-    spec_hash = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
-    provenance = Provenance(inputs=(raw.ref,), spec_hash=spec_hash)
-    commits: dict[str, Commit] = {}
-    digests: dict[str, set[str]] = {}
-    for name in SPLITS:
-        items = dict(iter_items(settings, files, raw, name))
-        digests[name] = {hashlib.sha256(content).hexdigest() for content in items.values()}
-        repo = split_repo(settings, name)
-        store.create_repo(repo, f"{name} set of {raw_name} (the source's own split)")
-        commits[name] = store.put(
-            repo, data.branch, items, f"{name} set of {raw_name}@{raw.id[:12]} as PNG", provenance
-        )
-        print(f"split: {name} {len(items)} images -> {repo}@{commits[name].id[:12]}")
-    shared = len(digests["train"] & digests["test"])
-    print(
-        f"split: data.format idx keeps the source's train/test split of "
-        f"{raw_name}@{raw.id[:12]} (no re-splitting); {shared} test image(s) also occur "
-        "in train (kept, as published)"
-    )
-    return commits
-
-
 # ---------------------------------------------------------------- labels from the idx file
 def source_raw_commit(settings: Settings, store: DataStore, validated: Commit) -> Commit:
     """The raw commit a validated commit descends from (via provenance), else the raw head."""
@@ -255,36 +195,111 @@ def source_raw_commit(settings: Settings, store: DataStore, validated: Commit) -
     return store.resolve(raw_name, settings.config.data.branch)
 
 
-def idx_export(
-    settings: Settings, validated: Commit, files: dict[str, bytes], store: DataStore, split: str
-) -> list[dict[str, Any]]:
-    """A Label Studio export labelling each validated ``<folder>/<index>.png`` from the idx
-    label file of the raw commit it came from (dated by that commit: stable)."""
-    raw = source_raw_commit(settings, store, validated)
-    name = FILES[split]["labels"]
-    raw_files = {key: b"" for key in store.list_files(raw.repo, raw.id)}
-    key = _member(raw_files, name)
-    if key is None:
-        raise DataError(f"{raw.repo}@{raw.id[:12]} has no {name}")
-    labels = idx.read_labels(store.read(raw.repo, raw.id, key), key)
-    classes = class_names(settings, labels, key)
-    folders = folder_names(classes)
-    version = DataVersion.of(validated)
-    created = raw.created or "1970-01-01T00:00:00+00:00"
-    export = []
-    for path in sorted(files):
-        match = _ITEM.match(path)
-        if match is None or int(match.group(1)) >= len(labels):
-            log.warning("%s: not an item of %s (%s): left unlabelled", path, key, LAYOUT)
-            continue
-        index = int(match.group(1))
-        label = int(labels[index])
-        if PurePosixPath(path).parent.name != folders[label]:
-            log.warning("%s: folder differs from its idx label %r", path, classes[label])
-        entry = task_for(path, files[path], "image", version)
-        entry["data"]["idx"] = {"file": key, "index": index}
-        entry["annotations"] = [
-            choice_annotation(entry["id"], IDX_LABELER, created, classes[label])
-        ]
-        export.append(entry)
-    return export
+class IdxFormat(DataFormat):
+    """``data.format: idx``: the four idx files, the source's own train/test split."""
+
+    name = "idx"
+
+    def collect(self, store: DataStore) -> CollectResult:
+        """Check the four idx files and commit them unchanged to ``<prefix>-raw``."""
+        settings = self.settings
+        paths = locate(settings)
+        shape = image_shape(settings)
+        counts = {}
+        for split_name in SPLITS:
+            images, labels = (paths[FILES[split_name][kind]] for kind in ("images", "labels"))
+            blocks = idx.iter_pair(images, labels, (str(images), str(labels)), shape)
+            counts[split_name] = sum(len(block) for block, _ in blocks)
+        repo = raw_repo(settings)
+        store.create_repo(repo, "raw data as collected: the four idx files")
+        # downloads are cached as <hash>-<name>: commit them under their own names
+        files = {
+            name.removesuffix(".gz") if not path.name.endswith(".gz") else name: path.read_bytes()
+            for name, path in paths.items()
+        }
+        source = configured_source(settings)
+        commit = store.put(
+            repo,
+            settings.config.data.branch,
+            files,
+            f"collect {len(files)} idx files from {source}",
+        )
+        line = (
+            f"collect: {len(files)} idx files (train {counts['train']}, test {counts['test']} "
+            f"images) -> {repo}@{commit.id[:12]}"
+        )
+        return CollectResult(commit, (line,))
+
+    def split(self, store: DataStore, ref: str | None = None) -> SplitResult:
+        """Write the raw commit's train and test images to ``<prefix>-train`` / ``-test``."""
+        settings = self.settings
+        data = settings.config.data
+        raw_name = raw_repo(settings)
+        raw = store.resolve(raw_name, ref or data.branch)
+        files = store.read_many(raw_name, raw.id)
+        params = {
+            "format": "idx",
+            "layout": LAYOUT,
+            "classes": list(settings.config.model.classes),
+            "image_size": list(data.validation.image_size),
+        }
+        spec_hash = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+        provenance = Provenance(inputs=(raw.ref,), spec_hash=spec_hash)
+        commits: dict[str, Commit] = {}
+        digests: dict[str, set[str]] = {}
+        lines = []
+        for name in SPLITS:
+            items = dict(iter_items(settings, files, raw, name))
+            digests[name] = {hashlib.sha256(content).hexdigest() for content in items.values()}
+            repo = split_repo(settings, name)
+            store.create_repo(repo, f"{name} set of {raw_name} (the source's own split)")
+            commits[name] = store.put(
+                repo,
+                data.branch,
+                items,
+                f"{name} set of {raw_name}@{raw.id[:12]} as PNG",
+                provenance,
+            )
+            lines.append(f"split: {name} {len(items)} images -> {repo}@{commits[name].id[:12]}")
+        shared = len(digests["train"] & digests["test"])
+        lines.append(
+            f"split: data.format idx keeps the source's train/test split of "
+            f"{raw_name}@{raw.id[:12]} (no re-splitting); {shared} test image(s) also occur "
+            "in train (kept, as published)"
+        )
+        return SplitResult(commits, tuple(lines))
+
+    def label_export(
+        self, store: DataStore, validated: Commit, files: dict[str, bytes], split: str
+    ) -> list[dict[str, Any]]:
+        """Label each validated ``<folder>/<index>.png`` from the idx label file of the raw
+        commit it came from (dated by that commit: stable)."""
+        settings = self.settings
+        raw = source_raw_commit(settings, store, validated)
+        name = FILES[split]["labels"]
+        raw_files = {key: b"" for key in store.list_files(raw.repo, raw.id)}
+        key = _member(raw_files, name)
+        if key is None:
+            raise DataError(f"{raw.repo}@{raw.id[:12]} has no {name}")
+        labels = idx.read_labels(store.read(raw.repo, raw.id, key), key)
+        classes = class_names(settings, labels, key)
+        folders = folder_names(classes)
+        version = DataVersion.of(validated)
+        created = raw.created or "1970-01-01T00:00:00+00:00"
+        export = []
+        for path in sorted(files):
+            match = _ITEM.match(path)
+            if match is None or int(match.group(1)) >= len(labels):
+                log.warning("%s: not an item of %s (%s): left unlabelled", path, key, LAYOUT)
+                continue
+            index = int(match.group(1))
+            label = int(labels[index])
+            if PurePosixPath(path).parent.name != folders[label]:
+                log.warning("%s: folder differs from its idx label %r", path, classes[label])
+            entry = task_for(path, files[path], "image", version)
+            entry["data"]["idx"] = {"file": key, "index": index}
+            entry["annotations"] = [
+                choice_annotation(entry["id"], IDX_LABELER, created, classes[label])
+            ]
+            export.append(entry)
+        return export

@@ -11,8 +11,8 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from cdl_gitlab.data.runner import load_pipelines, order
-from cdl_gitlab.data.spec import expand_image
+from cdl_gitlab.data.pachyderm.runner import load_pipelines, order
+from cdl_gitlab.data.pachyderm.spec import expand_image
 
 if TYPE_CHECKING:
     from pachyderm_sdk import Client
@@ -38,7 +38,7 @@ def deploy_pipelines(
     if dry_run:
         return specs
     if client is None:
-        from cdl_gitlab.data.pachyderm_store import PachydermStore
+        from cdl_gitlab.data.stores.pachyderm_store import PachydermStore
 
         client = PachydermStore.from_address(settings.pachyderm_address).client
     for _name, spec in specs:

@@ -31,8 +31,7 @@ from seldon_core.user_model import SeldonNotImplementedError, SeldonResponse
 
 from cdl_gitlab.deploy.artifact import ArtifactManifest, read_manifest
 from cdl_gitlab.deploy.loading import Predictor, load_artifact
-from cdl_gitlab.deploy.validation import InvalidRequest, check_payload, parse_images, parse_texts
-from cdl_gitlab.monitor.input_stats import image_stats, text_stats, vocabulary_set
+from cdl_gitlab.features.input_stats import image_stats, text_stats, vocabulary_set
 from cdl_gitlab.scoring import (
     SCORING_URL_ENV,
     STATUS_OK,
@@ -42,6 +41,7 @@ from cdl_gitlab.scoring import (
     ScoringWriter,
     redact,
 )
+from cdl_gitlab.serving.validation import InvalidRequest, check_payload, parse_images, parse_texts
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ import fnmatch
 import hashlib
 import itertools
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -32,14 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cdl_gitlab.data.commits import Commit, CommitRef, Provenance
 from cdl_gitlab.data.errors import DataError, SpecError
-from cdl_gitlab.data.model import Commit, CommitRef, Provenance
-from cdl_gitlab.data.pfs import PFS_ROOT_ENV
-from cdl_gitlab.data.spec import lint_spec, load_spec_file, spec_files, spec_hash
-from cdl_gitlab.data.store import DEFAULT_BRANCH, DataStore
+from cdl_gitlab.data.pachyderm.pfs import PFS_ROOT_ENV
+from cdl_gitlab.data.pachyderm.spec import lint_spec, load_spec_file, spec_files, spec_hash
+from cdl_gitlab.data.stores.base import DEFAULT_BRANCH, DataStore
 
 if TYPE_CHECKING:
     from cdl_gitlab.config import Settings
+
+log = logging.getLogger(__name__)
 
 PIPELINES_DIR = "data/pipelines"
 
@@ -290,7 +293,7 @@ def _run_datum(
 
 
 def run_pipeline(
-    pipeline: Pipeline, settings: Settings, store: DataStore, echo: Callable[[str], None] = print
+    pipeline: Pipeline, settings: Settings, store: DataStore, echo: Callable[[str], None] = log.info
 ) -> RunResult:
     """Run one pipeline on the current heads of its inputs (or report it is up to date)."""
     spec = pipeline.spec
@@ -351,7 +354,7 @@ def run_pipelines(
     settings: Settings,
     store: DataStore,
     names: list[str] | None = None,
-    echo: Callable[[str], None] = print,
+    echo: Callable[[str], None] = log.info,
 ) -> list[RunResult]:
     """Run the named pipelines (default: all), upstream ones first."""
     pipelines = load_pipelines(settings.root)

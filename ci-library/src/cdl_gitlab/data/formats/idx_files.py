@@ -1,4 +1,4 @@
-"""The idx file format of MNIST and Fashion-MNIST, gzip-compressed or not.
+"""The idx file format of MNIST-style data sets, gzip-compressed or not.
 
 An idx file is a 4-byte big-endian magic number (two zero bytes, a type code, the number
 of dimensions), one big-endian uint32 per dimension, then the items as a C-ordered array.

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cdl_gitlab.data.errors import DataError
+
 if TYPE_CHECKING:
     from cdl_gitlab.config import Settings
 
@@ -84,6 +86,13 @@ class Summary:
             "discarded_items": self.discarded_items,
             "repaired_items": self.repaired_items,
         }
+
+    def __str__(self) -> str:
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.reasons.items())) or "none"
+        return (
+            f"validate: {self.total} items, kept {self.kept}, discarded "
+            f"{self.total - self.kept} ({reasons})"
+        )
 
 
 def check_text(data: bytes, rules: Rules) -> Verdict:
@@ -190,17 +199,11 @@ def validate_tree(src: Path, out: Path, rules: Rules, extra: ExtraCheck | None =
 def run_step(input_name: str = "data", extra: ExtraCheck | None = None) -> Summary:
     """The pipeline step: ``/pfs/<input_name>`` -> ``/pfs/out`` with the rules of cdl.yaml."""
     from cdl_gitlab.config import load_settings
-    from cdl_gitlab.data.pfs import pfs_path
+    from cdl_gitlab.data.pachyderm.pfs import pfs_path
 
     settings = load_settings()
     src, out = pfs_path(input_name), pfs_path("out")
     if not src.is_dir():
-        raise SystemExit(f"validate: input folder {src} does not exist")
+        raise DataError(f"validate: input folder {src} does not exist")
     out.mkdir(parents=True, exist_ok=True)
-    summary = validate_tree(src, out, Rules.from_settings(settings), extra)
-    reasons = ", ".join(f"{k}={v}" for k, v in sorted(summary.reasons.items())) or "none"
-    print(
-        f"validate: {summary.total} items, kept {summary.kept}, discarded "
-        f"{summary.total - summary.kept} ({reasons})"
-    )
-    return summary
+    return validate_tree(src, out, Rules.from_settings(settings), extra)

@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cdl_gitlab.fsutil import atomic_write_json, atomic_write_text
 from cdl_gitlab.monitor import plots
@@ -40,6 +40,9 @@ from cdl_gitlab.monitor.feedback import Accuracy, live_accuracy
 from cdl_gitlab.monitor.live import LiveData, as_utc, read_live
 from cdl_gitlab.monitor.reference import find_reference
 from cdl_gitlab.monitor.stats import percentiles
+
+if TYPE_CHECKING:
+    from cdl_gitlab.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +93,7 @@ class Served:
     production: bool
 
 
-def served_version(settings: Any, model: str, version: int | None) -> Served:
+def served_version(settings: Settings, model: str, version: int | None) -> Served:
     """``version`` of ``model``, else the production version, else the latest."""
     from cdl_gitlab.registry import in_production, open_registry, production_version
 
@@ -422,7 +425,7 @@ def generate(
 
 
 def run_report(
-    settings: Any,
+    settings: Settings,
     *,
     model: str | None = None,
     version: int | None = None,
