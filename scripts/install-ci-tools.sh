@@ -7,6 +7,9 @@
 #   - the release tools (.venv-release): the library release pipeline's pinned build, twine,
 #     setuptools and wheel (its `RELEASE_TOOLS`, so the job finds them installed), and
 #     pypiserver, the local package index the release test uploads to
+#   - the MLflow tracking server (.venv-mlflow): the full `mlflow` package (its server pins
+#     conflict with the training stack; the main venv has only the mlflow-skinny client) and
+#     psycopg2-binary for a PostgreSQL backend store; the mlflow registry tests start it
 # Usage: scripts/install-ci-tools.sh [--check]   (--check: report, install nothing)
 set -euo pipefail
 
@@ -18,6 +21,10 @@ TOOLS_VENV="${CDL_TOOLS_VENV:-$ROOT/.venv-tools}"
 RELEASE_VENV="${CDL_RELEASE_VENV:-$ROOT/.venv-release}"
 # the library pipeline's RELEASE_TOOLS variable (ci-library/.gitlab-ci.yml), plus the index
 RELEASE_TOOLS="$(sed -n 's/^  RELEASE_TOOLS: //p' "$ROOT/ci-library/.gitlab-ci.yml") pypiserver==2.4.2"
+MLFLOW_VENV="${CDL_MLFLOW_VENV:-$ROOT/.venv-mlflow}"
+# the server matches the client pin in template/constraints.txt
+MLFLOW_VERSION="$(sed -n 's/^mlflow-skinny==//p' "$ROOT/template/constraints.txt")"
+MLFLOW_TOOLS="mlflow==$MLFLOW_VERSION psycopg2-binary==2.9.13"
 PYTHON="${PYTHON:-python3}"
 CHECK_ONLY=0
 [[ "${1:-}" == "--check" ]] && CHECK_ONLY=1
@@ -97,5 +104,31 @@ else
   release_tools_ok || { log "release tools install failed"; exit 1; }
 fi
 
+# -- MLflow tracking server -------------------------------------------------------------
+mlflow_ok() {
+  [[ -x "$MLFLOW_VENV/bin/mlflow" ]] && "$MLFLOW_VENV/bin/python" - $MLFLOW_TOOLS <<'PY'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+for pin in sys.argv[1:]:
+    name, _, wanted = pin.partition("==")
+    try:
+        if version(name) != wanted:
+            sys.exit(1)
+    except PackageNotFoundError:
+        sys.exit(1)
+PY
+}
+if mlflow_ok; then
+  log "MLflow server ($MLFLOW_TOOLS): $MLFLOW_VENV"
+elif (( CHECK_ONLY )); then
+  log "MLflow server ($MLFLOW_TOOLS): missing in $MLFLOW_VENV"; missing=1
+else
+  log "MLflow server: installing $MLFLOW_TOOLS into $MLFLOW_VENV"
+  [[ -x "$MLFLOW_VENV/bin/pip" ]] || "$PYTHON" -m venv "$MLFLOW_VENV"
+  "$MLFLOW_VENV/bin/pip" install --quiet --disable-pip-version-check $MLFLOW_TOOLS \
+    2> >(grep -v "^WARNING: Location" >&2)
+  mlflow_ok || { log "MLflow server install failed"; exit 1; }
+fi
+
 if (( CHECK_ONLY )); then exit "$missing"; fi
-log "done: gitlab-ci-local=$GCL check-jsonschema=$CJS release tools=$RELEASE_VENV"
+log "done: gitlab-ci-local=$GCL check-jsonschema=$CJS release tools=$RELEASE_VENV mlflow=$MLFLOW_VENV"

@@ -278,5 +278,11 @@ class ExperimentRegistry:
 
 
 def open_experiment_registry(settings: Any) -> ExperimentRegistry:
-    """The local experiment registry of the project (``<state_dir>/experiments.sqlite``)."""
-    return ExperimentRegistry(settings.state_dir / "experiments.sqlite")
+    """The local experiment registry of the project (``<state_dir>/experiments.sqlite``),
+    mirrored to the MLflow server with ``registry.backend: mlflow``."""
+    path = settings.state_dir / "experiments.sqlite"
+    if getattr(settings, "registry_backend", None) == "mlflow":
+        from cdl_gitlab.tracking.mlflow_tracker import MlflowExperimentRegistry
+
+        return MlflowExperimentRegistry(path, settings.config.model.name)
+    return ExperimentRegistry(path)

@@ -1,0 +1,150 @@
+"""The ``mlflow`` registry backend through the real MLflow client, against a fake of GitLab's
+MLflow endpoint at the HTTP boundary: every operation of the ModelRegistry interface, errors,
+and only REST paths of GitLab's subset."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cdl_gitlab.mlflow_support import GITLAB_SUPPORTED, MlflowError, gitlab_supports
+from cdl_gitlab.registry import (
+    ModelRegistry,
+    RegistryError,
+    in_production,
+    open_registry,
+    production_version,
+)
+from cdl_gitlab.registry.mlflow_backend import MlflowRegistry
+from fakes.gitlab_mlflow import FakeGitLabMlflow
+
+
+@pytest.fixture
+def gitlab(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitLabMlflow]:
+    with FakeGitLabMlflow(token="glpat-mlflow") as fake:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", fake.tracking_uri)
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "glpat-mlflow")
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        monkeypatch.delenv("CDL_REGISTRY", raising=False)
+        yield fake
+
+
+def unsupported(calls: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [call for call in calls if not gitlab_supports(*call)]
+
+
+def test_supported_list_matches_the_issue_and_rejects_the_rest() -> None:
+    assert gitlab_supports("POST", "/api/2.0/mlflow/runs/log-batch")
+    assert gitlab_supports("PUT", "/api/2.0/mlflow-artifacts/artifacts/candidate_1/ckpt.tar.gz")
+    for method, path in [
+        ("POST", "/api/2.0/mlflow/runs/update"),  # set_terminated
+        ("GET", "/api/2.0/mlflow/runs/get"),
+        ("POST", "/api/2.0/mlflow/model-versions/set-tag"),
+        ("POST", "/api/2.0/mlflow/registered-models/alias"),
+        ("POST", "/api/2.0/mlflow/model-versions/transition-stage"),
+        ("POST", "/api/2.0/mlflow/logged-models"),
+        ("GET", "/api/3.0/mlflow/server-info"),
+        ("GET", "/api/2.0/mlflow/registered-models/search"),
+    ]:
+        assert not gitlab_supports(method, path), path
+    assert len({path for _, path in GITLAB_SUPPORTED}) == len(GITLAB_SUPPORTED) - 1  # GET+PUT
+
+
+def test_open_registry_follows_registry_backend(settings, monkeypatch, gitlab) -> None:
+    assert not isinstance(open_registry(settings), MlflowRegistry)
+    monkeypatch.setenv("CDL_REGISTRY", "mlflow")
+    assert isinstance(open_registry(settings), MlflowRegistry)
+    monkeypatch.setenv("CDL_REGISTRY", "wandb")
+    with pytest.raises(Exception, match="CDL_REGISTRY='wandb': use one of local, determined"):
+        open_registry(settings)
+
+
+def test_every_operation_on_gitlabs_subset(gitlab, make_checkpoint, tmp_path: Path) -> None:
+    registry = MlflowRegistry()
+    assert isinstance(registry, ModelRegistry) and registry.stores_files
+    lineage = {
+        "code": {"commit": "c0ffee", "branch": "dev"},
+        "data": {"train": {"repo": "news-train-validate", "branch": "master", "commit": "d1"}},
+        "hardware": {"cpu_cores": 2, "gpu_count": 0},
+        "environment": {"python": "3.11", "packages": {"torch": "2.13.0"}},
+        "cost": {"wall_seconds": 12.5, "device_hours": 0.003},
+    }
+    first = registry.register_version(
+        "news",
+        make_checkpoint("ckpt-1"),
+        {"metrics": {"validation": {"accuracy": 0.8}}, "lineage": lineage, "big": "x" * 9000},
+    )
+    second = registry.register_version("news", make_checkpoint("ckpt-2"), {"k": 1})
+    assert (first.version, second.version) == (1, 2)
+    assert registry.list_models() == ["news"]
+    assert [v.checkpoint_uuid for v in registry.list_versions("news")] == ["ckpt-1", "ckpt-2"]
+    assert registry.get_version("news").version == 2
+    assert registry.get_version("news", 1).metadata["big"] == "x" * 9000  # over 3 tags
+
+    # GitLab's model versions: semver from gitlab.version, source and run id dropped
+    assert [v["version"] for v in gitlab.versions["news"]] == ["1.0.0", "2.0.0"]
+    version_run = next(
+        run
+        for run in gitlab.runs.values()
+        if {"key": "cdl.version", "value": "1"} in run["data"]["tags"]
+    )
+    tags = {tag["key"]: tag["value"] for tag in version_run["data"]["tags"]}
+    assert tags["lineage.code.commit"] == "c0ffee"
+    assert tags["lineage.data.train"] == "news-train-validate@d1"
+    assert tags["lineage.hardware.cpu_cores"] == "2"
+    assert tags["lineage.environment.packages.torch"] == "2.13.0"
+    assert tags["lineage.cost.wall_seconds"] == "12.5"
+    assert tags["gitlab.version"] == "1.0.0" and tags["cdl.production"] == "false"
+    assert {m["key"] for m in version_run["data"]["metrics"]} == {"validation.accuracy"}
+
+    updated = registry.add_metadata("news", 1, {"metrics": {"test": {"accuracy": 0.9}}})
+    assert updated.metadata["metrics"] == {"validation": {"accuracy": 0.8}, "test": {"accuracy": 0.9}}
+    with pytest.raises(RegistryError, match=r"news v1: metadata key metrics.test.accuracy"):
+        registry.add_metadata("news", 1, {"metrics": {"test": {"accuracy": 0.5}}})
+    registry.add_metadata("news", 1, {"deployments": {"production": {"image": "i@sha256:1"}}})
+    assert in_production(registry.get_version("news", 1))
+    assert production_version(registry, "news").version == 1
+    tags = {tag["key"]: tag["value"] for tag in version_run["data"]["tags"]}
+    assert tags["cdl.production"] == "true"
+
+    folder = registry.download("news", 1, tmp_path / "dl")
+    assert (folder / "state_dict.pth").read_text() == "ckpt-1"
+    with pytest.raises(RegistryError, match="is not empty"):
+        registry.download("news", 1, tmp_path / "dl")
+
+    with pytest.raises(RegistryError, match="model 'news' has no version 9"):
+        registry.get_version("news", 9)
+    with pytest.raises(RegistryError, match="model 'other' is not in the registry"):
+        registry.list_versions("other")
+    with pytest.raises(RegistryError, match="needs the checkpoint folder"):
+        from cdl_gitlab.registry import Checkpoint
+
+        registry.register_version("news", Checkpoint("no-files"))
+    assert unsupported(gitlab.calls) == []
+    assert ("POST", "/api/2.0/mlflow/model-versions/create") in gitlab.calls
+
+
+def test_the_fake_answers_unsupported_endpoints_like_gitlab(gitlab) -> None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(gitlab.tracking_uri, gitlab.tracking_uri)
+    run = client.create_run(client.create_experiment("e"))
+    with pytest.raises(MlflowException, match="404"):
+        client.get_run(run.info.run_id)  # runs/get: not in the issue's list of GitLab's subset
+    assert unsupported(gitlab.calls) == [("GET", "/api/2.0/mlflow/runs/get")]
+
+
+def test_missing_uri_and_refused_token_are_clear(gitlab, monkeypatch, make_checkpoint) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    with pytest.raises(RegistryError, match="MLFLOW_TRACKING_URI is not set"):
+        MlflowRegistry().list_models()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "ftp://x")
+    with pytest.raises(RegistryError, match="must be an http"):
+        MlflowRegistry().list_models()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", gitlab.tracking_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "wrong")
+    with pytest.raises((RegistryError, MlflowError), match="401|Unauthorized|PERMISSION"):
+        MlflowRegistry().list_models()
