@@ -9,7 +9,8 @@
 #     pypiserver, the local package index the release test uploads to
 #   - the MLflow tracking server (.venv-mlflow): the full `mlflow` package (its server pins
 #     conflict with the training stack; the main venv has only the mlflow-skinny client) and
-#     psycopg2-binary for a PostgreSQL backend store; the mlflow registry tests start it
+#     psycopg 3 for a PostgreSQL backend store (SQLAlchemy 2.1 maps postgresql:// to it);
+#     the mlflow registry tests start it on 127.0.0.1
 # Usage: scripts/install-ci-tools.sh [--check]   (--check: report, install nothing)
 set -euo pipefail
 
@@ -24,7 +25,7 @@ RELEASE_TOOLS="$(sed -n 's/^  RELEASE_TOOLS: //p' "$ROOT/ci-library/.gitlab-ci.y
 MLFLOW_VENV="${CDL_MLFLOW_VENV:-$ROOT/.venv-mlflow}"
 # the server matches the client pin in template/constraints.txt
 MLFLOW_VERSION="$(sed -n 's/^mlflow-skinny==//p' "$ROOT/template/constraints.txt")"
-MLFLOW_TOOLS="mlflow==$MLFLOW_VERSION psycopg2-binary==2.9.13"
+MLFLOW_TOOLS="mlflow==$MLFLOW_VERSION psycopg==3.3.9 psycopg-binary==3.3.9"
 PYTHON="${PYTHON:-python3}"
 CHECK_ONLY=0
 [[ "${1:-}" == "--check" ]] && CHECK_ONLY=1
