@@ -84,6 +84,7 @@ def test_train_register_gate_package_serve_lineage(tracking, tmp_path: Path) -> 
 
     from cdl_gitlab.config import load_settings
     from cdl_gitlab.deploy import local
+    from cdl_gitlab.deploy.compression import compress_version
     from cdl_gitlab.deploy.package import package_version
     from cdl_gitlab.model.evaluate import evaluate_version
     from cdl_gitlab.model.train import train_local
@@ -141,10 +142,18 @@ def test_train_register_gate_package_serve_lineage(tracking, tmp_path: Path) -> 
     registry.add_metadata("tiny-text", 1, {"deployments": {"production": {"image": "i@sha256:1"}}})
     assert production_version(registry, "tiny-text").version == 1
 
-    record = json.loads(_cdl(config, "lineage", "--json"))
+    compressed = compress_version(settings, 1, max_drop=0.2)  # registers v2 from new files
+    assert compressed.version == 2
+    assert registry.get_version("tiny-text", 2).metadata["compression"]
+    assert production_version(registry, "tiny-text").version == 1  # v2 is not deployed
+
+    latest = json.loads(_cdl(config, "lineage", "--json"))
+    assert latest["lineage"]["checkpoint"]["compressed_from"]["version"] == 1
+    record = json.loads(_cdl(config, "lineage", "1", "--json"))
     assert record["lineage"]["checkpoint"]["uuid"] == trained.checkpoint_uuid
     assert record["lineage"]["metrics"]["test"]["accuracy"] == pytest.approx(result.accuracy)
-    assert "tiny-text v1" in _cdl(config, "lineage")
+    assert "tiny-text v1" in _cdl(config, "lineage", "1")
+    assert "local id" in record["lineage"]["logs"]["experiment_registry"]
     card = _cdl(config, "model", "report", "--output", str(tmp_path / "card.md"))
     assert "tiny-text" in (tmp_path / "card.md").read_text() + card
 

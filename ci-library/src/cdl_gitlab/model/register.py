@@ -25,7 +25,14 @@ def data_version(settings: Settings, split: str, ref: str | None) -> dict[str, s
 
 
 def _experiment_registry(settings: Settings, experiment_id: int) -> str:
-    """Where the experiment is recorded: the master's web UI, or the local SQLite registry."""
+    """Where the experiment is recorded: the master's web UI, the MLflow experiment, or the
+    local SQLite registry."""
+    if settings.registry_backend == "mlflow":
+        from cdl_gitlab.mlflow_support import tracking_uri
+        from cdl_gitlab.registry.mlflow_backend import training_experiment
+
+        experiment = training_experiment(settings.config.model.name)
+        return f"{tracking_uri()} (experiment {experiment}, local id {experiment_id})"
     if settings.profile == "cluster":
         return f"{settings.determined_master.rstrip('/')}/det/experiments/{experiment_id}"
     from cdl_gitlab.tracking.local import open_experiment_registry
