@@ -149,3 +149,59 @@ def test_missing_uri_and_refused_token_are_clear(gitlab, monkeypatch, make_check
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "wrong")
     with pytest.raises((RegistryError, MlflowError), match=r"401|Unauthorized|PERMISSION"):
         MlflowRegistry().list_models()
+
+
+def test_backend_resolution_by_profile(project, monkeypatch) -> None:
+    from cdl_gitlab.config import load_settings
+
+    config = project / "cdl.yaml"
+    config.write_text(config.read_text() + "registry: {backend: determined}\n")
+    assert load_settings(config).registry_backend == "local"  # the local profile's own
+    monkeypatch.setenv("CDL_PROFILE", "cluster")
+    assert load_settings(config).registry_backend == "determined"
+    monkeypatch.setenv("CDL_REGISTRY", "mlflow")
+    assert load_settings(config).registry_backend == "mlflow"  # in both profiles
+
+
+def test_tracker_logs_a_trial_as_a_run(gitlab, settings, monkeypatch, tmp_path: Path) -> None:
+    from cdl_gitlab.tracking import open_experiment_registry
+    from cdl_gitlab.tracking.mlflow_tracker import MlflowExperimentRegistry
+
+    monkeypatch.setenv("CDL_REGISTRY", "mlflow")
+    monkeypatch.setenv("CI_JOB_ID", "99")
+    from cdl_gitlab.config import load_settings
+
+    experiments = open_experiment_registry(load_settings(settings.root / "cdl.yaml"))
+    assert isinstance(experiments, MlflowExperimentRegistry)
+    experiment = experiments.create_experiment("news", {"name": "news"}, {"profile": "local"})
+    trial = experiments.create_trial(experiment, {"lr": 0.1, "layers": {"hidden": 8}})
+    experiments.report_metrics(trial, "training", 10, {"loss": 0.9})
+    experiments.report_metrics(trial, "validation", 10, {"accuracy": 0.7})
+    experiments.report_metrics(trial, "validation", 20, {"accuracy": 0.8})
+    folder = tmp_path / "ckpt"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "weights.bin").write_bytes(b"w" * 10)
+    experiments.add_checkpoint(trial, "ck-1", folder, 20, {})
+    experiments.end_trial(trial, "COMPLETED")
+    assert experiments.get_experiment(experiment).trials[0].state == "COMPLETED"  # local too
+
+    (run,) = [r for r in gitlab.runs.values() if r["info"]["run_id"] == experiments.run_id(trial)]
+    assert gitlab.experiments[run["info"]["experiment_id"]]["name"] == "news-training"
+    params = {p["key"]: p["value"] for p in run["data"]["params"]}
+    assert params == {"lr": "0.1", "layers.hidden": "8"}
+    steps = [(m["key"], m["step"], m["value"]) for m in run["data"]["metrics"]]
+    assert steps == [
+        ("training.loss", 10, 0.9),
+        ("validation.accuracy", 10, 0.7),
+        ("validation.accuracy", 20, 0.8),
+    ]
+    tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+    assert tags["cdl.state"] == "COMPLETED" and tags["gitlab.CI_JOB_ID"] == "99"
+    assert tags["cdl.checkpoint_uuid"] == "ck-1"
+    (archive,) = [key for key in gitlab.artifacts if key.endswith("checkpoint-ck-1.tar.gz")]
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(gitlab.artifacts[archive])) as tar:
+        assert tar.getnames() == ["sub/weights.bin"]
+    assert unsupported(gitlab.calls) == []
