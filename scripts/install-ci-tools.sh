@@ -79,9 +79,11 @@ else
   [[ "$("$CJS" --version | awk '{print $NF}')" == "$CJS_VERSION" ]] || { log "check-jsonschema install failed"; exit 1; }
 fi
 
-# -- release tools -------------------------------------------------------------------
-release_tools_ok() {
-  [[ -x "$RELEASE_VENV/bin/python" ]] && "$RELEASE_VENV/bin/python" - $RELEASE_TOOLS <<'PY'
+# -- pinned tool venvs ---------------------------------------------------------------
+# venv_has VENV PIN...: whether VENV's python has exactly these name==version pins
+venv_has() {
+  local venv="$1"; shift
+  [[ -x "$venv/bin/python" ]] && "$venv/bin/python" - "$@" <<'PY'
 import sys
 from importlib.metadata import PackageNotFoundError, version
 for pin in sys.argv[1:]:
@@ -93,43 +95,27 @@ for pin in sys.argv[1:]:
         sys.exit(1)
 PY
 }
-if release_tools_ok; then
-  log "release tools ($RELEASE_TOOLS): $RELEASE_VENV"
-elif (( CHECK_ONLY )); then
-  log "release tools ($RELEASE_TOOLS): missing in $RELEASE_VENV"; missing=1
-else
-  log "release tools: installing $RELEASE_TOOLS into $RELEASE_VENV"
-  [[ -x "$RELEASE_VENV/bin/pip" ]] || "$PYTHON" -m venv "$RELEASE_VENV"
-  "$RELEASE_VENV/bin/pip" install --quiet --disable-pip-version-check $RELEASE_TOOLS \
-    2> >(grep -v "^WARNING: Location" >&2)
-  release_tools_ok || { log "release tools install failed"; exit 1; }
-fi
+# pinned_venv LABEL VENV PIN...: report, or (unless --check) install the pins into VENV
+pinned_venv() {
+  local label="$1" venv="$2"; shift 2
+  if venv_has "$venv" "$@"; then
+    log "$label ($*): $venv"
+  elif (( CHECK_ONLY )); then
+    log "$label ($*): missing in $venv"; missing=1
+  else
+    log "$label: installing $* into $venv"
+    [[ -x "$venv/bin/pip" ]] || "$PYTHON" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$@" \
+      2> >(grep -v "^WARNING: Location" >&2)
+    venv_has "$venv" "$@" || { log "$label install failed"; exit 1; }
+  fi
+}
+
+# -- release tools -------------------------------------------------------------------
+pinned_venv "release tools" "$RELEASE_VENV" $RELEASE_TOOLS
 
 # -- MLflow tracking server -------------------------------------------------------------
-mlflow_ok() {
-  [[ -x "$MLFLOW_VENV/bin/mlflow" ]] && "$MLFLOW_VENV/bin/python" - $MLFLOW_TOOLS <<'PY'
-import sys
-from importlib.metadata import PackageNotFoundError, version
-for pin in sys.argv[1:]:
-    name, _, wanted = pin.partition("==")
-    try:
-        if version(name) != wanted:
-            sys.exit(1)
-    except PackageNotFoundError:
-        sys.exit(1)
-PY
-}
-if mlflow_ok; then
-  log "MLflow server ($MLFLOW_TOOLS): $MLFLOW_VENV"
-elif (( CHECK_ONLY )); then
-  log "MLflow server ($MLFLOW_TOOLS): missing in $MLFLOW_VENV"; missing=1
-else
-  log "MLflow server: installing $MLFLOW_TOOLS into $MLFLOW_VENV"
-  [[ -x "$MLFLOW_VENV/bin/pip" ]] || "$PYTHON" -m venv "$MLFLOW_VENV"
-  "$MLFLOW_VENV/bin/pip" install --quiet --disable-pip-version-check $MLFLOW_TOOLS \
-    2> >(grep -v "^WARNING: Location" >&2)
-  mlflow_ok || { log "MLflow server install failed"; exit 1; }
-fi
+pinned_venv "MLflow server" "$MLFLOW_VENV" $MLFLOW_TOOLS
 
 if (( CHECK_ONLY )); then exit "$missing"; fi
 log "done: gitlab-ci-local=$GCL check-jsonschema=$CJS release tools=$RELEASE_VENV mlflow=$MLFLOW_VENV"

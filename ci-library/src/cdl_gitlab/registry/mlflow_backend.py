@@ -36,6 +36,8 @@ from cdl_gitlab.registry.base import (
     ModelVersion,
     RegistryError,
     check_model_name,
+    checkpoint_folder,
+    download_target,
     ensure_json,
     in_production,
     merge_metadata,
@@ -221,12 +223,7 @@ class MlflowRegistry:
     ) -> ModelVersion:
         check_model_name(name)
         meta = ensure_json(metadata or {})
-        source = checkpoint.path
-        if source is None or not Path(source).is_dir():
-            raise RegistryError(
-                f"checkpoint {checkpoint.uuid}: the mlflow registry needs the checkpoint folder "
-                f"(got {source})"
-            )
+        source = checkpoint_folder(checkpoint, "mlflow")
         self.create_model(name)
         existing = self._version_runs(name, self._runs())
         version = max(existing, default=0) + 1
@@ -251,7 +248,7 @@ class MlflowRegistry:
             run_id = run.info.run_id
             self._log_tags(run_id, tags)
             self._log_metrics(run_id, metric_values(meta.get("metrics") or {}))
-            self._upload_checkpoint(run.info.artifact_uri, Path(source))
+            self._upload_checkpoint(run.info.artifact_uri, source)
             self.client.create_model_version(
                 name,
                 source=f"{run.info.artifact_uri}/{mf.CHECKPOINT_ARCHIVE}",
@@ -322,11 +319,7 @@ class MlflowRegistry:
     def download(self, name: str, version: int | None = None, dest: Path | None = None) -> Path:
         run = self._find(name, version)
         number = int(run.data.tags["cdl.version"])
-        target = Path(dest) if dest else Path.cwd() / "checkpoints" / f"{name}-v{number}"
-        if target.exists() and any(target.iterdir()):
-            raise RegistryError(f"cannot download {name} v{number}: {target} is not empty")
-        if target.exists():
-            target.rmdir()
+        target = download_target(name, number, dest)
         repo = mf.artifact_repository(run.info.artifact_uri, self.uri)
         with tempfile.TemporaryDirectory(prefix="cdl-mlflow-") as scratch:
             with self._call(f"download {name} v{number}"):
