@@ -205,3 +205,55 @@ def test_tracker_logs_a_trial_as_a_run(gitlab, settings, monkeypatch, tmp_path: 
     with tarfile.open(fileobj=io.BytesIO(gitlab.artifacts[archive])) as tar:
         assert tar.getnames() == ["sub/weights.bin"]
     assert unsupported(gitlab.calls) == []
+
+
+def test_cluster_run_registers_in_mlflow(
+    gitlab, project, det_master, monkeypatch, tmp_path
+) -> None:
+    """Cluster profile, ``registry.backend: mlflow``: Determined trains and serves the
+    checkpoint; the version (with its files and lineage) goes to the MLflow server."""
+    import yaml
+    from test_registry_determined import _cdl_checkpoint, _context
+
+    from cdl_gitlab.config import load_settings
+    from cdl_gitlab.data.names import validated_repo
+    from cdl_gitlab.data.store import open_store
+    from cdl_gitlab.model.cluster import register_best_checkpoint, submit_experiment
+    from fakes.pachd import FakePachd
+
+    config = project / "cdl.yaml"
+    config.write_text(
+        config.read_text().replace("http://127.0.0.1:1", det_master.url)
+        + "registry: {backend: mlflow}\n"
+    )
+    monkeypatch.setenv("CDL_PROFILE", "cluster")
+    pachd = FakePachd().start()
+    try:
+        monkeypatch.setenv("PACHD_ADDRESS", pachd.address)
+        settings = load_settings(config)
+        store = open_store(settings)
+        store.create_repo(validated_repo(settings, "test"))
+        store.put(validated_repo(settings, "test"), "master", {"sport/1.txt": b"a match"}, "v")
+        context = _context(tmp_path)
+        experiment_id = submit_experiment(
+            settings, context / "const.yaml", context, poll_interval=0.01, echo=print
+        )
+        train = {"repo": "news-train-validate", "branch": "master", "commit": "c0ffee"}
+        det_master.add_checkpoint(
+            "best",
+            _cdl_checkpoint(train),
+            experiment_id,
+            experiment_id * 100 + 1,
+            validation={"validation_loss": 0.1},
+        )
+        exp_conf = yaml.safe_load((context / "const.yaml").read_text())
+        version = register_best_checkpoint(settings, experiment_id, exp_conf, echo=print)
+    finally:
+        pachd.stop()
+    assert (version.model, version.version, version.checkpoint_uuid) == ("news", 1, "best")
+    stored = MlflowRegistry().get_version("news", 1)
+    assert stored.metadata["lineage"]["data"]["train"] == train
+    folder = MlflowRegistry().download("news", 1, tmp_path / "dl")
+    assert (folder / "model_state.pt").read_bytes() == b"weights"
+    assert gitlab.versions["news"][0]["version"] == "1.0.0"
+    assert unsupported(gitlab.calls) == []
