@@ -7,6 +7,10 @@
 #   - the release tools (.venv-release): the library release pipeline's pinned build, twine,
 #     setuptools and wheel (its `RELEASE_TOOLS`, so the job finds them installed), and
 #     pypiserver, the local package index the release test uploads to
+#   - the MLflow tracking server (.venv-mlflow): the full `mlflow` package (its server pins
+#     conflict with the training stack; the main venv has only the mlflow-skinny client) and
+#     psycopg 3 for a PostgreSQL backend store (SQLAlchemy 2.1 maps postgresql:// to it);
+#     the mlflow registry tests start it on 127.0.0.1
 # Usage: scripts/install-ci-tools.sh [--check]   (--check: report, install nothing)
 set -euo pipefail
 
@@ -18,6 +22,10 @@ TOOLS_VENV="${CDL_TOOLS_VENV:-$ROOT/.venv-tools}"
 RELEASE_VENV="${CDL_RELEASE_VENV:-$ROOT/.venv-release}"
 # the library pipeline's RELEASE_TOOLS variable (ci-library/.gitlab-ci.yml), plus the index
 RELEASE_TOOLS="$(sed -n 's/^  RELEASE_TOOLS: //p' "$ROOT/ci-library/.gitlab-ci.yml") pypiserver==2.4.2"
+MLFLOW_VENV="${CDL_MLFLOW_VENV:-$ROOT/.venv-mlflow}"
+# the server matches the client pin in template/constraints.txt
+MLFLOW_VERSION="$(sed -n 's/^mlflow-skinny==//p' "$ROOT/template/constraints.txt")"
+MLFLOW_TOOLS="mlflow==$MLFLOW_VERSION psycopg==3.3.9 psycopg-binary==3.3.9"
 PYTHON="${PYTHON:-python3}"
 CHECK_ONLY=0
 [[ "${1:-}" == "--check" ]] && CHECK_ONLY=1
@@ -71,9 +79,11 @@ else
   [[ "$("$CJS" --version | awk '{print $NF}')" == "$CJS_VERSION" ]] || { log "check-jsonschema install failed"; exit 1; }
 fi
 
-# -- release tools -------------------------------------------------------------------
-release_tools_ok() {
-  [[ -x "$RELEASE_VENV/bin/python" ]] && "$RELEASE_VENV/bin/python" - $RELEASE_TOOLS <<'PY'
+# -- pinned tool venvs ---------------------------------------------------------------
+# venv_has VENV PIN...: whether VENV's python has exactly these name==version pins
+venv_has() {
+  local venv="$1"; shift
+  [[ -x "$venv/bin/python" ]] && "$venv/bin/python" - "$@" <<'PY'
 import sys
 from importlib.metadata import PackageNotFoundError, version
 for pin in sys.argv[1:]:
@@ -85,17 +95,27 @@ for pin in sys.argv[1:]:
         sys.exit(1)
 PY
 }
-if release_tools_ok; then
-  log "release tools ($RELEASE_TOOLS): $RELEASE_VENV"
-elif (( CHECK_ONLY )); then
-  log "release tools ($RELEASE_TOOLS): missing in $RELEASE_VENV"; missing=1
-else
-  log "release tools: installing $RELEASE_TOOLS into $RELEASE_VENV"
-  [[ -x "$RELEASE_VENV/bin/pip" ]] || "$PYTHON" -m venv "$RELEASE_VENV"
-  "$RELEASE_VENV/bin/pip" install --quiet --disable-pip-version-check $RELEASE_TOOLS \
-    2> >(grep -v "^WARNING: Location" >&2)
-  release_tools_ok || { log "release tools install failed"; exit 1; }
-fi
+# pinned_venv LABEL VENV PIN...: report, or (unless --check) install the pins into VENV
+pinned_venv() {
+  local label="$1" venv="$2"; shift 2
+  if venv_has "$venv" "$@"; then
+    log "$label ($*): $venv"
+  elif (( CHECK_ONLY )); then
+    log "$label ($*): missing in $venv"; missing=1
+  else
+    log "$label: installing $* into $venv"
+    [[ -x "$venv/bin/pip" ]] || "$PYTHON" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$@" \
+      2> >(grep -v "^WARNING: Location" >&2)
+    venv_has "$venv" "$@" || { log "$label install failed"; exit 1; }
+  fi
+}
+
+# -- release tools -------------------------------------------------------------------
+pinned_venv "release tools" "$RELEASE_VENV" $RELEASE_TOOLS
+
+# -- MLflow tracking server -------------------------------------------------------------
+pinned_venv "MLflow server" "$MLFLOW_VENV" $MLFLOW_TOOLS
 
 if (( CHECK_ONLY )); then exit "$missing"; fi
-log "done: gitlab-ci-local=$GCL check-jsonschema=$CJS release tools=$RELEASE_VENV"
+log "done: gitlab-ci-local=$GCL check-jsonschema=$CJS release tools=$RELEASE_VENV mlflow=$MLFLOW_VENV"

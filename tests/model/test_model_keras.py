@@ -11,7 +11,7 @@ from model_fixtures import image_array, make_project, png_bytes
 from cdl_gitlab.model.evaluate import evaluate_version
 from cdl_gitlab.model.predictor import load_predictor
 from cdl_gitlab.model.train import train_local
-from cdl_gitlab.tracking.local import open_experiment_registry
+from cdl_gitlab.tracking import open_experiment_registry
 
 
 @pytest.fixture(scope="module")

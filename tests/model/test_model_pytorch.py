@@ -16,7 +16,7 @@ from cdl_gitlab.model.evaluate import evaluate_version
 from cdl_gitlab.model.predictor import load_predictor
 from cdl_gitlab.model.train import TrainResult, train_local
 from cdl_gitlab.registry import open_registry
-from cdl_gitlab.tracking.local import open_experiment_registry
+from cdl_gitlab.tracking import open_experiment_registry
 
 
 @pytest.fixture(scope="module")

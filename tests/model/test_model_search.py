@@ -8,7 +8,7 @@ import yaml
 from cdl_gitlab.model.expconf import const_hparams, load_experiment_config, training_length
 from cdl_gitlab.model.search import search_local
 from cdl_gitlab.registry import open_registry
-from cdl_gitlab.tracking.local import open_experiment_registry
+from cdl_gitlab.tracking import open_experiment_registry
 
 
 def test_search_prunes_records_every_trial_and_writes_best_config(project_factory) -> None:

@@ -22,8 +22,11 @@ from cdl_gitlab.errors import ConfigError
 CONFIG_FILE = "cdl.yaml"
 PROFILE_ENV = "CDL_PROFILE"
 CONFIG_ENV = "CDL_CONFIG"
+REGISTRY_ENV = "CDL_REGISTRY"
 
 Profile = Literal["local", "cluster"]
+RegistryBackend = Literal["local", "determined", "mlflow"]
+REGISTRY_BACKENDS: tuple[str, ...] = ("local", "determined", "mlflow")
 Framework = Literal["pytorch", "keras"]
 Task = Literal["text", "image"]
 Slug = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*[a-z0-9]$", max_length=63)]
@@ -149,6 +152,14 @@ class MonitoringSection(_Section):
     """Project id or path that gets the issues; ``$CI_PROJECT_ID`` overrides it."""
 
 
+class RegistrySection(_Section):
+    backend: RegistryBackend = "local"
+    """Experiment tracking and model registry. ``local`` and ``determined`` follow the profile
+    in force (local: SQLite under ``local.state_dir``; cluster: Determined's); ``mlflow``: the
+    MLflow server at ``$MLFLOW_TRACKING_URI`` (GitLab's model registry in CI) in both profiles,
+    its token from ``$MLFLOW_TRACKING_TOKEN``. ``$CDL_REGISTRY`` overrides it."""
+
+
 class LocalProfileSection(_Section):
     state_dir: str = ".cdl"
     """Where the local profile keeps data repos, registries and checkpoints."""
@@ -176,6 +187,7 @@ class ProjectConfig(_Section):
     training: TrainingSection = TrainingSection()
     deployment: DeploymentSection = DeploymentSection()
     monitoring: MonitoringSection = MonitoringSection()
+    registry: RegistrySection = RegistrySection()
     local: LocalProfileSection = LocalProfileSection()
     cluster: ClusterProfileSection = ClusterProfileSection()
 
@@ -196,6 +208,19 @@ class Settings:
     def path(self, relative: str) -> Path:
         """A project path given relative to the project root."""
         return (self.root / relative).resolve()
+
+    @property
+    def registry_backend(self) -> str:
+        """``mlflow`` when configured (``registry.backend`` or ``$CDL_REGISTRY``), else the
+        profile's own registry: ``local`` or ``determined``."""
+        backend = os.environ.get(REGISTRY_ENV) or self.config.registry.backend
+        if backend not in REGISTRY_BACKENDS:
+            raise ConfigError(
+                f"{REGISTRY_ENV}={backend!r}: use one of {', '.join(REGISTRY_BACKENDS)}"
+            )
+        if backend == "mlflow":
+            return "mlflow"
+        return "determined" if self.profile == "cluster" else "local"
 
     @property
     def data_mirror(self) -> str:

@@ -252,7 +252,8 @@ def register_best_checkpoint(
             wall_seconds=wall,
             slots=slots_per_trial(exp_conf),
             tensorboard=None,
-            registry=registry,
+            # registry.backend mlflow: the version goes to the MLflow server (with the files)
+            registry=None if settings.registry_backend == "mlflow" else registry,
         )
     record_experiment(
         settings, experiment_id, registered={"model": version.model, "version": version.version}

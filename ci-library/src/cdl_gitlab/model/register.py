@@ -25,10 +25,17 @@ def data_version(settings: Settings, split: str, ref: str | None) -> dict[str, s
 
 
 def _experiment_registry(settings: Settings, experiment_id: int) -> str:
-    """Where the experiment is recorded: the master's web UI, or the local SQLite registry."""
+    """Where the experiment is recorded: the master's web UI, the MLflow experiment, or the
+    local SQLite registry."""
+    if settings.registry_backend == "mlflow":
+        from cdl_gitlab.mlflow_support import tracking_uri
+        from cdl_gitlab.registry.mlflow_backend import training_experiment
+
+        experiment = training_experiment(settings.config.model.name)
+        return f"{tracking_uri()} (experiment {experiment}, local id {experiment_id})"
     if settings.profile == "cluster":
         return f"{settings.determined_master.rstrip('/')}/det/experiments/{experiment_id}"
-    from cdl_gitlab.tracking.local import open_experiment_registry
+    from cdl_gitlab.tracking import open_experiment_registry
 
     return str(open_experiment_registry(settings).path)
 
@@ -115,7 +122,7 @@ def register_local_experiment(settings: Settings, experiment_id: int) -> ModelVe
     without ``--register``): its last checkpoint, by the config's ``searcher.metric``."""
     from cdl_gitlab.model.checkpoint import read_spec
     from cdl_gitlab.model.runner import run_paths
-    from cdl_gitlab.tracking.local import open_experiment_registry
+    from cdl_gitlab.tracking import open_experiment_registry
 
     experiments = open_experiment_registry(settings)
     experiment = experiments.get_experiment(experiment_id)  # TrackingError names a wrong id

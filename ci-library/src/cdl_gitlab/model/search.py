@@ -144,7 +144,7 @@ def search_local(
     """Run the search off-cluster; write the best config; register it if asked."""
     import optuna
 
-    from cdl_gitlab.tracking.local import open_experiment_registry
+    from cdl_gitlab.tracking import open_experiment_registry
 
     exp_conf = load_experiment_config(config_path)
     searcher = exp_conf.get("searcher") or {}

@@ -82,7 +82,7 @@ def train_local(
     register: bool = True,
 ) -> TrainResult:
     """Train one trial of ``config_path`` off-cluster and (by default) register it."""
-    from cdl_gitlab.tracking.local import open_experiment_registry
+    from cdl_gitlab.tracking import open_experiment_registry
 
     exp_conf = load_experiment_config(config_path)
     hparams = const_hparams(exp_conf)

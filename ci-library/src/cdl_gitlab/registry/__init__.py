@@ -1,4 +1,5 @@
-"""The model registry: one interface, a local backend (SQLite + files) and Determined's.
+"""The model registry: one interface; a local backend (SQLite + files), Determined's and an
+MLflow server's (GitLab's model registry).
 
 Example::
 
@@ -41,7 +42,12 @@ __all__ = [
 
 
 def open_registry(settings: Settings) -> ModelRegistry:
-    """The profile's registry: local under ``<state_dir>/registry``, or Determined's."""
+    """The configured registry: MLflow's (``registry.backend: mlflow``), else the profile's:
+    local under ``<state_dir>/registry``, or Determined's."""
+    if settings.registry_backend == "mlflow":
+        from cdl_gitlab.registry.mlflow_backend import MlflowRegistry
+
+        return MlflowRegistry()
     if settings.profile == "cluster":
         return DeterminedRegistry(master=settings.determined_master)
     return LocalRegistry(settings.state_dir / "registry")

@@ -90,6 +90,28 @@ def check_model_name(name: str) -> str:
     return name
 
 
+def checkpoint_folder(checkpoint: Checkpoint, registry: str) -> Path:
+    """The folder of ``checkpoint``'s files, which a registry that stores files needs."""
+    if checkpoint.path is None or not Path(checkpoint.path).is_dir():
+        raise RegistryError(
+            f"checkpoint {checkpoint.uuid}: the {registry} registry needs the checkpoint folder "
+            f"(got {checkpoint.path})"
+        )
+    return Path(checkpoint.path)
+
+
+def download_target(name: str, version: int, dest: Path | None) -> Path:
+    """Where ``download`` puts ``name`` v``version``: ``dest`` (default
+    ``./checkpoints/<name>-v<version>``), which must not exist or be empty; an empty folder
+    is removed so the download can be renamed into place."""
+    target = Path(dest) if dest else Path.cwd() / "checkpoints" / f"{name}-v{version}"
+    if target.exists() and any(target.iterdir()):
+        raise RegistryError(f"cannot download {name} v{version}: {target} is not empty")
+    if target.exists():
+        target.rmdir()
+    return target
+
+
 def ensure_json(metadata: Mapping[str, Any], what: str = "metadata") -> dict[str, Any]:
     """A deep, JSON-compatible copy of ``metadata`` (RegistryError if it is not JSON)."""
     try:

@@ -19,6 +19,7 @@ from cdl_gitlab.registry.base import (
     ModelVersion,
     RegistryError,
     check_model_name,
+    download_target,
     ensure_json,
     merge_metadata,
 )
@@ -213,11 +214,7 @@ class DeterminedRegistry:
 
     def download(self, name: str, version: int | None = None, dest: Path | None = None) -> Path:
         found = self.get_version(name, version)
-        target = Path(dest) if dest else Path.cwd() / "checkpoints" / f"{name}-v{found.version}"
-        if target.exists() and any(target.iterdir()):
-            raise RegistryError(f"cannot download {name} v{found.version}: {target} is not empty")
-        if target.exists():
-            target.rmdir()
+        target = download_target(name, found.version, dest)
         with self._errors(f"download {name} v{found.version}"):
             checkpoint = self.client.get_checkpoint(found.checkpoint_uuid)
             with atomic_directory(target) as staging:

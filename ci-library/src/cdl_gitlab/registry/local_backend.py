@@ -28,6 +28,8 @@ from cdl_gitlab.registry.base import (
     ModelVersion,
     RegistryError,
     check_model_name,
+    checkpoint_folder,
+    download_target,
     ensure_json,
     merge_metadata,
 )
@@ -109,13 +111,7 @@ class LocalRegistry:
     ) -> ModelVersion:
         check_model_name(name)
         meta = ensure_json(metadata or {})
-        source = checkpoint.path
-        if source is None or not Path(source).is_dir():
-            raise RegistryError(
-                f"checkpoint {checkpoint.uuid}: the local registry needs the checkpoint folder "
-                f"(got {source})"
-            )
-        staging = self._stage(Path(source), name)
+        staging = self._stage(checkpoint_folder(checkpoint, "local"), name)
         try:
             with write_transaction(self.engine) as conn:
                 self._insert_model(conn, name, "", ())
@@ -241,11 +237,7 @@ class LocalRegistry:
     def download(self, name: str, version: int | None = None, dest: Path | None = None) -> Path:
         found = self.get_version(name, version)
         assert found.path is not None
-        target = Path(dest) if dest else Path.cwd() / "checkpoints" / f"{name}-v{found.version}"
-        if target.exists() and any(target.iterdir()):
-            raise RegistryError(f"cannot download {name} v{found.version}: {target} is not empty")
-        if target.exists():
-            target.rmdir()
+        target = download_target(name, found.version, dest)
         with atomic_directory(target) as staging:
             shutil.copytree(found.path, staging, dirs_exist_ok=True)
         return target

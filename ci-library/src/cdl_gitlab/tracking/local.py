@@ -22,7 +22,7 @@ from cdl_gitlab.tracking.tables import SCHEMA, checkpoints, experiments, rowid, 
 from cdl_gitlab.tracking.tables import metrics as _metrics
 
 if TYPE_CHECKING:
-    from cdl_gitlab.config import Settings
+    pass
 
 MetricGroup = Literal["training", "validation", "test"]
 TrialState = Literal["ACTIVE", "COMPLETED", "ERROR", "PRUNED", "CANCELED"]
@@ -278,8 +278,3 @@ class ExperimentRegistry:
             ended=_time(ended),
             trials=loaded,
         )
-
-
-def open_experiment_registry(settings: Settings) -> ExperimentRegistry:
-    """The local experiment registry of the project (``<state_dir>/experiments.sqlite``)."""
-    return ExperimentRegistry(settings.state_dir / "experiments.sqlite")
