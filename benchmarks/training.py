@@ -33,7 +33,7 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "model")]
 from model_fixtures import image_corpus, ingest, make_project, set_hparams  # noqa: E402
 
 from cdl_gitlab.config import load_settings  # noqa: E402
-from cdl_gitlab.tracking.local import open_experiment_registry  # noqa: E402
+from cdl_gitlab.tracking import open_experiment_registry  # noqa: E402
 
 RUNNER = (
     "import sys; from cdl_gitlab.cli import cli, main; from cdl_gitlab.cli.model_cmd import model\n"
