@@ -25,6 +25,7 @@ DEV_JOBS = (
     "model-train",
     "model-evaluate",
     "deploy-compress",
+    "deploy-select",
     "deploy-staging",
 )
 
@@ -71,18 +72,25 @@ def test_rendered_project_pipeline_runs_end_to_end_on_the_local_profile(
     )
     assert "cdl deploy predict" in staging_log, staging_log[-4000:]
     assert re.search(r"\(model news-e2e v\d+\)", staging_log), staging_log[-4000:]  # answered
+    # the staging deploy served the version deploy-select decided
+    select_log = "\n".join(
+        line for line in run.output.splitlines() if line.startswith("deploy-select")
+    )
+    decided = re.search(r"CDL_DEPLOY_VERSION=(\d+)", select_log)
+    assert decided, select_log[-4000:]
+    assert f"(model news-e2e v{decided.group(1)})" in staging_log, staging_log[-4000:]
     assert not _port_open(9000)
 
-    # main: merging dev brings the production deploy, manual
+    # main: merging dev brings the gates again and the production deploy, manual
     sandbox.git("checkout", "-q", "main", cwd=project)
     sandbox.git("merge", "-q", "--ff-only", "dev", cwd=project)
     main = {n: j["when"] for n, j in h.list_jobs(project, sandbox=sandbox).items()}
     assert main["deploy-production"] == "manual"
     assert main["deploy-staging"] == "never"
-    assert main["model-train"] == "on_success"
+    assert main["model-train"] == main["deploy-select"] == "on_success"
 
     # a push to main that only changes docs/ runs none of the heavy jobs
-    sandbox.set_origin_branch(project, "main")
+    sandbox.set_default_branch(project, "dev", "main")
     (project / "docs").mkdir(exist_ok=True)
     (project / "docs" / "changes.md").write_text("# Changes\n", encoding="utf-8")
     sandbox.git("add", "docs", cwd=project)
