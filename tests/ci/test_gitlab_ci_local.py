@@ -173,7 +173,11 @@ def test_cluster_profile_builds_images_and_deploys_from_manifests(
         "cdl data collect",
         "cdl data split",
     ]
-    assert "cdl-gitlab[cluster,train-keras]==" in expanded["model-train"]["before_script"][0]
+    train = expanded["model-train"]
+    assert train["variables"]["CDL_SETUP_REQUIREMENT"].startswith(
+        "cdl-gitlab[cluster,train-keras]=="
+    )
+    assert "CDL_SETUP_REQUIREMENT" in train["before_script"][0]  # the one shared setup
     dev = _whens(h.list_jobs(project, *h.branch_vars("dev"), sandbox=sandbox))
     assert dev["data-build-image"] == "on_success"  # data/Dockerfile changed
     assert dev["model-build-image"] == "never"  # model/ did not

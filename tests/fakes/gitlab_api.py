@@ -105,6 +105,7 @@ class _State:
     protected_environments: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
     access_tokens: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     issues: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    issue_notes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 class FakeGitLab(LoopbackHTTPFake):
@@ -298,6 +299,7 @@ class FakeGitLab(LoopbackHTTPFake):
             ("POST", f"{project}/environments", self._post_environment),
             ("GET", f"{project}/issues", self._list_issues),
             ("POST", f"{project}/issues", self._post_issue),
+            ("POST", f"{project}/issues/{{iid}}/notes", self._post_issue_note),
         ]:
             self.route(method, pattern, handler)
 
@@ -343,6 +345,7 @@ class FakeGitLab(LoopbackHTTPFake):
             table[project_id] = {}
         self.state.access_tokens[project_id] = []
         self.state.issues[project_id] = []
+        self.state.issue_notes[project_id] = []
         return project
 
     def _with_project(self, ref: str) -> tuple[dict[str, Any] | None, Response]:
@@ -625,3 +628,17 @@ class FakeGitLab(LoopbackHTTPFake):
         }
         issues.append(issue)
         return 201, issue
+
+    def _post_issue_note(self, request: RecordedRequest, project: str, iid: str) -> Response:
+        found, missing = self._with_project(project)
+        if not found:
+            return missing
+        if not any(str(i["iid"]) == iid for i in self.state.issues[found["id"]]):
+            return 404, {"message": "404 Issue Not Found"}
+        notes = self.state.issue_notes[found["id"]]
+        body = (request.json or {}).get("body")
+        if not body:
+            return 400, {"error": "body is missing"}
+        note = {"id": next(self._ids), "body": body, "issue_iid": int(iid)}
+        notes.append(note)
+        return 201, note
