@@ -1,10 +1,27 @@
 """Optional Copier task: create the rendered project on GitLab and configure it.
 
 Steps (each logged as one line): connect, find or create the project in its
-namespace, push `main` and `dev`, protect `main` (push and merge: maintainers),
-make `dev` the default branch, create CI/CD variables, create the `staging` and
-`production` environments. Every step is idempotent, so a failed run can simply
-be repeated. Nothing local is ever deleted.
+namespace, push `main` and `dev`, protect `main` (push and merge: maintainers) and
+`dev` (developers), make `dev` the default branch, create CI/CD variables, create
+the `staging` and `production` environments, protect `production` (deploys:
+maintainers), create the project access token that posts merge-request notes and
+issues. Every step is idempotent, so a failed run can simply be repeated. Nothing
+local is ever deleted.
+
+CI/CD variables are protected (only pipelines of protected branches, `main` and
+`dev`, see them) unless named in `--unprotected`, and environment-scoped when
+given as `NAME@environment` (the value then comes from the environment variable
+`NAME_<ENVIRONMENT>`, e.g. `KUBECONFIG_B64@production` from
+`KUBECONFIG_B64_PRODUCTION`): production credentials reach only jobs of the
+`production` environment. Values are masked: plainly when GitLab's classic rule
+allows it, as masked *raw* (never expanded) variables when they hold other
+characters such as `$`, and refused with the reason when GitLab cannot mask them
+at all (shorter than 8 characters, whitespace, non-ASCII).
+
+The merge-request notes and the monitoring issues never use the bootstrap's own
+token: the bootstrap creates a project access token with the Reporter role (the
+least role that can comment on merge requests and file and label issues) and
+`api` scope, and stores it as the masked variable `CDL_REPORT_TOKEN`.
 
 The token is read from an environment variable (`--token-env`, default
 GITLAB_TOKEN), never from a flag; it is sent to git as an HTTP header through
@@ -22,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime
 import os
 import re
 import shlex
@@ -38,13 +56,23 @@ from urllib.parse import urlsplit, urlunsplit
 
 PREFIX = "[gitlab-bootstrap]"
 BRANCHES = ("main", "dev")
-PROTECTED_BRANCH = "main"
 DEFAULT_BRANCH = "dev"
 ENVIRONMENTS = ("staging", "production")
+PROTECTED_ENVIRONMENT = "production"
+REPORTER_ACCESS = 20  # gitlab.const.AccessLevel.REPORTER
+DEVELOPER_ACCESS = 30  # gitlab.const.AccessLevel.DEVELOPER
 MAINTAINER_ACCESS = 40  # gitlab.const.AccessLevel.MAINTAINER
+# Who may push and merge: production only by maintainers, dev by developers.
+PROTECTED_BRANCHES = {"main": MAINTAINER_ACCESS, "dev": DEVELOPER_ACCESS}
 # GitLab's rule for masked values (the strictest form, valid on every version).
 MASKABLE_VALUE = re.compile(r"[A-Za-z0-9_+=/@:.~-]{8,}")
+# Masked raw variables (never expanded) may hold any printable ASCII but whitespace.
+MASKABLE_RAW_VALUE = re.compile(r"[!-~]{8,}")
 VARIABLE_NAME = re.compile(r"[A-Za-z0-9_]{1,255}")
+VARIABLE_SPEC = re.compile(r"(?P<key>[A-Za-z0-9_]{1,255})(?:@(?P<scope>[a-z][a-z0-9_-]*))?")
+REPORT_TOKEN_NAME = "cdl-report"
+REPORT_TOKEN_VARIABLE = "CDL_REPORT_TOKEN"
+REPORT_TOKEN_DAYS = 365  # GitLab's longest access-token lifetime by default
 HTTP_HINTS = {
     401: "the token is invalid, expired or revoked",
     403: "the token lacks the 'api' scope or its user lacks the permission (Maintainer role, "
@@ -251,6 +279,7 @@ def bootstrap(
     visibility: str = "private",
     allow_unmasked: bool = False,
     environ: dict[str, str] | None = None,
+    unprotected: Sequence[str] = (),
 ) -> Result:
     """Create or reuse `project_path` on `gitlab_url` and configure it; see the module doc.
 
@@ -310,30 +339,8 @@ def bootstrap(
 
     _push(project_dir, repo_url, token, result)
 
-    with _step(f"protect {PROTECTED_BRANCH}", secrets):
-        try:
-            protected = project.protectedbranches.get(PROTECTED_BRANCH)
-        except gitlab.exceptions.GitlabGetError as exc:
-            if not _is_not_found(exc):
-                raise
-            protected = None
-        wanted = {MAINTAINER_ACCESS}
-        if protected is not None and (
-            _access_levels(getattr(protected, "push_access_levels", None)) == wanted
-            and _access_levels(getattr(protected, "merge_access_levels", None)) == wanted
-        ):
-            _log(f"{PROTECTED_BRANCH} already protected (push/merge: maintainers)")
-        else:
-            if protected is not None:  # e.g. GitLab's default protection lets developers merge
-                project.protectedbranches.delete(PROTECTED_BRANCH)
-            project.protectedbranches.create(
-                {
-                    "name": PROTECTED_BRANCH,
-                    "push_access_level": MAINTAINER_ACCESS,
-                    "merge_access_level": MAINTAINER_ACCESS,
-                }
-            )
-            _log(f"{PROTECTED_BRANCH} protected (push/merge: maintainers)")
+    for branch, level in PROTECTED_BRANCHES.items():
+        _protect_branch(gitlab, project, branch, level, secrets)
 
     with _step("set default branch", secrets):
         if getattr(project, "default_branch", None) == DEFAULT_BRANCH:
@@ -342,7 +349,7 @@ def bootstrap(
             gl.projects.update(project.id, {"default_branch": DEFAULT_BRANCH})
             _log(f"default branch set to {DEFAULT_BRANCH}")
 
-    _create_variables(project, variables, environ, allow_unmasked, result, secrets)
+    _create_variables(gl, project, variables, unprotected, environ, allow_unmasked, result, secrets)
 
     with _step("create environments", secrets):
         existing = {env.name for env in project.environments.list(get_all=True)}
@@ -353,50 +360,222 @@ def bootstrap(
                 project.environments.create({"name": env_name, "tier": env_name})
                 _log(f"environment {env_name} created")
 
+    _protect_environment(gitlab, project, result, secrets)
+    _report_token(gitlab, gl, project, result, secrets)
     return result
 
 
+def _protect_branch(gitlab: Any, project: Any, branch: str, level: int, secrets: list[str]) -> None:
+    """Protect ``branch``: push and merge from access ``level`` up (replacing other rules)."""
+    who = "maintainers" if level == MAINTAINER_ACCESS else "developers"
+    with _step(f"protect {branch}", secrets):
+        try:
+            protected = project.protectedbranches.get(branch)
+        except gitlab.exceptions.GitlabGetError as exc:
+            if not _is_not_found(exc):
+                raise
+            protected = None
+        wanted = {level}
+        if protected is not None and (
+            _access_levels(getattr(protected, "push_access_levels", None)) == wanted
+            and _access_levels(getattr(protected, "merge_access_levels", None)) == wanted
+        ):
+            _log(f"{branch} already protected (push/merge: {who})")
+            return
+        if protected is not None:  # e.g. GitLab's default protection lets developers merge
+            project.protectedbranches.delete(branch)
+        project.protectedbranches.create(
+            {"name": branch, "push_access_level": level, "merge_access_level": level}
+        )
+        _log(f"{branch} protected (push/merge: {who})")
+
+
+def _protect_environment(gitlab: Any, project: Any, result: Result, secrets: list[str]) -> None:
+    """Only maintainers may deploy to production (the manual gate). Protected environments
+    are a GitLab Premium feature: without it this is a warning, and the gate rests on the
+    protected production branch."""
+    name = PROTECTED_ENVIRONMENT
+    with _step(f"protect environment {name}", secrets):
+        try:
+            protected = {env.name for env in project.protected_environments.list(get_all=True)}
+        except gitlab.exceptions.GitlabListError as exc:
+            if getattr(exc, "response_code", None) not in (403, 404):
+                raise
+            message = (
+                f"environment {name} not protected: this GitLab offers no protected "
+                "environments (GitLab Premium); only maintainers can push or merge to main, "
+                "the branch that deploys to production"
+            )
+            _warn(message)
+            result.warnings.append(message)
+            return
+        if name in protected:
+            _log(f"environment {name} already protected")
+            return
+        project.protected_environments.create(
+            {"name": name, "deploy_access_levels": [{"access_level": MAINTAINER_ACCESS}]}
+        )
+        _log(f"environment {name} protected (deploy: maintainers)")
+
+
+def _report_token(gitlab: Any, gl: Any, project: Any, result: Result, secrets: list[str]) -> None:
+    """The project access token (Reporter, api scope) that posts merge-request notes and
+    files monitoring issues, in the masked variable CDL_REPORT_TOKEN. It is not protected:
+    merge-request pipelines of unprotected branches post the notes. Kept while the token
+    and the variable both exist; otherwise a new token is created."""
+    with _step("create report token", secrets):
+        tokens = [
+            token
+            for token in project.access_tokens.list(get_all=True)
+            if token.name == REPORT_TOKEN_NAME
+            and getattr(token, "active", True)
+            and not getattr(token, "revoked", False)
+        ]
+        variables = {var.key for var in project.variables.list(get_all=True)}
+        if tokens and REPORT_TOKEN_VARIABLE in variables:
+            _log(f"report token {REPORT_TOKEN_NAME} and variable {REPORT_TOKEN_VARIABLE} exist")
+            return
+        expires = datetime.date.today() + datetime.timedelta(days=REPORT_TOKEN_DAYS)
+        try:
+            token = project.access_tokens.create(
+                {
+                    "name": REPORT_TOKEN_NAME,
+                    "scopes": ["api"],
+                    "access_level": REPORTER_ACCESS,
+                    "expires_at": expires.isoformat(),
+                }
+            )
+        except gitlab.exceptions.GitlabCreateError as exc:
+            if getattr(exc, "response_code", None) not in (403, 404):
+                raise
+            message = (
+                "no project access token could be created (GitLab.com Free offers none): "
+                f"create one with the Reporter role and api scope by hand and store it as the "
+                f"masked CI/CD variable {REPORT_TOKEN_VARIABLE}"
+            )
+            _warn(message)
+            result.warnings.append(message)
+            return
+        secrets.append(token.token)
+        data = {
+            "key": REPORT_TOKEN_VARIABLE,
+            "value": token.token,
+            "masked": True,
+            "raw": MASKABLE_VALUE.fullmatch(token.token) is None,
+            "protected": False,
+            "environment_scope": "*",
+        }
+        if REPORT_TOKEN_VARIABLE in variables:
+            _put_variable(gl, project, data)
+        else:
+            project.variables.create(data)
+        _log(
+            f"report token {REPORT_TOKEN_NAME} created (Reporter, api, expires {expires}) and "
+            f"stored as {REPORT_TOKEN_VARIABLE} (masked, unprotected: merge-request pipelines "
+            "post notes)"
+        )
+
+
+@dataclass(frozen=True)
+class _Variable:
+    """One requested CI/CD variable: its key, environment scope and where its value is."""
+
+    key: str
+    scope: str
+    source: str
+
+    @property
+    def label(self) -> str:
+        return self.key if self.scope == "*" else f"{self.key}@{self.scope}"
+
+
+def parse_variables(names: Sequence[str]) -> tuple[list[_Variable], list[str]]:
+    """``NAME`` (all environments, value from $NAME) or ``NAME@env`` (value from
+    $NAME_ENV); returns the variables and the entries that are neither."""
+    found: dict[tuple[str, str], _Variable] = {}
+    invalid = []
+    for entry in dict.fromkeys(n.strip() for n in names):
+        if not entry:
+            continue
+        match = VARIABLE_SPEC.fullmatch(entry)
+        if not match:
+            invalid.append(entry)
+            continue
+        key, scope = match["key"], match["scope"] or "*"
+        source = key if scope == "*" else f"{key}_{scope.upper().replace('-', '_')}"
+        found[(key, scope)] = _Variable(key, scope, source)
+    return list(found.values()), invalid
+
+
+def masking(value: str) -> tuple[bool, bool, str]:
+    """``(masked, raw, why not)`` as GitLab can mask ``value``: classic masked, masked raw
+    (other printable characters, never expanded), or not at all (with the reason)."""
+    if MASKABLE_VALUE.fullmatch(value):
+        return True, False, ""
+    if MASKABLE_RAW_VALUE.fullmatch(value):
+        return True, True, ""
+    if len(value) < 8:
+        return False, False, "it is shorter than 8 characters"
+    if any(ch.isspace() for ch in value):
+        return False, False, "it contains whitespace or line breaks (base64-encode it)"
+    return False, False, "it contains non-ASCII or control characters"
+
+
+def _put_variable(gl: Any, project: Any, data: dict[str, Any]) -> None:
+    """Update the variable of ``data``'s key and environment scope (the scope filter
+    picks one of several same-named variables)."""
+    gl.http_put(
+        f"/projects/{project.id}/variables/{data['key']}",
+        post_data=data,
+        query_data={"filter[environment_scope]": data["environment_scope"]},
+    )
+
+
 def _create_variables(
+    gl: Any,
     project: Any,
     names: Sequence[str],
+    unprotected: Sequence[str],
     environ: dict[str, str],
     allow_unmasked: bool,
     result: Result,
     secrets: list[str],
 ) -> None:
-    """Create (or update) project CI/CD variables from same-named environment variables."""
-    names = [name for name in dict.fromkeys(n.strip() for n in names) if name]
-    if not names:
+    """Create (or update) project CI/CD variables from environment variables."""
+    wanted, invalid = parse_variables(names)
+    if not wanted and not invalid:
         _log("no CI/CD variables requested")
         return
-    invalid = [name for name in names if not VARIABLE_NAME.fullmatch(name)]
     for name in invalid:
-        message = f"variable {name!r}: not a valid CI/CD variable name (A-Z, a-z, 0-9, _); skipped"
+        message = (
+            f"variable {name!r}: not a valid CI/CD variable (NAME or NAME@environment, "
+            "NAME from A-Z, a-z, 0-9, _); skipped"
+        )
         _error(message)
         result.errors.append(message)
-    missing = [name for name in names if name not in invalid and not environ.get(name)]
+    missing = [v for v in wanted if not environ.get(v.source)]
     if missing:
         message = (
-            f"no value in the environment for {', '.join(missing)}: not created "
-            "(export them and run again)"
+            f"no value in the environment for {', '.join(v.source for v in missing)}: not "
+            "created (export them and run again)"
         )
         _warn(message)
         result.warnings.append(message)
-    todo = [name for name in names if name not in invalid and name not in missing]
+    todo = [v for v in wanted if v not in missing]
     if not todo:
         return
-    secrets.extend(environ[name] for name in todo)
+    secrets.extend(environ[v.source] for v in todo)
+    open_to_all = set(unprotected)
     with _step("create CI/CD variables", secrets):
-        existing = {var.key for var in project.variables.list(get_all=True)}
-        for name in todo:
-            value = environ[name]
-            masked = MASKABLE_VALUE.fullmatch(value) is not None
+        existing = {
+            (var.key, getattr(var, "environment_scope", "*"))
+            for var in project.variables.list(get_all=True)
+        }
+        for variable in todo:
+            value = environ[variable.source]
+            masked, raw, why = masking(value)
             if not masked:
-                why = (
-                    f"variable {name}: its value cannot be masked by GitLab (it must be at "
-                    "least 8 characters from A-Z a-z 0-9 _ + = / @ : . ~ - with no spaces "
-                    "or newlines)"
-                )
+                why = f"variable {variable.label}: GitLab cannot mask its value: {why}"
                 if not allow_unmasked:
                     message = f"{why}; skipped (use --allow-unmasked to create it unmasked)"
                     _error(message)
@@ -405,21 +584,34 @@ def _create_variables(
                 message = f"{why}; created UNMASKED because of --allow-unmasked"
                 _warn(message)
                 result.warnings.append(message)
-            data = {"key": name, "value": value, "masked": masked, "protected": False}
-            if name in existing:
-                project.variables.update(name, data)
-                _log(f"variable {name} updated (masked={masked}, protected=False)")
+            protected = variable.key not in open_to_all
+            data = {
+                "key": variable.key,
+                "value": value,
+                "masked": masked,
+                "raw": raw,
+                "protected": protected,
+                "environment_scope": variable.scope,
+            }
+            how = (
+                f"masked={masked}{' (raw)' if raw else ''}, protected={protected}, "
+                f"environment={variable.scope}"
+            )
+            if (variable.key, variable.scope) in existing:
+                _put_variable(gl, project, data)
+                _log(f"variable {variable.key} updated ({how})")
             else:
                 project.variables.create(data)
-                _log(f"variable {name} created (masked={masked}, protected=False)")
+                _log(f"variable {variable.key} created ({how})")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line (the token is never a flag: only the name of its variable)."""
     parser = argparse.ArgumentParser(
         prog="gitlab_bootstrap.py",
-        description="Create the rendered project on GitLab: push main and dev, protect main, "
-        "default branch dev, CI/CD variables, environments staging and production.",
+        description="Create the rendered project on GitLab: push main and dev, protect them, "
+        "default branch dev, protected and scoped CI/CD variables, environments staging and "
+        "production, the report token.",
         epilog="As a Copier task, add --copier: the run then never fails (Copier would delete "
         "the rendered project) and prints the command that retries it.",
     )
@@ -443,8 +635,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--variables",
         default="",
-        help="comma-separated names of CI/CD variables; values are read from "
-        "the environment variables of the same names",
+        help="comma-separated CI/CD variables: NAME (all environments, value from $NAME) or "
+        "NAME@environment (only that environment's jobs, value from $NAME_<ENVIRONMENT>)",
+    )
+    parser.add_argument(
+        "--unprotected",
+        default="",
+        help="comma-separated names of variables that also pipelines of unprotected branches "
+        "(merge requests) must see; all others are protected",
     )
     parser.add_argument(
         "--allow-unmasked",
@@ -473,6 +671,7 @@ def _run(args: argparse.Namespace) -> Result:
         description=args.description,
         visibility=args.visibility,
         allow_unmasked=args.allow_unmasked,
+        unprotected=[v.strip() for v in args.unprotected.split(",") if v.strip()],
     )
 
 

@@ -111,8 +111,10 @@ def test_full_bootstrap(
 ) -> None:
     monkeypatch.setenv("REGISTRY_PASSWORD", "s3cr3t-Passw0rd")
     monkeypatch.setenv("DET_PASSWORD", "determined/Pa55:word")
+    monkeypatch.setenv("KUBECONFIG_B64_PRODUCTION", "cHJvZHVjdGlvbi1rdWJlY29uZmln")
 
-    code = boot.main(args(fake, project_dir, "--variables", "REGISTRY_PASSWORD,DET_PASSWORD"))
+    variables = "REGISTRY_PASSWORD,DET_PASSWORD,KUBECONFIG_B64@production"
+    code = boot.main(args(fake, project_dir, "--variables", variables))
 
     out, err = capfd.readouterr()
     assert code == 0, err
@@ -128,13 +130,22 @@ def test_full_bootstrap(
         ("POST", "/api/v4/projects"),
         ("GET", f"{p}/protected_branches/main"),
         ("POST", f"{p}/protected_branches"),
+        ("GET", f"{p}/protected_branches/dev"),
+        ("POST", f"{p}/protected_branches"),
         ("PUT", p),
         ("GET", f"{p}/variables"),
+        ("POST", f"{p}/variables"),
         ("POST", f"{p}/variables"),
         ("POST", f"{p}/variables"),
         ("GET", f"{p}/environments"),
         ("POST", f"{p}/environments"),
         ("POST", f"{p}/environments"),
+        ("GET", f"{p}/protected_environments"),
+        ("POST", f"{p}/protected_environments"),
+        ("GET", f"{p}/access_tokens"),
+        ("GET", f"{p}/variables"),
+        ("POST", f"{p}/access_tokens"),
+        ("POST", f"{p}/variables"),
     ]
     assert all(r.headers.get("private-token") == TOKEN for r in fake.requests)
     created = fake.find("POST", "/api/v4/projects")[0].json
@@ -142,31 +153,55 @@ def test_full_bootstrap(
     assert (created["name"], created["path"]) == ("news-classifier", "news-classifier")
     assert created["description"] == "BBC news classification"
     assert created["visibility"] == "private"
-    assert fake.find("POST", f"{p}/protected_branches")[0].json == {
-        "name": "main",
-        "push_access_level": 40,
-        "merge_access_level": 40,
-    }
+    assert [r.json for r in fake.find("POST", f"{p}/protected_branches")] == [
+        {"name": "main", "push_access_level": 40, "merge_access_level": 40},
+        {"name": "dev", "push_access_level": 30, "merge_access_level": 30},
+    ]
     assert fake.find("PUT", p)[0].json == {"default_branch": "dev"}
-    assert [r.json for r in fake.find("POST", f"{p}/variables")] == [
+    # protected (only main's and dev's pipelines see them), masked, production's only there
+    assert [r.json for r in fake.find("POST", f"{p}/variables")][:3] == [
         {
             "key": "REGISTRY_PASSWORD",
             "value": "s3cr3t-Passw0rd",
             "masked": True,
-            "protected": False,
+            "raw": False,
+            "protected": True,
+            "environment_scope": "*",
         },
         {
             "key": "DET_PASSWORD",
             "value": "determined/Pa55:word",
             "masked": True,
-            "protected": False,
+            "raw": False,
+            "protected": True,
+            "environment_scope": "*",
+        },
+        {
+            "key": "KUBECONFIG_B64",
+            "value": "cHJvZHVjdGlvbi1rdWJlY29uZmln",
+            "masked": True,
+            "raw": False,
+            "protected": True,
+            "environment_scope": "production",
         },
     ]
     assert [r.json["name"] for r in fake.find("POST", f"{p}/environments")] == [
         "staging",
         "production",
     ]
+    assert fake.state.protected_environments[pid]["production"]["deploy_access_levels"] == [
+        {"access_level": 40}
+    ]
     assert project["default_branch"] == "dev"
+
+    # the report token: a project access token with the Reporter role, its own variable
+    (token,) = fake.state.access_tokens[pid]
+    assert (token["name"], token["scopes"], token["access_level"]) == ("cdl-report", ["api"], 20)
+    report = fake.state.variables[pid]["CDL_REPORT_TOKEN"]
+    assert report["value"] == token["token"] != TOKEN
+    assert report["masked"] is True and report["protected"] is False
+    assert all(v["value"] != TOKEN for v in fake.state.variables[pid].values())
+    assert token["token"] not in out + err
 
     # main and dev pushed, origin set to the clean URL with upstreams, no token anywhere
     for branch in ("main", "dev"):
@@ -188,28 +223,97 @@ def test_rerun_is_idempotent(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("REGISTRY_PASSWORD", "s3cr3t-Passw0rd")
-    argv = args(fake, project_dir, "--variables", "REGISTRY_PASSWORD")
+    monkeypatch.setenv("KUBECONFIG_B64_STAGING", "c3RhZ2luZy1rdWJlY29uZmln")
+    monkeypatch.setenv("KUBECONFIG_B64_PRODUCTION", "cHJvZHVjdGlvbi1rdWJlY29uZmln")
+    variables = "REGISTRY_PASSWORD,KUBECONFIG_B64@staging,KUBECONFIG_B64@production"
+    argv = args(fake, project_dir, "--variables", variables)
     assert boot.main(argv) == 0
     first = len(fake.requests)
+    pid = fake.project(PROJECT)["id"]
+    report_token = fake.state.variables[pid]["CDL_REPORT_TOKEN"]["value"]
     monkeypatch.setenv("REGISTRY_PASSWORD", "r0tated-Passw0rd")
+    monkeypatch.setenv("KUBECONFIG_B64_PRODUCTION", "cm90YXRlZC1wcm9kdWN0aW9u")
 
     assert boot.main(argv) == 0
 
     out, err = capfd.readouterr()
     second = fake.requests[first:]
-    pid = fake.project(PROJECT)["id"]
     assert [r.method for r in second if r.method in {"POST", "DELETE"}] == []
-    assert [(r.method, r.path) for r in second if r.method == "PUT"] == [
-        ("PUT", f"/api/v4/projects/{pid}/variables/REGISTRY_PASSWORD")
+    puts = [(r.path, r.query) for r in second if r.method == "PUT"]
+    base = f"/api/v4/projects/{pid}/variables"
+    assert puts == [
+        (f"{base}/REGISTRY_PASSWORD", {"filter[environment_scope]": ["*"]}),
+        (f"{base}/KUBECONFIG_B64", {"filter[environment_scope]": ["staging"]}),
+        (f"{base}/KUBECONFIG_B64", {"filter[environment_scope]": ["production"]}),
     ]
     assert len(fake.state.projects) == 1
-    assert list(fake.state.protected_branches[pid]) == ["main"]
-    assert fake.state.variables[pid]["REGISTRY_PASSWORD"]["value"] == "r0tated-Passw0rd"
+    assert list(fake.state.protected_branches[pid]) == ["main", "dev"]
+    variables_now = fake.state.variables[pid]
+    assert variables_now["REGISTRY_PASSWORD"]["value"] == "r0tated-Passw0rd"
+    assert variables_now["KUBECONFIG_B64@staging"]["value"] == "c3RhZ2luZy1rdWJlY29uZmln"
+    assert variables_now["KUBECONFIG_B64@production"]["value"] == "cm90YXRlZC1wcm9kdWN0aW9u"
+    assert variables_now["CDL_REPORT_TOKEN"]["value"] == report_token  # kept, not rotated
+    assert len(fake.state.access_tokens[pid]) == 1
     assert sorted(fake.state.environments[pid]) == ["production", "staging"]
     assert f"project {PROJECT} exists (id {pid}): reused" in out
     assert git(project_dir, "remote").split() == ["origin"]
     assert git(bare, "rev-parse", "dev") == git(project_dir, "rev-parse", "dev")
     assert_no_secret(out + err)
+
+
+def test_masking_plain_raw_or_refused_with_the_reason(
+    fake: FakeGitLab,
+    project_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("PLAIN_SECRET", "abcdefgh12345")
+    monkeypatch.setenv("DOLLAR_SECRET", "pa$$w0rd!&x")  # GitLab masks it only as raw
+    monkeypatch.setenv("SHORT_SECRET", "abc$1")
+    monkeypatch.setenv("KUBECONFIG_TEXT", "apiVersion: v1\nkind: Config\n")
+    names = "PLAIN_SECRET,DOLLAR_SECRET,SHORT_SECRET,KUBECONFIG_TEXT"
+
+    assert boot.main(args(fake, project_dir, "--variables", names)) == 1
+
+    out, err = capfd.readouterr()
+    stored = fake.state.variables[fake.project(PROJECT)["id"]]
+    assert (stored["PLAIN_SECRET"]["masked"], stored["PLAIN_SECRET"]["raw"]) == (True, False)
+    assert (stored["DOLLAR_SECRET"]["masked"], stored["DOLLAR_SECRET"]["raw"]) == (True, True)
+    assert "SHORT_SECRET" not in stored and "KUBECONFIG_TEXT" not in stored
+    assert "SHORT_SECRET: GitLab cannot mask its value: it is shorter than 8 characters" in err
+    assert "KUBECONFIG_TEXT: GitLab cannot mask its value: it contains whitespace" in err
+    assert "pa$$w0rd" not in out + err and "abc$1" not in out + err
+
+
+def test_unprotected_variables_are_named_explicitly(
+    fake: FakeGitLab, project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DET_MASTER", "https://determined.example.org:8080")
+    monkeypatch.setenv("DET_PASS", "determined-Passw0rd")
+    argv = args(fake, project_dir, "--variables", "DET_MASTER,DET_PASS")
+
+    assert boot.main([*argv, "--unprotected", "DET_MASTER"]) == 0
+
+    stored = fake.state.variables[fake.project(PROJECT)["id"]]
+    assert stored["DET_MASTER"]["protected"] is False
+    assert stored["DET_PASS"]["protected"] is True
+
+
+def test_without_premium_features_the_run_goes_on_with_warnings(
+    fake: FakeGitLab, project_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """GitLab Free: no protected environments; GitLab.com Free: no project access tokens."""
+    fake.fail("GET", "/api/v4/projects/{id}/protected_environments", 404, {"message": "404"})
+    fake.fail("POST", "/api/v4/projects/{id}/access_tokens", 403, {"message": "403 Forbidden"})
+
+    assert boot.main(args(fake, project_dir)) == 0
+
+    err = capfd.readouterr().err
+    pid = fake.project(PROJECT)["id"]
+    assert "environment production not protected" in err
+    assert "create one with the Reporter role and api scope by hand" in err
+    assert "CDL_REPORT_TOKEN" not in fake.state.variables[pid]
+    assert_no_secret(err)
 
 
 def test_existing_weaker_protection_is_replaced(fake: FakeGitLab, project_dir: Path) -> None:
@@ -312,10 +416,10 @@ def test_unmaskable_variable_is_skipped_with_an_error(
 
     out, err = capfd.readouterr()
     pid = fake.project(PROJECT)["id"]
-    assert "variable BAD_SECRET: its value cannot be masked" in err
+    assert "variable BAD_SECRET: GitLab cannot mask its value: it contains whitespace" in err
     assert "skipped (use --allow-unmasked" in err
     assert "no value in the environment for ABSENT_SECRET" in err
-    assert list(fake.state.variables[pid]) == ["GOOD_SECRET"]
+    assert list(fake.state.variables[pid]) == ["GOOD_SECRET", "CDL_REPORT_TOKEN"]
     assert fake.state.variables[pid]["GOOD_SECRET"]["masked"] is True
     assert sorted(fake.state.environments[pid]) == ["production", "staging"]  # the run went on
     assert "has spaces!" not in out + err

@@ -56,6 +56,8 @@ GLOBAL_KEYWORDS = frozenset(
         "after_script",
     }
 )
+BRANCHES = {"staging_branch": "dev", "production_branch": "main"}
+"""The paper's branch model: the inputs every consumer gives (they have no default)."""
 INPUT_TYPES = {"string": str, "boolean": bool, "number": (int, float), "array": list}
 _WHOLE = re.compile(r"^\$\[\[\s*inputs\.([\w-]+)\s*\]\]$")
 _INNER = re.compile(r"\$\[\[\s*inputs\.([\w-]+)\s*\]\]")
@@ -128,6 +130,11 @@ def component_names(templates: Path = TEMPLATES_DIR) -> list[str]:
     names = [p.stem for p in templates.glob("*.yml")]
     names += [p.parent.name for p in templates.glob("*/template.yml")]
     return sorted(names)
+
+
+def branch_inputs(component: Component) -> dict[str, str]:
+    """The branch-model inputs ``component`` takes (``BRANCHES``), which have no default."""
+    return {key: value for key, value in BRANCHES.items() if key in component.inputs}
 
 
 class InputError(ValueError):
@@ -313,6 +320,18 @@ class Sandbox:
             cwd=project_dir,
         )
 
+    def set_default_branch(self, project_dir: Path, branch: str, ref: str | None = None) -> None:
+        """Make ``branch`` the fake instance's default branch (gitlab-ci-local's
+        CI_DEFAULT_BRANCH), with ``origin/<branch>`` at ``ref`` (what ``rules:changes``
+        compares against; default: the branch itself)."""
+        self.set_origin_branch(project_dir, branch, ref)
+        self.git(
+            "symbolic-ref",
+            "refs/remotes/origin/HEAD",
+            f"refs/remotes/origin/{branch}",
+            cwd=project_dir,
+        )
+
     def set_origin_branch(self, project_dir: Path, branch: str, ref: str | None = None) -> None:
         self.git(
             "update-ref",
@@ -382,13 +401,19 @@ def parse_json_array(output: str) -> list[Any]:
     return json.JSONDecoder().raw_decode(output[match.start() :])[0]
 
 
-def branch_vars(branch: str, source: str = "push") -> tuple[str, ...]:
-    """gitlab-ci-local arguments that make a pipeline look like one of ``branch`` (or an MR)."""
+def branch_vars(branch: str, source: str = "push", target: str = "") -> tuple[str, ...]:
+    """gitlab-ci-local arguments that make a pipeline look like one of ``branch``, or a merge
+    request from ``branch`` into ``target``. A schedule does not compare ``rules:changes``
+    (on GitLab they are always true in scheduled pipelines)."""
     args = ["--ignore-predefined-vars", "CI_COMMIT_BRANCH,CI_COMMIT_REF_NAME,CI_PIPELINE_SOURCE"]
     if source == "merge_request_event":
         args += [
             "--variable",
             "CI_PIPELINE_SOURCE=merge_request_event",
+            "--variable",
+            f"CI_MERGE_REQUEST_SOURCE_BRANCH_NAME={branch}",
+            "--variable",
+            f"CI_MERGE_REQUEST_TARGET_BRANCH_NAME={target}",
             "--unset-variable",
             "CI_COMMIT_BRANCH",
         ]
@@ -401,6 +426,8 @@ def branch_vars(branch: str, source: str = "push") -> tuple[str, ...]:
             "--variable",
             f"CI_PIPELINE_SOURCE={source}",
         ]
+    if source == "schedule":
+        args.append("--no-evaluate-rule-changes")
     return tuple(args)
 
 
@@ -661,8 +688,8 @@ class PipelineRun:
 def prepare_local_project(
     root: Path, sandbox: Sandbox, template: Path, version: str, project_path: str = "ml/news-e2e"
 ) -> Path:
-    """Render the news starter on the local profile, attach it to the fake instance and
-    commit the tiny-dataset settings on dev."""
+    """Render the news starter on the local profile, attach it to the fake instance (``dev``
+    its default branch, at the rendered commit) and commit the tiny-dataset settings on dev."""
     project = root / "news-e2e"
     result = render_project(
         project,
@@ -677,6 +704,7 @@ def prepare_local_project(
     if result.returncode != 0:
         raise RuntimeError(f"copier copy failed:\n{result.stdout}\n{result.stderr}")
     sandbox.attach_project(project, project_path)
+    sandbox.set_default_branch(project, "dev")  # as the GitLab bootstrap makes it
     sandbox.git("checkout", "-q", "dev", cwd=project)
     tiny_settings(project)
     sandbox.git("commit", "-q", "-am", "Tiny dataset settings", cwd=project)
@@ -690,8 +718,6 @@ def local_pipeline_args(wheel: Path, archive: Path) -> list[str]:
         "--no-artifacts-to-source",
         "--max-job-name-padding",
         "0",
-        "--manual",
-        "model-train",
         "--variable",
         f"CDL_SOURCE={wheel}",
         "--variable",
@@ -705,7 +731,7 @@ def run_local_pipeline(
     project: Path, sandbox: Sandbox, wheel: Path, archive: Path, *extra: str, timeout: float = 1800
 ) -> PipelineRun:
     """The whole pipeline of the checked-out branch under gitlab-ci-local, shell executor,
-    jobs isolated, artifacts passed between jobs, the manual training job started; job
+    jobs isolated, artifacts passed between jobs (``extra``: e.g. ``--manual <job>``); job
     Python is this interpreter's environment (cdl itself comes from ``wheel``)."""
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     start = time.perf_counter()

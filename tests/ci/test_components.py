@@ -48,9 +48,13 @@ def test_inputs_are_typed_described_and_consistent(name: str) -> None:
         assert re.fullmatch(r"[a-z][a-z0-9_]*", key), key
         assert spec.get("type") in h.INPUT_TYPES, f"{key}: give a type"
         assert spec.get("description", "").strip(), f"{key}: give a description"
-        assert "default" in spec, f"{key}: give a default (a component must work with none given)"
+        if key in h.BRANCHES:
+            # the branch model is the project's to say: no default that hard-codes a name
+            assert "default" not in spec and spec.get("regex"), f"{key}: required, checked"
+        else:
+            assert "default" in spec, f"{key}: give a default (a component must work without)"
     # the defaults themselves pass the checks GitLab applies
-    h.resolve_inputs(component, {})
+    h.resolve_inputs(component, h.branch_inputs(component))
     # every declared input is used, every used input is declared
     assert h.used_inputs(component) == set(inputs)
 
@@ -71,6 +75,8 @@ def test_jobs_use_the_prefix_and_stage_inputs(name: str) -> None:
         return None
 
     for job in body:
+        if job == "include":
+            continue
         assert job.lstrip(".").startswith("$[[ inputs.job_prefix ]]"), f"{job}: prefix the name"
         if not job.startswith("."):
             assert resolved(job, "stage") == "$[[ inputs.stage ]]", f"{job}: stage from the input"
@@ -90,7 +96,7 @@ def test_no_hard_coded_gitlab_hosts(name: str) -> None:
 def test_images_are_pinned(name: str, profile: str) -> None:
     component = h.load_component(name)
     assert "image" in component.inputs
-    document = h.interpolate(component, {"profile": profile})
+    document = h.interpolate(component, {"profile": profile, **h.branch_inputs(component)})
     images = dict(h.iter_images(document))
     assert images, "jobs name their image"
     for job, image in images.items():
@@ -130,7 +136,7 @@ def test_full_includes_its_siblings_locally_with_every_input_forwarded() -> None
 )
 def test_full_forwards_valid_inputs(given: dict) -> None:
     full = h.load_component("full")
-    document = h.interpolate(full, given)
+    document = h.interpolate(full, {**given, **h.BRANCHES})
     for include in document["include"]:
         h.resolve_inputs(h.load_component(Path(include["local"]).stem), include["inputs"])
 
@@ -177,7 +183,7 @@ def test_jobs_document_validates_against_gitlab_schema(
 ) -> None:
     component = h.load_component(name)
     extra = {"compression": True} if name == "deployment-pipeline" else {}
-    document = h.interpolate(component, {**given, **extra})
+    document = h.interpolate(component, {**given, **extra, **h.branch_inputs(component)})
     # the project owns stages:, a component's jobs are validated inside a project that has them
     stages = {"stages": [given.get("stage", component.inputs["stage"]["default"])]}
     jobs = _write(tmp_path / f"{name}.jobs.yml", {**stages, **document})
@@ -226,7 +232,8 @@ def test_readme_documents_every_component_and_input() -> None:
             row = re.search(rf"^\| `{key}` \| ([^|]+) \| (.+?) \| ", section, re.M)
             assert row, f"README {name}: input {key} in the table"
             # the type and default in the table are the spec's
-            assert row.groups() == (spec["type"], _readme_default(spec["default"])), (name, key)
+            default = _readme_default(spec["default"]) if "default" in spec else "required"
+            assert row.groups() == (spec["type"], default), (name, key)
 
 
 def _readme_default(value: object) -> str:

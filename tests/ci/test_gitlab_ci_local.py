@@ -17,10 +17,12 @@ import pytest
 import yaml
 
 STAGES = "stages: [data, model, deploy]\n"
+BRANCHES = "staging_branch: dev, production_branch: main"
 
 
 def _project(sandbox: h.Sandbox, tmp_path: Path, config: str, name: str = "ml/news") -> Path:
-    """A project with ``config`` on main, and a ``dev`` branch that changed data/."""
+    """A project with ``config`` on main, and ``dev``, the default branch as the bootstrap
+    makes it, with a commit that changed data/ on top of what the instance has."""
     project = tmp_path / "project"
     h.new_project(
         sandbox,
@@ -33,6 +35,7 @@ def _project(sandbox: h.Sandbox, tmp_path: Path, config: str, name: str = "ml/ne
         },
     )
     sandbox.git("checkout", "-q", "-b", "dev", cwd=project)
+    sandbox.set_default_branch(project, "dev")
     (project / "data" / "README.md").write_text("data, changed on dev\n", encoding="utf-8")
     sandbox.git("commit", "-q", "-am", "change data on dev", cwd=project)
     return project
@@ -49,6 +52,8 @@ def full_project(sandbox: h.Sandbox, tmp_path: Path, library_version: str) -> Pa
         f"  - component: $CI_SERVER_FQDN/{h.LIBRARY_PROJECT}/full@{library_version}\n"
         "    inputs:\n"
         "      compression: true\n"
+        "      staging_branch: dev\n"
+        "      production_branch: main\n"
     )
     return _project(sandbox, tmp_path, config)
 
@@ -82,28 +87,49 @@ def test_jobs_by_branch_and_pipeline_source(full_project: Path, sandbox: h.Sandb
     assert (
         dev["data-build-image"] == dev["model-build-image"] == "never"
     )  # local profile: no Docker
-    assert dev["model-train"] == "manual"  # training off the default branch is manual
-    assert dev["deploy-compress"] == dev["deploy-staging"] == "on_success"
+    assert dev["model-train"] == "on_success"  # the staging branch trains
+    assert dev["deploy-compress"] == dev["deploy-select"] == dev["deploy-staging"] == "on_success"
     assert dev["deploy-production"] == "never"
     assert dev["deploy-package"] == dev["deploy-build-image"] == dev["deploy-manifests"] == "never"
     assert dev["deploy-rollback-staging"] == "never"
     assert dev["model-report-note"] == "never"
 
     main = _whens(h.list_jobs(full_project, *h.branch_vars("main"), sandbox=sandbox))
-    assert main["model-train"] == "on_success"
+    assert main["model-train"] == "on_success"  # never a manual job that blocks the pipeline
+    assert main["deploy-select"] == "on_success"
     assert main["deploy-production"] == "manual"
     assert main["deploy-staging"] == "never"
 
+    feature = h.list_jobs(full_project, *h.branch_vars("feature"), sandbox=sandbox)
+    assert feature["model-train"]["when"] == "manual"
+    assert feature["model-train"]["allow_failure"] is True  # optional, never blocking
+    assert feature["deploy-select"]["when"] == "never"
+
     mr = _whens(
-        h.list_jobs(full_project, *h.branch_vars("dev", "merge_request_event"), sandbox=sandbox)
+        h.list_jobs(
+            full_project,
+            *h.branch_vars("feature", "merge_request_event", target="dev"),
+            sandbox=sandbox,
+        )
     )
+    assert mr["model-train"] == "on_success"
     assert mr["model-report-note"] == "always"
-    assert mr["deploy-staging"] == mr["deploy-production"] == "never"
+    assert mr["deploy-select"] == mr["deploy-staging"] == mr["deploy-production"] == "never"
 
     scheduled = _whens(
         h.list_jobs(full_project, *h.branch_vars("dev", "schedule"), sandbox=sandbox)
     )
-    assert scheduled["model-train"] == "on_success"
+    assert {n for n, w in scheduled.items() if w != "never"} == set()  # no monitoring included
+    retrain = _whens(
+        h.list_jobs(
+            full_project,
+            *h.branch_vars("dev", "schedule"),
+            "--variable",
+            "CDL_SCHEDULE=retrain",
+            sandbox=sandbox,
+        )
+    )
+    assert retrain["model-train"] == retrain["deploy-staging"] == "on_success"
 
 
 def test_artifacts_chain_through_needs(full_project: Path, sandbox: h.Sandbox) -> None:
@@ -116,8 +142,12 @@ def test_artifacts_chain_through_needs(full_project: Path, sandbox: h.Sandbox) -
     assert needs("model-train")[0] == "data-labels"
     assert needs("model-evaluate") == ["model-train"]  # training registers the checkpoint
     assert needs("deploy-compress") == ["model-evaluate"]
-    # the compressed registry (later in the list) wins over the evaluated one
-    assert needs("deploy-staging") == ["model-evaluate", "deploy-compress"]
+    # one job decides the version; only its registry copy (the compression job's, which
+    # starts from the evaluated one) reaches it, and the deploy jobs read only its artifact
+    assert needs("deploy-select") == ["model-evaluate", "deploy-compress"]
+    select = {n["job"]: n for n in jobs["deploy-select"]["needs"]}
+    assert select["model-evaluate"]["artifacts"] is False
+    assert needs("deploy-staging") == ["deploy-select"]
 
 
 def test_cluster_profile_builds_images_and_deploys_from_manifests(
@@ -126,7 +156,7 @@ def test_cluster_profile_builds_images_and_deploys_from_manifests(
     config = STAGES + (
         "include:\n"
         f"  - component: $CI_SERVER_FQDN/{h.LIBRARY_PROJECT}/full@{library_version}\n"
-        "    inputs: {profile: cluster, framework: keras, production_auto: true}\n"
+        f"    inputs: {{profile: cluster, framework: keras, production_auto: true, {BRANCHES}}}\n"
     )
     project = _project(sandbox, tmp_path, config)
     (project / "data" / "Dockerfile").write_text(
@@ -143,7 +173,11 @@ def test_cluster_profile_builds_images_and_deploys_from_manifests(
         "cdl data collect",
         "cdl data split",
     ]
-    assert "cdl-gitlab[cluster,train-keras]==" in expanded["model-train"]["before_script"][0]
+    train = expanded["model-train"]
+    assert train["variables"]["CDL_SETUP_REQUIREMENT"].startswith(
+        "cdl-gitlab[cluster,train-keras]=="
+    )
+    assert "CDL_SETUP_REQUIREMENT" in train["before_script"][0]  # the one shared setup
     dev = _whens(h.list_jobs(project, *h.branch_vars("dev"), sandbox=sandbox))
     assert dev["data-build-image"] == "on_success"  # data/Dockerfile changed
     assert dev["model-build-image"] == "never"  # model/ did not
@@ -167,14 +201,13 @@ def test_project_include_by_ref_works_like_the_component(
         + "include:\n"
         + "".join(
             f'  - project: {h.LIBRARY_PROJECT}\n    ref: "{library_version}"\n'
-            f"    file: /templates/{name}.yml\n    inputs: {{job_prefix: p-}}\n"
-            for name in ("data-pipeline", "model-pipeline", "deployment-pipeline")
+            f"    file: /templates/{name}.yml\n    inputs: {{job_prefix: p-{extra}}}\n"
+            for name, extra in (
+                ("data-pipeline", ""),
+                ("model-pipeline", f", data_job: p-data-labels, {BRANCHES}"),
+                ("deployment-pipeline", f", {BRANCHES}"),
+            )
         )
-    )
-    config = config.replace(
-        "file: /templates/model-pipeline.yml\n    inputs: {job_prefix: p-}",
-        "file: /templates/model-pipeline.yml\n"
-        "    inputs: {job_prefix: p-, data_job: p-data-labels}",
     )
     project = _project(sandbox, tmp_path, config)
     jobs = h.list_jobs(project, *h.branch_vars("dev"), sandbox=sandbox)
@@ -185,7 +218,7 @@ def test_project_include_by_ref_works_like_the_component(
 def test_a_change_only_under_docs_runs_none_of_the_heavy_jobs(
     full_project: Path, sandbox: h.Sandbox
 ) -> None:
-    # main is what origin has; a commit on top of it that only touches docs/
+    # origin/dev (the default branch) is main's commit; a commit on main that only touches docs/
     sandbox.git("checkout", "-q", "main", cwd=full_project)
     (full_project / "docs" / "index.md").write_text("docs, edited\n", encoding="utf-8")
     sandbox.git("commit", "-q", "-am", "docs only", cwd=full_project)
@@ -206,9 +239,13 @@ def test_a_change_only_under_docs_runs_none_of_the_heavy_jobs(
             "{job_prefix: Not A Prefix}",
             "`job_prefix` input: `Not A Prefix` does not match required regex: ^[a-z0-9_-]{0,32}$.",
         ),
-        ('{compression: "yes"}', "`compression` input: provided value is not a boolean."),
+        (
+            '{compression: "yes", ' + BRANCHES + "}",
+            "`compression` input: provided value is not a boolean.",
+        ),
+        ("{compression: true}", "`staging_branch` input: required value has not been provided"),
     ],
-    ids=["options", "regex", "type"],
+    ids=["options", "regex", "type", "required"],
 )
 def test_invalid_inputs_fail_with_gitlabs_message(
     sandbox: h.Sandbox, tmp_path: Path, library_version: str, inputs: str, message: str

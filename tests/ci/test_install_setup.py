@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cdl_ci_harness as h
 import pytest
+import yaml
 
 INSTALL_INPUTS = ("cdl_requirement", "cdl_source", "cdl_index_url", "pip_install_args")
 
@@ -49,7 +50,8 @@ def _run(project: Path, sandbox: h.Sandbox) -> str:
 
 
 def _shell_inputs(component: h.Component) -> set[str]:
-    """Inputs interpolated into a script, before_script or after_script."""
+    """Inputs interpolated into a script, before_script or after_script, or into a
+    CDL_SETUP_* variable the shared setup script reads."""
     scripts: list[str] = []
 
     def walk(node: object) -> None:
@@ -57,6 +59,10 @@ def _shell_inputs(component: h.Component) -> set[str]:
             for key, value in node.items():
                 if key in ("script", "before_script", "after_script"):
                     scripts.append(json.dumps(value))
+                elif key == "variables" and isinstance(value, dict):
+                    scripts.extend(
+                        json.dumps(v) for k, v in value.items() if k.startswith("CDL_SETUP_")
+                    )
                 else:
                     walk(value)
         elif isinstance(node, list):
@@ -65,6 +71,25 @@ def _shell_inputs(component: h.Component) -> set[str]:
 
     walk(component.body)
     return set(h._INNER.findall("\n".join(scripts)))
+
+
+def test_one_setup_definition_shared_by_the_components() -> None:
+    """The install script exists once (templates/shared/cdl-setup.yml); each component's
+    setup job only extends it with its inputs."""
+    shared = h.TEMPLATES_DIR / "shared" / "cdl-setup.yml"
+    setup = yaml.safe_load(shared.read_text(encoding="utf-8"))
+    assert list(setup) == [".cdl-setup"]
+    assert "$[[" not in shared.read_text(encoding="utf-8")  # no inputs: one configuration
+    script = setup[".cdl-setup"]["before_script"][0]
+    assert "CDL_SETUP_REQUIREMENT" in script and "pip install" in script
+    for name in ("data-pipeline", "model-pipeline", "deployment-pipeline", "monitoring"):
+        component = h.load_component(name)
+        assert {"local": "/templates/shared/cdl-setup.yml"} in component.body["include"]
+        setups = [job for job in component.body if job.endswith("-setup")]
+        assert len(setups) == 1, setups
+        assert component.body[setups[0]]["extends"] == ".cdl-setup"
+        # no second copy of the install
+        assert "-m venv" not in component.text and "pip download" not in component.text
 
 
 @pytest.mark.parametrize("name", h.COMPONENTS)

@@ -4,8 +4,9 @@ Render the news starter (local profile), commit the tiny-dataset settings on ``d
 the components from the fake instance (a bare repository of this work tree's library, reached
 through ``url.<file-url>.insteadOf``), and run the whole ``dev`` pipeline with the shell
 executor: data -> train -> register -> evaluate -> compress -> package + serve + smoke test,
-the ``.cdl/`` state passed between jobs as artifacts. Then on ``main`` the production deploy
-job is there and manual, and a change only under ``docs/`` runs nothing.
+the ``.cdl/`` state passed between jobs as artifacts. Then the production deploy on ``main``,
+started twice, serves the version ``deploy-select`` decided both times; on ``main`` the
+production deploy job is there and manual, and a change only under ``docs/`` runs nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ DEV_JOBS = (
     "model-train",
     "model-evaluate",
     "deploy-compress",
+    "deploy-select",
     "deploy-staging",
 )
 
@@ -71,18 +73,48 @@ def test_rendered_project_pipeline_runs_end_to_end_on_the_local_profile(
     )
     assert "cdl deploy predict" in staging_log, staging_log[-4000:]
     assert re.search(r"\(model news-e2e v\d+\)", staging_log), staging_log[-4000:]  # answered
+    # the staging deploy served the version deploy-select decided
+    select_log = "\n".join(
+        line for line in run.output.splitlines() if line.startswith("deploy-select")
+    )
+    decided = re.search(r"CDL_DEPLOY_VERSION=(\d+)", select_log)
+    assert decided, select_log[-4000:]
+    assert f"(model news-e2e v{decided.group(1)})" in staging_log, staging_log[-4000:]
     assert not _port_open(9000)
 
-    # main: merging dev brings the production deploy, manual
+    # main: the production gate, started twice, serves the one version deploy-select decided
+    # both times (the selection and the production deploy on the gated registry of this run)
+    served = []
+    for _ in range(2):
+        production = h.run_local_pipeline(
+            project,
+            sandbox,
+            wheel,
+            archive,
+            *h.branch_vars("main"),
+            "deploy-select",
+            "deploy-production",
+        )
+        assert production.status.get("deploy-production") == "success", production.output[-8000:]
+        chosen = re.search(r"CDL_DEPLOY_VERSION=(\d+)", production.output)
+        answered = re.search(
+            r"deploy-production\s*> .*\(model news-e2e v(\d+)\)", production.output
+        )
+        assert chosen and answered, production.output[-8000:]
+        served.append((chosen.group(1), answered.group(1)))
+    assert served[0] == served[1] and served[0][0] == served[0][1] == decided.group(1)
+    assert not _port_open(9000)
+
+    # main: merging dev brings the gates again and the production deploy, manual
     sandbox.git("checkout", "-q", "main", cwd=project)
     sandbox.git("merge", "-q", "--ff-only", "dev", cwd=project)
     main = {n: j["when"] for n, j in h.list_jobs(project, sandbox=sandbox).items()}
     assert main["deploy-production"] == "manual"
     assert main["deploy-staging"] == "never"
-    assert main["model-train"] == "on_success"
+    assert main["model-train"] == main["deploy-select"] == "on_success"
 
     # a push to main that only changes docs/ runs none of the heavy jobs
-    sandbox.set_origin_branch(project, "main")
+    sandbox.set_default_branch(project, "dev", "main")
     (project / "docs").mkdir(exist_ok=True)
     (project / "docs" / "changes.md").write_text("# Changes\n", encoding="utf-8")
     sandbox.git("add", "docs", cwd=project)

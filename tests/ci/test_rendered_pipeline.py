@@ -70,6 +70,8 @@ def test_project_owns_stages_and_workflow(rendered: dict[str, Path], variant: st
     assert pipeline["stages"] == ["template", "data", "model", "deploy", *monitor]
     rules = pipeline["workflow"]["rules"]
     assert {"if": '$CI_PIPELINE_SOURCE == "schedule"'} in rules
+    # a schedule monitors unless its CDL_SCHEDULE says otherwise (retrain is opt-in)
+    assert pipeline["variables"]["CDL_SCHEDULE"]["value"] == "monitor"
     assert {"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'} in rules
     # a branch with an open merge request runs the MR pipeline only (no double pipelines)
     assert {"if": "$CI_COMMIT_BRANCH && $CI_OPEN_MERGE_REQUESTS", "when": "never"} in rules
@@ -129,6 +131,8 @@ def test_includes_the_components_by_version_with_valid_inputs(
     deploy = includes[2]["inputs"]
     assert deploy["compression"] is answers["include_compression"]
     assert deploy["staging_branch"] == "dev" and deploy["production_branch"] == "main"
+    model = includes[1]["inputs"]
+    assert (model["staging_branch"], model["production_branch"]) == ("dev", "main")
     assert deploy["production_auto"] is False
 
 
@@ -141,8 +145,10 @@ def test_cluster_images_use_the_image_prefix(rendered: dict[str, Path]) -> None:
 
 # ------------------------------------------------------------- under gitlab-ci-local
 def _attach(sandbox: h.Sandbox, project: Path, path: str) -> None:
-    """origin on the fake instance, origin/main = main, a commit on dev changing cdl.yaml."""
+    """origin on the fake instance with dev its default branch (as the bootstrap makes it),
+    origin/dev = the rendered commit, and a commit on dev changing cdl.yaml."""
     sandbox.attach_project(project, path)
+    sandbox.set_default_branch(project, "dev")
     sandbox.git("checkout", "-q", "dev", cwd=project)
     with (project / "cdl.yaml").open("a", encoding="utf-8") as config:
         config.write("# changed on dev\n")
@@ -184,9 +190,9 @@ def test_rendered_pipeline_expands_under_gitlab_ci_local(
         for n, j in h.list_jobs(project, *h.branch_vars("main"), sandbox=sandbox).items()
     }
     assert dev["data-pipeline"] == "on_success"
-    assert dev["model-train"] == "manual"
+    assert dev["model-train"] == main["model-train"] == "on_success"
     assert dev["deploy-staging"] == "on_success" and dev["deploy-production"] == "never"
-    assert main["deploy-production"] == "manual"
+    assert main["deploy-production"] == "manual" and main["deploy-staging"] == "never"
     cluster = VARIANTS[variant].get("profile") == "cluster"
     assert (dev["deploy-build-image"] == "on_success") is cluster
     assert (dev["deploy-compress"] == "on_success") is VARIANTS[variant].get(
@@ -200,9 +206,10 @@ def test_rendered_docs_only_change_runs_none_of_the_heavy_jobs(
     project = rendered["news-local-component"]
     if "origin" not in sandbox.git("remote", cwd=project).split():
         _attach(sandbox, project, "ml/news-ci")
-    # what the pipeline of a push to main sees: origin/main, then a commit touching docs/ only
+    # what the pipeline of a push to main sees: origin/dev (the default branch) at main, then
+    # a commit touching docs/ only
     sandbox.git("checkout", "-q", "-B", "docs-change", "main", cwd=project)
-    sandbox.set_origin_branch(project, "main")
+    sandbox.set_default_branch(project, "dev", "main")
     (project / "docs").mkdir(exist_ok=True)
     (project / "docs" / "notes.md").write_text("# Notes\n", encoding="utf-8")
     sandbox.git("add", "docs", cwd=project)

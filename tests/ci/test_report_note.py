@@ -22,7 +22,7 @@ TOKEN = "glpat-report-token"
 
 def _note_script() -> str:
     component = h.load_component("model-pipeline")
-    job = h.interpolate(component)["model-report-note"]
+    job = h.interpolate(component, h.branch_inputs(component))["model-report-note"]
     scripts = [line for line in job["script"] if "python3 - <<'PY'" in line]
     assert len(scripts) == 1
     body = scripts[0].split("<<'PY'\n", 1)[1].rsplit("\nPY", 1)[0]

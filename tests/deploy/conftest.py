@@ -32,6 +32,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "CDL_ARTIFACT_DIR",
         "CI_COMMIT_SHA",
         "CI_COMMIT_BRANCH",
+        "CDL_STAGING_BRANCH",
+        "CDL_PRODUCTION_BRANCH",
         "CI_COMMIT_REF_NAME",
         "CI_REGISTRY_IMAGE",
         "KUBECONFIG",

@@ -38,7 +38,8 @@ def kubectl_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FAKE_KUBECTL_LOG", str(log))
     monkeypatch.setenv("CDL_TEST_POSTGRES_DSN", DSN)
     monkeypatch.setenv("KUBECONFIG_B64", base64.b64encode(KUBECONFIG.encode()).decode())
-    monkeypatch.setenv("CI_COMMIT_BRANCH", "main")
+    monkeypatch.setenv("CI_COMMIT_BRANCH", "release")
+    monkeypatch.setenv("CDL_PRODUCTION_BRANCH", "release")  # the component's input, any name
     monkeypatch.setattr(kube, "APPEAR_POLL", 0.01)
     return log
 
@@ -112,12 +113,17 @@ def test_failures_never_leak_secrets(
     assert "deployments" not in _registry(text_project).get_version("news-demo", 1).metadata
 
 
-def test_production_only_from_main(text_project, kubectl_log: Path, monkeypatch) -> None:
+def test_production_only_from_the_production_branch(
+    text_project, kubectl_log: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("CI_COMMIT_BRANCH", "dev")
     image = f"registry.example.org/group/demo/news-demo:{SHA1}"
-    with pytest.raises(kube.KubeError, match="only from the main branch"):
+    with pytest.raises(kube.KubeError, match="only from the release branch"):
         kube.apply(text_project, _registry(text_project), "production", image)
     kube.apply(text_project, _registry(text_project), "staging", image)  # dev -> staging is fine
+    monkeypatch.delenv("CDL_PRODUCTION_BRANCH")
+    with pytest.raises(kube.KubeError, match="need CDL_PRODUCTION_BRANCH"):
+        kube.apply(text_project, _registry(text_project), "production", image)
 
 
 def test_missing_credentials(text_project, kubectl_log: Path, monkeypatch) -> None:

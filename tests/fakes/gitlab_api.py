@@ -2,7 +2,9 @@
 
 It listens on 127.0.0.1 (free port) in a background thread, records every request
 and serves a small route table with in-memory state: user, namespaces/groups,
-projects, protected branches, CI/CD variables, environments, issues and merge requests. It does not
+projects, protected branches, CI/CD variables (environment-scoped: a variable of scope
+"*" is stored as "KEY", one of another scope as "KEY@scope"), environments, protected
+environments, project access tokens, issues and merge requests. It does not
 serve git: a project's `http_url_to_repo` comes from `repo_url` (e.g. the file://
 URL of a bare repository the test created).
 
@@ -100,8 +102,11 @@ class _State:
     protected_branches: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
     variables: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
     environments: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    protected_environments: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    access_tokens: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     issues: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     merge_requests: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    issue_notes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 class FakeGitLab(LoopbackHTTPFake):
@@ -287,6 +292,10 @@ class FakeGitLab(LoopbackHTTPFake):
             ("GET", f"{project}/variables/{{key}}", self._get_variable),
             ("POST", f"{project}/variables", self._post_variable),
             ("PUT", f"{project}/variables/{{key}}", self._put_variable),
+            ("GET", f"{project}/protected_environments", self._list_protected_environments),
+            ("POST", f"{project}/protected_environments", self._post_protected_environment),
+            ("GET", f"{project}/access_tokens", self._list_access_tokens),
+            ("POST", f"{project}/access_tokens", self._post_access_token),
             ("GET", f"{project}/environments", self._list_environments),
             ("POST", f"{project}/environments", self._post_environment),
             ("GET", f"{project}/issues", self._list_issues),
@@ -295,6 +304,7 @@ class FakeGitLab(LoopbackHTTPFake):
             ("POST", f"{project}/merge_requests", self._post_merge_request),
             ("GET", f"{project}/merge_requests/{{iid}}", self._get_merge_request),
             ("PUT", f"{project}/merge_requests/{{iid}}", self._put_merge_request),
+            ("POST", f"{project}/issues/{{iid}}/notes", self._post_issue_note),
         ]:
             self.route(method, pattern, handler)
 
@@ -331,10 +341,17 @@ class FakeGitLab(LoopbackHTTPFake):
             "web_url": f"{self.url}/{full}",
         }
         self.state.projects[project_id] = project
-        for table in (self.state.protected_branches, self.state.variables, self.state.environments):
+        for table in (
+            self.state.protected_branches,
+            self.state.variables,
+            self.state.environments,
+            self.state.protected_environments,
+        ):
             table[project_id] = {}
+        self.state.access_tokens[project_id] = []
         self.state.issues[project_id] = []
         self.state.merge_requests[project_id] = []
+        self.state.issue_notes[project_id] = []
         return project
 
     def _with_project(self, ref: str) -> tuple[dict[str, Any] | None, Response]:
@@ -431,18 +448,42 @@ class FakeGitLab(LoopbackHTTPFake):
         found, missing = self._with_project(project)
         return (200, list(self.state.variables[found["id"]].values())) if found else missing
 
+    @staticmethod
+    def variable_id(key: str, scope: str = "*") -> str:
+        """The state key of a variable: "KEY" for scope "*", else "KEY@scope"."""
+        return key if scope == "*" else f"{key}@{scope}"
+
+    def _scoped(self, variables: dict[str, Any], key: str, request: RecordedRequest) -> Any:
+        """The one variable ``key`` (with ``filter[environment_scope]``), or an error."""
+        scope = (request.query.get("filter[environment_scope]") or [None])[0]
+        if scope is not None:
+            found = variables.get(self.variable_id(key, scope))
+            return found or (404, {"message": "404 Variable Not Found"})
+        matches = [v for v in variables.values() if v["key"] == key]
+        if len(matches) > 1:
+            message = (
+                "There are multiple variables with provided parameters. Please use "
+                "'filter[environment_scope]'"
+            )
+            return 409, {"message": message}
+        return matches[0] if matches else (404, {"message": "404 Variable Not Found"})
+
     def _get_variable(self, request: RecordedRequest, project: str, key: str) -> Response:
         found, missing = self._with_project(project)
         if not found:
             return missing
-        variable = self.state.variables[found["id"]].get(key)
-        return (200, variable) if variable else (404, {"message": "404 Variable Not Found"})
+        variable = self._scoped(self.state.variables[found["id"]], key, request)
+        return variable if isinstance(variable, tuple) else (200, variable)
 
     @staticmethod
     def _variable(data: dict[str, Any], key: str) -> tuple[dict[str, Any] | None, Response]:
+        """GitLab's masking rule: the classic alphabet, or any printable ASCII but whitespace
+        when the variable is raw (never expanded); at least 8 characters."""
         value = str(data.get("value", ""))
         masked = bool(data.get("masked", False))
-        if masked and (len(value) < 8 or any(ch not in MASKABLE for ch in value)):
+        raw = bool(data.get("raw", False))
+        allowed = (lambda ch: "!" <= ch <= "~") if raw else (lambda ch: ch in MASKABLE)
+        if masked and (len(value) < 8 or not all(allowed(ch) for ch in value)):
             return None, (400, {"message": {"value": ["is invalid"]}})
         variable = {
             "variable_type": data.get("variable_type", "env_var"),
@@ -450,7 +491,7 @@ class FakeGitLab(LoopbackHTTPFake):
             "value": value,
             "protected": bool(data.get("protected", False)),
             "masked": masked,
-            "raw": False,
+            "raw": raw,
             "environment_scope": data.get("environment_scope", "*"),
         }
         return variable, (200, variable)
@@ -462,12 +503,13 @@ class FakeGitLab(LoopbackHTTPFake):
         data = request.json or {}
         key = data.get("key", "")
         variables = self.state.variables[found["id"]]
-        if key in variables:
+        state_id = self.variable_id(key, data.get("environment_scope", "*"))
+        if state_id in variables:
             return 400, {"message": {"key": [f"({key}) has already been taken"]}}
         variable, response = self._variable(data, key)
         if variable is None:
             return response
-        variables[key] = variable
+        variables[state_id] = variable
         return 201, variable
 
     def _put_variable(self, request: RecordedRequest, project: str, key: str) -> Response:
@@ -475,12 +517,69 @@ class FakeGitLab(LoopbackHTTPFake):
         if not found:
             return missing
         variables = self.state.variables[found["id"]]
-        if key not in variables:
-            return 404, {"message": "404 Variable Not Found"}
-        variable, response = self._variable({**variables[key], **(request.json or {})}, key)
+        current = self._scoped(variables, key, request)
+        if isinstance(current, tuple):
+            return current
+        variable, response = self._variable({**current, **(request.json or {})}, key)
         if variable is not None:
-            variables[key] = variable
+            del variables[self.variable_id(key, current["environment_scope"])]
+            variables[self.variable_id(key, variable["environment_scope"])] = variable
         return response
+
+    def _list_protected_environments(self, request: RecordedRequest, project: str) -> Response:
+        found, missing = self._with_project(project)
+        if not found:
+            return missing
+        return 200, list(self.state.protected_environments[found["id"]].values())
+
+    def _post_protected_environment(self, request: RecordedRequest, project: str) -> Response:
+        found, missing = self._with_project(project)
+        if not found:
+            return missing
+        data = request.json or {}
+        name = data.get("name", "")
+        if name not in self.state.environments[found["id"]]:
+            return 404, {"message": "404 Environment Not Found"}
+        protected = self.state.protected_environments[found["id"]]
+        if name in protected:
+            return 409, {"message": "Protected environment already exists"}
+        protected[name] = {
+            "name": name,
+            "deploy_access_levels": list(data.get("deploy_access_levels") or []),
+        }
+        return 201, protected[name]
+
+    def _list_access_tokens(self, request: RecordedRequest, project: str) -> Response:
+        found, missing = self._with_project(project)
+        if not found:
+            return missing
+        return 200, [
+            {k: v for k, v in t.items() if k != "token"}
+            for t in self.state.access_tokens[found["id"]]
+        ]
+
+    def _post_access_token(self, request: RecordedRequest, project: str) -> Response:
+        """Project access tokens: a name, scopes and an expiry date are required."""
+        found, missing = self._with_project(project)
+        if not found:
+            return missing
+        data = request.json or {}
+        for required in ("name", "scopes", "expires_at"):
+            if not data.get(required):
+                return 400, {"error": f"{required} is missing"}
+        tokens = self.state.access_tokens[found["id"]]
+        token = {
+            "id": next(self._ids),
+            "name": data["name"],
+            "scopes": list(data["scopes"]),
+            "access_level": int(data.get("access_level", 40)),
+            "expires_at": data["expires_at"],
+            "active": True,
+            "revoked": False,
+            "token": f"glpat-project{len(tokens) + 1:04d}-Rep0rtT0ken",
+        }
+        tokens.append(token)
+        return 201, token
 
     def _list_environments(self, request: RecordedRequest, project: str) -> Response:
         found, missing = self._with_project(project)
@@ -620,3 +719,17 @@ class FakeGitLab(LoopbackHTTPFake):
             mr["state"] = "closed"
         mr["draft"] = mr["work_in_progress"] = self._draft(mr["title"])
         return 200, mr
+
+    def _post_issue_note(self, request: RecordedRequest, project: str, iid: str) -> Response:
+        found, missing = self._with_project(project)
+        if not found:
+            return missing
+        if not any(str(i["iid"]) == iid for i in self.state.issues[found["id"]]):
+            return 404, {"message": "404 Issue Not Found"}
+        notes = self.state.issue_notes[found["id"]]
+        body = (request.json or {}).get("body")
+        if not body:
+            return 400, {"error": "body is missing"}
+        note = {"id": next(self._ids), "body": body, "issue_iid": int(iid)}
+        notes.append(note)
+        return 201, note

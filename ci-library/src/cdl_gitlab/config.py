@@ -234,6 +234,12 @@ class Settings:
     def pachyderm_address(self) -> str:
         return os.environ.get("PACHD_ADDRESS") or self.config.cluster.pachyderm_address
 
+    def deploy_branch(self, environment: str) -> str | None:
+        """The branch that deploys to ``environment``: ``$CDL_STAGING_BRANCH`` or
+        ``$CDL_PRODUCTION_BRANCH``, which the deployment component sets from its
+        ``staging_branch`` / ``production_branch`` inputs; None when unset."""
+        return os.environ.get(f"CDL_{environment.upper()}_BRANCH") or None
+
     def secret(self, env_name: str, purpose: str) -> str:
         """The value of the environment variable ``env_name``, or a clear error."""
         value = os.environ.get(env_name)

@@ -24,7 +24,7 @@ ENV = click.option(
     "environment",
     type=click.Choice(["staging", "production"]),
     required=True,
-    help="Target environment (staging from dev, production from main).",
+    help="Target environment (production only from $CDL_PRODUCTION_BRANCH).",
 )
 IMAGE = click.option(
     "--image", default=None, help="Serving image pinned by digest: <repo>@sha256:<digest>."
@@ -259,6 +259,31 @@ def compress(app: AppContext, version: int | None) -> None:
         )
         return
     click.echo(f"registered the compressed model as v{result.version}")
+
+
+@deploy.command("select")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the decision as a dotenv file (CDL_DEPLOY_VERSION=...) instead of printing it.",
+)
+@pass_app
+def select(app: AppContext, out: Path | None) -> None:
+    """Decide the version to deploy: the compressed one if its gate passed, else the native."""
+    from cdl_gitlab.deploy.selection import select_version
+    from cdl_gitlab.fsutil import atomic_write_text
+    from cdl_gitlab.registry import open_registry
+
+    chosen = select_version(app.settings, open_registry(app.settings))
+    if out:
+        atomic_write_text(out, chosen.dotenv())
+    click.echo(chosen.dotenv(), nl=False)
+    click.echo(
+        f"deploying {chosen.model} v{chosen.version} ({chosen.variant}; evaluated version "
+        f"v{chosen.native_version}, test accuracy {chosen.accuracy:.4f})",
+        err=True,
+    )
 
 
 @deploy.command("manifest")

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cdl_gitlab.deploy.manifest import (
-    ENVIRONMENTS,
     Manifest,
     ManifestError,
     render_manifest,
@@ -83,14 +82,22 @@ def current_branch(root: Path) -> str | None:
 
 
 def check_branch(settings: Settings, environment: str) -> None:
-    """Production deploys only from ``main`` (docs/design.md); staging from any branch."""
+    """Production deploys only from the production branch (``$CDL_PRODUCTION_BRANCH``);
+    staging from any branch."""
     if environment != "production":
         return
-    branch = current_branch(settings.root)
-    if branch != ENVIRONMENTS["production"]:
+    expected = settings.deploy_branch("production")
+    if not expected:
         raise KubeError(
-            f"production deploys only from the main branch (this is {branch or 'an unknown'} "
-            "branch); deploy to staging from dev"
+            "production deploys need CDL_PRODUCTION_BRANCH, the branch production deploys "
+            "from (the deployment component sets it from its production_branch input)"
+        )
+    branch = current_branch(settings.root)
+    if branch != expected:
+        raise KubeError(
+            f"production deploys only from the {expected} branch (this is "
+            f"{branch or 'an unknown'} branch); deploy to staging from "
+            f"{settings.deploy_branch('staging') or 'the staging branch'}"
         )
 
 

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
 TEMPLATE = "deployment/seldondeployment.yaml"
 SCHEMA = "seldondeployment-v1.json"
-ENVIRONMENTS = {"staging": "dev", "production": "main"}
-"""Each environment and the branch it deploys from."""
+ENVIRONMENTS = ("staging", "production")
+"""The environments; the branch each deploys from is configuration (``Settings.deploy_branch``)."""
 
 DIGEST = re.compile(r"^(?P<repo>[^@\s]+)@sha256:[0-9a-f]{64}$")
 SHA_TAG = re.compile(r"^[0-9a-f]{7,40}$")

@@ -8,10 +8,10 @@ folder; ``stop`` ends the whole process group (SIGTERM, then SIGKILL).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -87,15 +87,15 @@ def wrapper_dir(settings: Settings) -> Path:
     return folder
 
 
-def microservice_executable() -> str:
-    beside = Path(sys.executable).parent / "seldon-core-microservice"
-    found = str(beside) if beside.is_file() else shutil.which("seldon-core-microservice")
-    if not found:
+def microservice_command() -> list[str]:
+    """``seldon-core-microservice`` run by this interpreter, so the server imports the same
+    ``cdl_gitlab`` as the command that starts it (not whichever one a script on PATH sees)."""
+    if importlib.util.find_spec("seldon_core") is None:
         raise ServeError(
             "seldon-core-microservice not found: install the serving extra (pip install "
             "'cdl-gitlab[serve]')"
         )
-    return found
+    return [sys.executable, "-m", "seldon_core.microservice"]
 
 
 def port_free(port: int) -> bool:
@@ -156,7 +156,7 @@ def start_server(
                 "or choose --port)"
             )
     command = [
-        microservice_executable(),
+        *microservice_command(),
         class_name,
         "--service-type",
         "MODEL",
