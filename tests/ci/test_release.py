@@ -207,6 +207,9 @@ def _install_into_fresh_venv(venv: Path, index: pi.PackageIndex, version: str) -
             "--index-url",
             index.simple,
             "--no-deps",
+            # the path entry above also shows this checkout's editable cdl-gitlab: install
+            # the release into the fresh venv whatever pip finds already there
+            "--ignore-installed",
             f"cdl-gitlab=={version}",
         ],
         env=env,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -60,9 +61,45 @@ def test_a_project_rendered_from_a_local_checkout_installs_from_it(tmp_path: Pat
     )
     result = dry_run(tmp_path / "proj", "--extras", "serve", "--constraints", "constraints.txt")
     assert result.returncode == 0, result.stderr
-    library = (REPO_ROOT / "ci-library").as_uri()
-    assert f"'cdl-gitlab[serve] @ {library}'" in result.stdout
+    assert f"cdl-gitlab from the local template {REPO_ROOT}\n" in result.stdout
+    # built from a clean copy of the checkout's ci-library/ (see the next test)
+    assert re.search(r"'cdl-gitlab\[serve\] @ file://\S+/cdl-wheel-\w+/ci-library'", result.stdout)
     assert "-c constraints.txt" in result.stdout
+
+
+def test_a_local_library_is_built_from_a_clean_copy(tmp_path: Path, monkeypatch):
+    """Build leftovers in the checkout (setuptools reuses an existing build/ tree, so stale
+    modules would land in the wheel) never reach pip: it gets a copy without them."""
+    library = tmp_path / "cdl" / "ci-library"
+    shutil.copytree(REPO_ROOT / "ci-library" / "src", library / "src")
+    shutil.copy(REPO_ROOT / "ci-library" / "pyproject.toml", library)
+    (library / "build" / "lib" / "cdl_gitlab").mkdir(parents=True)
+    (library / "build" / "lib" / "cdl_gitlab" / "stale.py").write_text("")
+    (library / "src" / "cdl_gitlab.egg-info").mkdir(exist_ok=True)
+    # a stand-in for the venv's python: records what `python -m pip install ...` was given
+    seen = tmp_path / "seen.txt"
+    fake_python = tmp_path / "python"
+    fake_python.write_text(
+        "#!/bin/sh\nfor a; do case $a in cdl-gitlab*@*) d=${a#*@ file://};"
+        f" (cd $d && find . | sort) > {seen};; esac; done\n"
+    )
+    fake_python.chmod(0o755)
+    args = installer.argparse.Namespace(
+        answers=None,
+        extras="serve",
+        version="0.2.0",
+        constraints="",
+        requirements=[],
+        packages=[],
+        python=str(fake_python),
+        dry_run=False,
+    )
+    local = installer.Source("a local checkout", folder=library)
+    monkeypatch.setattr(installer, "choose_source", lambda *_args: local)
+    installer.install(args, {})
+    files = seen.read_text().split()
+    assert "./src/cdl_gitlab/__init__.py" in files and "./pyproject.toml" in files
+    assert not [f for f in files if "build" in f.split("/") or f.endswith(".egg-info")]
 
 
 @pytest.mark.parametrize(
