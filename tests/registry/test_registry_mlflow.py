@@ -213,11 +213,11 @@ def test_cluster_run_registers_in_mlflow(
     """Cluster profile, ``registry.backend: mlflow``: Determined trains and serves the
     checkpoint; the version (with its files and lineage) goes to the MLflow server."""
     import yaml
-    from cdl_gitlab.data.stores import open_store
     from test_registry_determined import _cdl_checkpoint, _context
 
     from cdl_gitlab.config import load_settings
     from cdl_gitlab.data.names import validated_repo
+    from cdl_gitlab.data.stores import open_store
     from cdl_gitlab.model.cluster import register_best_checkpoint, submit_experiment
     from fakes.pachd import FakePachd
 
