@@ -21,6 +21,7 @@ import argparse
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,6 +53,12 @@ class Source:
     requirement: str = ""
     editable: str = ""
     index_url: str = ""
+    folder: Path | None = None  # a local library folder, built from a clean copy
+
+
+# What a local library folder may hold besides its sources: build leftovers that setuptools
+# would put into the wheel (it reuses an existing build/ tree) or stale metadata.
+BUILD_LEFTOVERS = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", "*.pyc")
 
 
 def _extras(extras: str) -> str:
@@ -124,6 +131,7 @@ def source_from_answers(answers: Mapping[str, object], extras: str, project: Pat
         return Source(
             f"the local template {folder.parent}",
             requirement=f"{DISTRIBUTION}{_extras(extras)} @ {folder.as_uri()}",
+            folder=folder,
         )
     commit = answers.get("_commit")
     if not isinstance(commit, str) or not commit:
@@ -229,6 +237,11 @@ def install(args: argparse.Namespace, env: Mapping[str, str]) -> Source:
             package = [
                 download_release(source, args.extras, args.python, Path(scratch), args.dry_run)
             ]
+        elif source.folder is not None:
+            clean = Path(scratch) / LIBRARY_FOLDER
+            if not args.dry_run:
+                shutil.copytree(source.folder, clean, ignore=BUILD_LEFTOVERS)
+            package = [f"{DISTRIBUTION}{_extras(args.extras)} @ {clean.as_uri()}"]
         else:
             package = [source.requirement]
         _pip(
