@@ -153,11 +153,20 @@ def test_fuzzed_answers_render_valid_projects(
     assert config.training.accuracy_threshold == pytest.approx(threshold)
 
 
+def test_a_project_named_like_a_python_keyword_gets_a_usable_model_name(tmp_path, template_dir):
+    """`True` slugs to `true`; the model (and its Seldon class) must not be `True`."""
+    project = render(template_dir, tmp_path / "p", {"project_name": "True"})
+    check_rendered_project(project)
+    assert parse_config((project / "cdl.yaml").read_text()).model.name == "true-model"
+    assert (project / "deployment" / "TrueModel.py").is_file()
+
+
 @pytest.mark.parametrize(
     ("answers", "question"),
     [
         ({"project_name": "two\nlines"}, "project_name"),
         ({"project_slug": "Not A Slug"}, "project_slug"),
+        ({"model_name": "none"}, "model_name"),
         ({"project_slug": "trailing-"}, "project_slug"),
         ({"model_name": "9lives"}, "model_name"),
         ({"starter": "tabular"}, "starter"),
