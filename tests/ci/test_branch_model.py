@@ -3,7 +3,7 @@
 A rendered news project whose default branch is ``dev`` (as the GitLab bootstrap makes it),
 on both profiles: which jobs run (and how) for a push to ``dev``, a merge request into
 ``dev``, a push to ``main``, a schedule on ``main`` (monitoring) and a schedule with
-retraining opted in (``CDL_SCHEDULE=retrain``); every ``needs`` of a running job that is not
+retraining opted in (``CDL_SCHEDULE=retrain``) and a template-update schedule; every ``needs`` of a running job that is not
 optional names a job of the same pipeline.
 """
 
@@ -37,6 +37,10 @@ GATES = {
     "deploy-compress": "on_success",
 }
 LOCAL_MONITOR = {"monitoring-report": "manual"}
+# the template-update component: the conflict check runs in every pipeline but scheduled
+# ones; the update itself only in CDL_SCHEDULE=template-update schedules
+CONFLICTS = {"template-conflicts": "on_success"}
+TEMPLATE_UPDATE = {"template-update": "on_success"}
 CLUSTER_BUILDS = {"data-build-image": "on_success"}
 CLUSTER_DEPLOY = {
     "deploy-package": "on_success",
@@ -46,13 +50,15 @@ CLUSTER_DEPLOY = {
 EXPECTED: dict[str, dict[str, dict[str, str]]] = {
     "local": {
         "push-dev": {
+            **CONFLICTS,
             **GATES,
             "deploy-select": "on_success",
             "deploy-staging": "on_success",
             **LOCAL_MONITOR,
         },
-        "mr-into-dev": {**GATES, "model-report-note": "always", **LOCAL_MONITOR},
+        "mr-into-dev": {**CONFLICTS, **GATES, "model-report-note": "always", **LOCAL_MONITOR},
         "push-main": {
+            **CONFLICTS,
             **GATES,
             "deploy-select": "on_success",
             "deploy-production": "manual",
@@ -64,10 +70,11 @@ EXPECTED: dict[str, dict[str, dict[str, str]]] = {
             "deploy-select": "on_success",
             "deploy-production": "manual",
         },
-        "schedule-template-update": {},
+        "schedule-template-update": TEMPLATE_UPDATE,
     },
     "cluster": {
         "push-dev": {
+            **CONFLICTS,
             **GATES,
             **CLUSTER_BUILDS,
             "deploy-select": "on_success",
@@ -75,8 +82,9 @@ EXPECTED: dict[str, dict[str, dict[str, str]]] = {
             "deploy-staging": "on_success",
             "deploy-rollback-staging": "manual",
         },
-        "mr-into-dev": {**GATES, **CLUSTER_BUILDS, "model-report-note": "always"},
+        "mr-into-dev": {**CONFLICTS, **GATES, **CLUSTER_BUILDS, "model-report-note": "always"},
         "push-main": {
+            **CONFLICTS,
             **GATES,
             **CLUSTER_BUILDS,
             "deploy-select": "on_success",
@@ -93,7 +101,7 @@ EXPECTED: dict[str, dict[str, dict[str, str]]] = {
             **CLUSTER_DEPLOY,
             "deploy-production": "manual",
         },
-        "schedule-template-update": {},
+        "schedule-template-update": TEMPLATE_UPDATE,
     },
 }
 
