@@ -3,8 +3,8 @@
 A rendered news project whose default branch is ``dev`` (as the GitLab bootstrap makes it),
 on both profiles: which jobs run (and how) for a push to ``dev``, a merge request into
 ``dev``, a push to ``main``, a schedule on ``main`` (monitoring) and a schedule with
-retraining opted in (``CDL_SCHEDULE=retrain``) and a template-update schedule; every ``needs`` of a running job that is not
-optional names a job of the same pipeline.
+retraining opted in (``CDL_SCHEDULE=retrain``) and a template-update schedule; every
+``needs`` of a running job that is not optional names a job of the same pipeline.
 """
 
 from __future__ import annotations
