@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cdl_gitlab.data.formats.archive import read_source
+from cdl_gitlab.data.ingest import Limits, stage_source
 from cdl_gitlab.data.steps.validate import Rules, validate_tree
 
 RULES = Rules(task="text", min_chars=100, max_bytes=1_000_000, extensions=("txt",))
@@ -117,7 +117,10 @@ def main() -> None:
 
     logging.disable(logging.INFO)  # one log line per discarded item is not what is measured
     if args.bbc.is_file():
-        measure("BBC archive", read_source(args.bbc).files, args.runs, args.tmp)
+        with tempfile.TemporaryDirectory(prefix="cdl-bbc-", dir=args.tmp) as staged_dir:
+            staged = stage_source(args.bbc, Path(staged_dir), Limits())
+            bbc = {rel: (Path(staged_dir) / rel).read_bytes() for rel in staged.files}
+        measure("BBC archive", bbc, args.runs, args.tmp)
     else:
         print(f"BBC archive: skipped ({args.bbc} not found; pass --bbc or set CDL_BBC_ARCHIVE)")
     small = measure("generated", generated(2_225), args.runs, args.tmp)

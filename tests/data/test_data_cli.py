@@ -51,7 +51,8 @@ def test_pipeline_summary_and_labels(ran: tuple[Settings, Result]) -> None:
     settings, result = ran
     assert result.exit_code == 0, result.stderr
     out = result.stdout
-    assert "collect: 37 files" in out and "skipped 1: bbc/README.TXT" in out
+    assert "collect: 37 files" in out
+    assert "discarded 1 (outside_class_folder 1; e.g. bbc/README.TXT: outside_class_folder)" in out
     assert "demo-train-validate: ran 1 datum(s)" in out
     assert "store-labels (train):" in out and "0 rejected" in out
     store = LocalStore(settings.state_dir / "data")

@@ -71,6 +71,17 @@ class ValidationSection(_Section):
     """Expected [width, height] of image items (empty: any decodable image)."""
 
 
+class LimitsSection(_Section):
+    """Caps on what a data source may contain (see ``cdl_gitlab.data.ingest``)."""
+
+    max_member_bytes: Annotated[int, Field(gt=0)] = 256 * 1024**2
+    """A file or archive member larger than this is discarded (``oversized_member``)."""
+    max_total_bytes: Annotated[int, Field(gt=0)] = 50 * 1024**3
+    """A source larger in total is refused as a whole: nothing is collected."""
+    max_compression_ratio: Annotated[float, Field(gt=1.0)] = 200.0
+    """A zip member expanding more than this many times is discarded as a zip bomb."""
+
+
 class DataSection(_Section):
     source: str = ""
     """Canonical URL of the raw data; ``CDL_DATA_MIRROR`` or ``mirror`` overrides it."""
@@ -84,6 +95,7 @@ class DataSection(_Section):
     branch: str = "master"
     split: SplitSection = SplitSection()
     validation: ValidationSection = ValidationSection()
+    limits: LimitsSection = LimitsSection()
     min_items: Annotated[int, Field(ge=1)] = 10
     """Fewest items the train and the test split may keep after validation: below it,
     ``cdl data pipeline`` fails with the discard reasons."""
