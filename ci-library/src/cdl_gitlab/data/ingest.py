@@ -99,7 +99,7 @@ class _Stager:
     def target(self, entry: _Entry, strip: bool) -> str | None:
         """The ``<class>/<file>`` path of an entry, or None after discarding it."""
         name = entry.name
-        if name.startswith("/") or ".." in PurePosixPath(name).parts:
+        if _unsafe(name):
             self.discard(name, "unsafe_path", "absolute or '..' path")
             return None
         parts = PurePosixPath(name).parts
@@ -158,8 +158,13 @@ class _Stager:
             )
 
 
+def _unsafe(name: str) -> bool:
+    return name.startswith("/") or ".." in PurePosixPath(name).parts
+
+
 def _strip_top(names: list[str]) -> bool:
-    paths = [PurePosixPath(name).parts for name in names]
+    """Whether every (safe) name lies in one common top folder, which is then stripped."""
+    paths = [PurePosixPath(name).parts for name in names if not _unsafe(name)]
     return len({parts[0] for parts in paths if parts}) == 1 and all(len(p) > 1 for p in paths)
 
 
