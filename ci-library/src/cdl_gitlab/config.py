@@ -85,6 +85,9 @@ class LimitsSection(_Section):
 class DataSection(_Section):
     source: str = ""
     """Canonical URL of the raw data; ``CDL_DATA_MIRROR`` or ``mirror`` overrides it."""
+    source_sha256: Annotated[str, Field(pattern=r"^([0-9a-fA-F]{64})?$")] = ""
+    """SHA-256 of a single-file ``source`` (an archive): the download and a mirror file are
+    checked against it (empty: unchecked; ``CDL_DATA_SHA256`` overrides it)."""
     mirror: str = ""
     """A local copy of ``source``: a path or a ``file://`` URL."""
     repo_prefix: Slug
@@ -212,6 +215,12 @@ class Settings:
     @property
     def data_mirror(self) -> str:
         return os.environ.get("CDL_DATA_MIRROR") or self.config.data.mirror
+
+    @property
+    def source_sha256(self) -> str:
+        """``$CDL_DATA_SHA256`` if set (even empty: unchecked), else ``data.source_sha256``:
+        a mirror holding other data than the pinned source names its own hash."""
+        return os.environ.get("CDL_DATA_SHA256", self.config.data.source_sha256).strip().lower()
 
     @property
     def determined_master(self) -> str:

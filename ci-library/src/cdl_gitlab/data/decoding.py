@@ -6,7 +6,8 @@ without a BOM when NUL bytes sit on one side of every code unit; else charset-no
 "chaos" (within 0.05) and a language coherence within 0.1 of the best, Windows-1252, then
 Latin-1, then other Windows code pages, then ISO-8859 ones are preferred: on mostly-ASCII text
 with one accented byte the detector's first proposal is arbitrary (an English Latin-1 article
-with one ``£`` comes back as ``cp932``; Russian Windows-1251 text as ``mac_cyrillic``). Text with no workable proposal is undecodable, and reported so.
+with one ``£`` comes back as ``cp932``; Russian Windows-1251 text as ``mac_cyrillic``).
+Text with no workable proposal is undecodable, and reported so.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from cdl_gitlab.data.formats.base import CollectResult, DataFormat, SplitResult
 from cdl_gitlab.data.ingest import Limits, Staged, stage_source
 from cdl_gitlab.data.labels import folder_labels
 from cdl_gitlab.data.names import raw_repo, split_repo
-from cdl_gitlab.data.sources import configured_source, download, local_path
+from cdl_gitlab.data.sources import configured_source, download, local_path, verify
 
 if TYPE_CHECKING:
     from cdl_gitlab.config import Settings
@@ -85,17 +85,26 @@ class ArchiveFormat(DataFormat):
     name = "archive"
 
     def source_path(self) -> Path:
-        """The local file or folder to collect from (downloading ``data.source`` if needed)."""
+        """The local file or folder to collect from (downloading ``data.source`` if needed),
+        checked against ``data.source_sha256`` when it is a file."""
         source = configured_source(self.settings)
         if not source:
             raise DataError(
                 "no data source: set data.source or data.mirror in cdl.yaml, or CDL_DATA_MIRROR"
             )
+        sha256 = self.settings.source_sha256
         local = local_path(source)
         if local is not None:
+            if local.is_file():
+                verify(local, sha256, f"data mirror {local}")
             return local
         if source.startswith(("http://", "https://")):
-            return download(source, self.settings.state_dir / "downloads")
+            return download(
+                source,
+                self.settings.state_dir / "downloads",
+                sha256=sha256,
+                max_bytes=self.settings.config.data.limits.max_total_bytes,
+            )
         raise DataError(f"unsupported data source {source!r}: use http(s)://, file:// or a path")
 
     def collect(self, store: DataStore) -> CollectResult:
