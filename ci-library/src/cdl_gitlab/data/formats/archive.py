@@ -142,6 +142,13 @@ class ArchiveFormat(DataFormat):
             result = plan_split(
                 file_digests(folder / "raw", paths), data.split.seed, data.split.test_ratio
             )
+            if not result.train or not result.test:
+                raise DataError(
+                    f"split: {len(paths)} raw files gave train {len(result.train)} and test "
+                    f"{len(result.test)} items ({len(result.duplicates)} exact duplicates, "
+                    f"{len(result.conflicts)} conflicting duplicates dropped); both sets need "
+                    "items: add items to the data source, then run the data pipeline again"
+                )
             for name, part in (("train", result.train), ("test", result.test)):
                 repo = split_repo(self.settings, name)
                 store.create_repo(repo, f"{name} split of {raw}")
