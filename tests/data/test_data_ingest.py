@@ -215,3 +215,17 @@ def test_collect_and_split_hold_one_file_at_a_time(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert store.resolve("demo-raw", "master").size_bytes == 12_000_000
     assert peak < 3_000_000, peak
+
+
+def test_a_corrupt_zip_member_is_discarded(tmp_path: Path) -> None:
+    path = tmp_path / "src.zip"
+    with zipfile.ZipFile(path, "w") as archive:  # stored: the text is in the file as is
+        archive.writestr("a/good.txt", b"a good article " * 20)
+        archive.writestr("b/bad.txt", b"a damaged article " * 20)
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"a damaged article", b"a DAMAGED article", 1))
+    staged = stage_source(path, tmp_path / "out", LIMITS)
+    assert staged.files == ["a/good.txt"]
+    assert [(d.path, d.reason) for d in staged.discarded] == [("b/bad.txt", "unreadable")]
+    assert "CRC" in staged.discarded[0].detail
+    assert not (tmp_path / "out" / "b" / "bad.txt").exists()

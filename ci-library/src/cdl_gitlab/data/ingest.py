@@ -10,7 +10,8 @@ whatever the size of the data set) or discarded with a logged reason, never sile
 - ``hidden``, ``outside_class_folder``: dot files, files not inside a ``<class>/`` folder;
 - ``oversized_member``: larger than ``data.limits.max_member_bytes``;
 - ``compression_ratio``: a zip member whose size exceeds ``data.limits.max_compression_ratio``
-  times its compressed size (a zip bomb).
+  times its compressed size (a zip bomb);
+- ``unreadable``: a member that fails to decompress (bad CRC, encrypted, truncated).
 
 A source larger in total than ``data.limits.max_total_bytes`` is refused as a whole
 (:class:`DataError`): nothing is staged, so nothing is committed. One common top folder
@@ -24,6 +25,7 @@ import os
 import stat
 import tarfile
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -130,17 +132,25 @@ class _Stager:
         return "/".join(parts)
 
     def copy(self, name: str, rel: str, source: IO[bytes]) -> None:
-        """Stream ``source`` to ``dest/rel``, enforcing the member and total caps."""
+        """Stream ``source`` to ``dest/rel``, enforcing the member and total caps; a member
+        that cannot be read (bad CRC, encrypted, truncated) is discarded as ``unreadable``."""
         out = self.dest / rel
         out.parent.mkdir(parents=True, exist_ok=True)
         written = 0
-        with open(out, "wb") as handle:
-            while chunk := source.read(_CHUNK):
-                written += len(chunk)
-                if written > self.limits.max_member_bytes:
-                    break
-                self._count(len(chunk))
-                handle.write(chunk)
+        try:
+            with open(out, "wb") as handle:
+                while chunk := source.read(_CHUNK):
+                    if written + len(chunk) > self.limits.max_member_bytes:
+                        written += len(chunk)
+                        break
+                    written += len(chunk)
+                    self._count(len(chunk))
+                    handle.write(chunk)
+        except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, RuntimeError) as exc:
+            out.unlink()
+            self.result.total_bytes -= written
+            self.discard(name, "unreadable", str(exc) or type(exc).__name__)
+            return
         if written > self.limits.max_member_bytes:
             out.unlink()
             self.result.total_bytes -= written - len(chunk)
