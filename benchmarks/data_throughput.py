@@ -1,15 +1,17 @@
-"""Clean+validate throughput (files/s) of the data pipeline's validate step.
+"""Data pipeline figures: ingest (collect + split) and clean/validate per file, and peak RSS.
 
 Usage: python benchmarks/data_throughput.py [--bbc PATH] [--files N] [--runs R] [--tmp DIR]
 
-Measures ``cdl_gitlab.data.steps.validate.validate_tree`` (read, decode/clean, validate, write
-kept items and summary.json) on folders laid out as the pipeline materializes them
-(``<class>/<file>``):
-the BBC archive (``--bbc``, ``$CDL_BBC_ARCHIVE`` or ../shared/datasets/bbc-fulltext.zip;
-skipped with a message if absent) and generated corpora of 2,225 and ``--files`` (default
-100,000) files with 2% bad items. Writing the input folders is not timed; the cost is mostly
-file-system calls, so ``--tmp /dev/shm`` (tmpfs) separates CPU cost from disk. Goals (issue 3):
-2,225 BBC files under 2 s; throughput at 100k within 20% of throughput at 2k.
+1. Validate throughput (files/s) of ``cdl_gitlab.data.steps.validate.validate_tree`` (read,
+   decode, validate, write kept items and summary.json) on the BBC archive (``--bbc``,
+   ``$CDL_BBC_ARCHIVE`` or ../shared/datasets/bbc-fulltext.zip; skipped if absent) and on a
+   generated corpus of 2,225 files.
+2. Scale: for 2,000 and ``--files`` (default 100,000) small generated files (2% bad), each in
+   a fresh process: collect (safe staging + commit into the local store), split (content-hash
+   assignment, both commits) and validate both splits (checkout + ``validate_tree``). Prints
+   the time per file of each phase and the process's peak RSS (``ru_maxrss``): ingestion
+   streams one file at a time, so the RSS should not grow with the count.
+Writing the source folders is not timed; ``--tmp /dev/shm`` (tmpfs) separates CPU from disk.
 """
 
 from __future__ import annotations
@@ -17,14 +19,21 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from cdl_gitlab.data.formats.archive import read_source
+from cdl_gitlab.config import load_settings
+from cdl_gitlab.data.ingest import Limits, stage_source
+from cdl_gitlab.data.steps import pipeline
 from cdl_gitlab.data.steps.validate import Rules, validate_tree
+from cdl_gitlab.data.stores.local_store import LocalStore
 
 RULES = Rules(task="text", min_chars=100, max_bytes=1_000_000, extensions=("txt",))
 DEFAULT_BBC = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "bbc-fulltext.zip"
@@ -56,18 +65,17 @@ WORDS = (
 )
 
 
-def write_files(root: Path, files: dict[str, bytes]) -> None:
-    for rel, data in files.items():
+def write_files(root: Path, files: Iterable[tuple[str, bytes]]) -> None:
+    for rel, data in files:
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
 
 
-def generated(count: int, seed: int = 0) -> dict[str, bytes]:
+def iter_generated(count: int, seed: int = 0) -> Iterator[tuple[str, bytes]]:
     """``count`` BBC-sized articles in 5 classes; every 50th item is bad in some way."""
     rng = random.Random(seed)
     bad = [b"", b"\x00\x01" * 300, b"too short", b"caf\xe9 " * 60]
-    files: dict[str, bytes] = {}
     for index in range(count):
         label = f"class{index % 5}"
         if index % 50 == 49:
@@ -75,14 +83,17 @@ def generated(count: int, seed: int = 0) -> dict[str, bytes]:
         else:
             words = rng.randrange(150, 600)
             data = " ".join(rng.choice(WORDS) for _ in range(words)).encode()
-        files[f"{label}/{index:06d}.txt"] = data
-    return files
+        yield f"{label}/{index:06d}.txt", data
+
+
+def generated(count: int, seed: int = 0) -> dict[str, bytes]:
+    return dict(iter_generated(count, seed))
 
 
 def measure(name: str, files: dict[str, bytes], runs: int, tmp: Path | None) -> float:
     with tempfile.TemporaryDirectory(prefix="cdl-bench-", dir=tmp) as scratch:
         src = Path(scratch) / "in"
-        write_files(src, files)
+        write_files(src, files.items())
         timings, cpu = [], []
         for run in range(runs):
             out = Path(scratch) / f"out{run}"
@@ -102,6 +113,53 @@ def measure(name: str, files: dict[str, bytes], runs: int, tmp: Path | None) -> 
     return rate
 
 
+CDL_YAML = """\
+version: 1
+project: {name: Bench, slug: bench}
+profile: local
+model: {name: bench, framework: pytorch, task: text, classes: []}
+data:
+  source: "SOURCE"
+  repo_prefix: bench
+"""
+
+
+def scale(count: int, tmp: Path | None) -> None:
+    """One process: collect, split and validate ``count`` generated files; print figures."""
+    import logging
+
+    logging.disable(logging.INFO)
+    with tempfile.TemporaryDirectory(prefix="cdl-scale-", dir=tmp) as scratch:
+        root = Path(scratch)
+        write_files(root / "source", iter_generated(count))
+        (root / "project").mkdir()
+        config = root / "project" / "cdl.yaml"
+        config.write_text(CDL_YAML.replace("SOURCE", str(root / "source")), encoding="utf-8")
+        settings = load_settings(config, "local")
+        store = LocalStore(settings.state_dir / "data")
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        pipeline.collect(settings, store)
+        timings["collect"] = time.perf_counter() - start
+        start = time.perf_counter()
+        pipeline.split(settings, store)
+        timings["split"] = time.perf_counter() - start
+        start = time.perf_counter()
+        kept = 0
+        for name in ("train", "test"):
+            store.checkout(f"bench-{name}", "master", root / "in" / name)
+            kept += validate_tree(root / "in" / name, root / "out" / name, RULES).kept
+        timings["validate"] = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    total = sum(timings.values())
+    phases = "  ".join(f"{k} {v / count * 1e6:6.0f} us" for k, v in timings.items())
+    print(
+        f"scale {count:>7} files: {total / count * 1e6:6.0f} us/file ({phases}); "
+        f"kept {kept}; peak RSS {peak_mb:6.1f} MB",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -112,12 +170,28 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tmp", type=Path, help="folder for the corpora (default: system temp)")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a scale run's process
+    parser.add_argument("--skip-validate-only", action="store_true", help="only the scale runs")
     args = parser.parse_args()
+    if args.one:
+        scale(args.one, args.tmp)
+        return
     import logging
 
     logging.disable(logging.INFO)  # one log line per discarded item is not what is measured
+    if not args.skip_validate_only:
+        validate_only(args)
+    for count in (2_000, args.files):
+        command = [sys.executable, __file__, "--one", str(count)]
+        subprocess.run([*command, *(["--tmp", str(args.tmp)] if args.tmp else [])], check=True)
+
+
+def validate_only(args: argparse.Namespace) -> None:
     if args.bbc.is_file():
-        measure("BBC archive", read_source(args.bbc).files, args.runs, args.tmp)
+        with tempfile.TemporaryDirectory(prefix="cdl-bbc-", dir=args.tmp) as staged_dir:
+            staged = stage_source(args.bbc, Path(staged_dir), Limits())
+            bbc = {rel: (Path(staged_dir) / rel).read_bytes() for rel in staged.files}
+        measure("BBC archive", bbc, args.runs, args.tmp)
     else:
         print(f"BBC archive: skipped ({args.bbc} not found; pass --bbc or set CDL_BBC_ARCHIVE)")
     small = measure("generated", generated(2_225), args.runs, args.tmp)

@@ -19,6 +19,7 @@ Everything runs offline:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -724,6 +725,8 @@ def local_pipeline_args(wheel: Path, archive: Path) -> list[str]:
         "CDL_PIP_INSTALL_ARGS=--no-index",
         "--variable",
         f"CDL_DATA_MIRROR={archive}",
+        "--variable",
+        f"CDL_DATA_SHA256={hashlib.sha256(archive.read_bytes()).hexdigest()}",
     ]
 
 
@@ -742,7 +745,12 @@ def run_local_pipeline(
         sandbox=sandbox,
         # no PYTHONPATH: the jobs run the cdl-gitlab they installed from ``wheel``, not the
         # work tree a test session may point PYTHONPATH at
-        extra_env={"PATH": path, "CDL_DATA_MIRROR": str(archive), "PYTHONPATH": ""},
+        extra_env={
+            "PATH": path,
+            "CDL_DATA_MIRROR": str(archive),
+            "CDL_DATA_SHA256": hashlib.sha256(archive.read_bytes()).hexdigest(),
+            "PYTHONPATH": "",
+        },
         timeout=timeout,
     )
     wall = time.perf_counter() - start

@@ -7,14 +7,16 @@ One project runs the whole pipeline once (module fixture); the tests read it, re
 from __future__ import annotations
 
 import json
+import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 from data_helpers import CLASSES, create_project, make_corpus
 
-from cdl_gitlab.cli import cli
+from cdl_gitlab.cli import cli, main
 from cdl_gitlab.cli.data_cmd import data
 from cdl_gitlab.config import Settings, parse_config
 from cdl_gitlab.data.dataset import load_split, require_items
@@ -51,7 +53,8 @@ def test_pipeline_summary_and_labels(ran: tuple[Settings, Result]) -> None:
     settings, result = ran
     assert result.exit_code == 0, result.stderr
     out = result.stdout
-    assert "collect: 37 files" in out and "skipped 1: bbc/README.TXT" in out
+    assert "collect: 37 files" in out
+    assert "discarded 1 (outside_class_folder 1; e.g. bbc/README.TXT: outside_class_folder)" in out
     assert "demo-train-validate: ran 1 datum(s)" in out
     assert "store-labels (train):" in out and "0 rejected" in out
     store = LocalStore(settings.state_dir / "data")
@@ -185,3 +188,37 @@ def test_min_items_names_the_short_split(project: Settings) -> None:
     assert parse_config(text.replace("  min_items: 5\n", "")).data.min_items == 10
     with pytest.raises(ConfigError, match=r"data\.min_items: Input should be greater than"):
         parse_config(text.replace("min_items: 5", "min_items: 0"))
+
+
+def _fails(settings: Settings, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """The ``cdl: error:`` message of a ``cdl data`` command that exits 1."""
+    with pytest.raises(SystemExit) as caught:
+        main(["--config", str(settings.root / "cdl.yaml"), "data", *args])
+    assert caught.value.code == 1
+    last = capsys.readouterr().err.splitlines()[-1]  # after the log lines of discarded items
+    assert last.startswith("cdl: error: ")
+    return last
+
+
+def test_steps_that_keep_nothing_exit_non_zero(
+    make_project: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = make_project()
+    source = settings.root.parent / "links"
+    (source / "business").mkdir(parents=True)
+    (source / "business" / "passwd.txt").symlink_to("/etc/passwd")
+    (source / "sport").mkdir()
+    os.mkfifo(source / "sport" / "pipe.txt")
+    monkeypatch.setenv("CDL_DATA_MIRROR", str(source))
+    err = _fails(settings, capsys, "collect")
+    assert "no <class>/<file> items found, discarded 2 (special_file 1, symlink 1;" in err
+
+    store = LocalStore(settings.state_dir / "data")
+    store.create_repo("demo-raw")
+    store.put("demo-raw", "master", {"a/1.txt": b"same", "b/1.txt": b"same", "a/2.txt": b"x"})
+    err = _fails(settings, capsys, "split")
+    assert "split: 3 raw files gave train" in err
+    assert "2 conflicting duplicates dropped); both sets need items" in err
+    assert "demo-train" not in store.list_repos()  # nothing committed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 import zipfile
@@ -11,11 +12,23 @@ from pathlib import Path
 import pytest
 
 from cdl_gitlab.config import Settings
+from cdl_gitlab.data.assignment import plan_split
 from cdl_gitlab.data.errors import DataError
-from cdl_gitlab.data.formats.archive import read_source, split_files
+from cdl_gitlab.data.ingest import Limits, Staged, stage_source
 from cdl_gitlab.data.steps.collect import collect
 from cdl_gitlab.data.steps.split import split
 from cdl_gitlab.data.stores.local_store import LocalStore
+
+
+def read_source(path: Path) -> tuple[Staged, dict[str, bytes]]:
+    """Stage ``path`` next to it; the outcome and the staged files' contents."""
+    dest = path.parent / f"staged-{path.name}"
+    staged = stage_source(path, dest, Limits())
+    return staged, {rel: (dest / rel).read_bytes() for rel in staged.files}
+
+
+def _digests(files: dict[str, bytes]) -> dict[str, str]:
+    return {path: hashlib.sha256(data).hexdigest() for path, data in files.items()}
 
 
 def _zip(path: Path, files: dict[str, bytes]) -> Path:
@@ -34,9 +47,11 @@ FILES = {
 
 
 def test_zip_with_top_folder_and_readme(tmp_path: Path) -> None:
-    collected = read_source(_zip(tmp_path / "a.zip", FILES))
-    assert sorted(collected.files) == ["business/001.txt", "business/002.txt", "sport/001.txt"]
-    assert collected.skipped == ["bbc/README.TXT"]
+    staged, files = read_source(_zip(tmp_path / "a.zip", FILES))
+    assert sorted(files) == ["business/001.txt", "business/002.txt", "sport/001.txt"]
+    assert [(d.path, d.reason) for d in staged.discarded] == [
+        ("bbc/README.TXT", "outside_class_folder")
+    ]
 
 
 def test_tar_gz_without_top_folder(tmp_path: Path) -> None:
@@ -46,13 +61,13 @@ def test_tar_gz_without_top_folder(tmp_path: Path) -> None:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
-    collected = read_source(path)
-    assert collected.files == {"business/1.txt": b"x", "sport/2.txt": b"y"}
-    assert collected.skipped == ["LICENSE"]
+    staged, files = read_source(path)
+    assert files == {"business/1.txt": b"x", "sport/2.txt": b"y"}
+    assert [d.path for d in staged.discarded] == ["LICENSE"]
 
 
 def test_unsafe_and_hidden_entries_are_skipped(tmp_path: Path) -> None:
-    collected = read_source(
+    staged, files = read_source(
         _zip(
             tmp_path / "a.zip",
             {
@@ -63,7 +78,11 @@ def test_unsafe_and_hidden_entries_are_skipped(tmp_path: Path) -> None:
             },
         )
     )
-    assert collected.files == {"c/ok.txt": b"ok"}
+    assert files == {"c/ok.txt": b"ok"}
+    assert {d.path: d.reason for d in staged.discarded} == {
+        "w/c/../../evil.txt": "unsafe_path",
+        "w/c/.hidden": "hidden",
+    }
 
 
 def test_bad_source(tmp_path: Path) -> None:
@@ -91,21 +110,20 @@ def test_collect_without_source(project: Settings, store: LocalStore) -> None:
         collect(project, store)
 
 
-def test_split_is_reproducible_stratified_and_deduplicated() -> None:
+def test_split_is_reproducible_and_deduplicated() -> None:
     files = {f"{label}/{i:03d}.txt": f"{label} {i}".encode() for label in "ab" for i in range(40)}
     files["a/dup.txt"] = files["a/001.txt"]  # exact duplicate within a class
     files["b/clash.txt"] = files["a/002.txt"]  # same content under two classes
-    result = split_files(files, seed=3, test_ratio=0.25)
+    result = plan_split(_digests(files), seed=3, test_ratio=0.25)
     assert result.duplicates == [("a/dup.txt", "a/001.txt")]
     assert sorted(result.conflicts) == ["a/002.txt", "b/clash.txt"]
     assert not set(result.train) & set(result.test)
-    train_contents = set(result.train.values())
-    assert not any(content in train_contents for content in result.test.values())
-    assert sum(p.startswith("a/") for p in result.test) == 10  # 39 * 0.25, rounded half up
-    assert sum(p.startswith("b/") for p in result.test) == 10
-    again = split_files(dict(reversed(list(files.items()))), seed=3, test_ratio=0.25)
+    assert not set(result.train.values()) & set(result.test.values())
+    assert len(result.train) + len(result.test) == 79  # 82 - 1 duplicate - 2 conflicts
+    assert 0 < len(result.test) < 79
+    again = plan_split(_digests(dict(reversed(list(files.items())))), seed=3, test_ratio=0.25)
     assert again.test == result.test
-    assert split_files(files, seed=4, test_ratio=0.25).test != result.test
+    assert plan_split(_digests(files), seed=4, test_ratio=0.25).test != result.test
 
 
 def test_split_commits_with_provenance(project: Settings, store: LocalStore) -> None:
@@ -113,12 +131,13 @@ def test_split_commits_with_provenance(project: Settings, store: LocalStore) -> 
     raw = store.put("demo-raw", "master", {f"c{i % 2}/{i}.txt": f"{i}".encode() for i in range(20)})
     result = split(project, store)
     commits = result.commits
+    n_test = commits["test"].file_count
     assert result.lines == (
         "split: 20 raw files, 0 exact duplicates removed, 0 conflicting duplicates dropped -> "
-        f"train 14 ({commits['train'].id[:12]}), test 6 ({commits['test'].id[:12]})",
+        f"train {20 - n_test} ({commits['train'].id[:12]}), test {n_test} "
+        f"({commits['test'].id[:12]})",
     )
-    assert commits["train"].file_count + commits["test"].file_count == 20
-    assert commits["test"].file_count == 6  # 10 * 0.25 rounded half up, per class
+    assert commits["train"].file_count + n_test == 20
     for commit in commits.values():
         assert [str(ref) for ref in commit.provenance.inputs] == [f"demo-raw@{raw.id}"]
     assert split(project, store).commits == commits  # reproducible: same ids

@@ -32,10 +32,13 @@ def test_corpus_counts_and_reasons(tmp_path: Path) -> None:
         "oversized": 1,
         "too_short": 1,
     }
-    assert written["repaired"] == {"invalid_utf8": 1}
+    assert written["repaired"] == {"reencoded": 1}
     assert written["classes"] == {"business": 5, "sport": 5, "tech": 6}
     repaired = (tmp_path / "out" / "tech" / "906.txt").read_text(encoding="utf-8")
-    assert "\ufffd" in repaired  # latin-1 bytes replaced, stored as valid UTF-8
+    assert repaired.startswith("Caf\u00e9 r\u00e9sum\u00e9 na\u00efve")  # latin-1, decoded
+    assert written["repaired_items"] == [
+        {"path": "tech/906.txt", "repair": "reencoded: cp1252 -> utf-8"}
+    ]
     assert not (tmp_path / "out" / "business" / "900.txt").exists()
 
 

@@ -74,9 +74,23 @@ class ValidationSection(_Section):
     """Expected [width, height] of image items (empty: any decodable image)."""
 
 
+class LimitsSection(_Section):
+    """Caps on what a data source may contain (see ``cdl_gitlab.data.ingest``)."""
+
+    max_member_bytes: Annotated[int, Field(gt=0)] = 256 * 1024**2
+    """A file or archive member larger than this is discarded (``oversized_member``)."""
+    max_total_bytes: Annotated[int, Field(gt=0)] = 50 * 1024**3
+    """A source larger in total is refused as a whole: nothing is collected."""
+    max_compression_ratio: Annotated[float, Field(gt=1.0)] = 200.0
+    """A zip member expanding more than this many times is discarded as a zip bomb."""
+
+
 class DataSection(_Section):
     source: str = ""
     """Canonical URL of the raw data; ``CDL_DATA_MIRROR`` or ``mirror`` overrides it."""
+    source_sha256: Annotated[str, Field(pattern=r"^([0-9a-fA-F]{64})?$")] = ""
+    """SHA-256 of a single-file ``source`` (an archive): the download and a mirror file are
+    checked against it (empty: unchecked; ``CDL_DATA_SHA256`` overrides it)."""
     mirror: str = ""
     """A local copy of ``source``: a path or a ``file://`` URL."""
     repo_prefix: Slug
@@ -87,6 +101,7 @@ class DataSection(_Section):
     branch: str = "master"
     split: SplitSection = SplitSection()
     validation: ValidationSection = ValidationSection()
+    limits: LimitsSection = LimitsSection()
     min_items: Annotated[int, Field(ge=1)] = 10
     """Fewest items the train and the test split may keep after validation: below it,
     ``cdl data pipeline`` fails with the discard reasons."""
@@ -225,6 +240,12 @@ class Settings:
     @property
     def data_mirror(self) -> str:
         return os.environ.get("CDL_DATA_MIRROR") or self.config.data.mirror
+
+    @property
+    def source_sha256(self) -> str:
+        """``$CDL_DATA_SHA256`` if set (even empty: unchecked), else ``data.source_sha256``:
+        a mirror holding other data than the pinned source names its own hash."""
+        return os.environ.get("CDL_DATA_SHA256", self.config.data.source_sha256).strip().lower()
 
     @property
     def determined_master(self) -> str:

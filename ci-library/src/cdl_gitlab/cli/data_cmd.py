@@ -35,13 +35,21 @@ def collect_cmd(app: AppContext) -> None:
     pipeline.collect(app.settings, _store(app), click.echo)
 
 
+_RESPLIT = click.option(
+    "--resplit",
+    is_flag=True,
+    help="Replace a split made by an earlier rule (items move between train and test once).",
+)
+
+
 @data.command("split")
+@_RESPLIT
 @pass_app
-def split_cmd(app: AppContext) -> None:
-    """Split <prefix>-raw into <prefix>-train and <prefix>-test (deduplicated, seeded)."""
+def split_cmd(app: AppContext, resplit: bool) -> None:
+    """Split <prefix>-raw into <prefix>-train and <prefix>-test by content hash and seed."""
     from cdl_gitlab.data.steps import pipeline
 
-    pipeline.split(app.settings, _store(app), click.echo)
+    pipeline.split(app.settings, _store(app), click.echo, resplit)
 
 
 @data.command("run")
@@ -103,12 +111,13 @@ def deploy_cmd(app: AppContext, dry_run: bool) -> None:
 
 
 @data.command("pipeline")
+@_RESPLIT
 @pass_app
-def pipeline_cmd(app: AppContext) -> None:
+def pipeline_cmd(app: AppContext, resplit: bool) -> None:
     """Collect -> split -> validate pipelines -> folder labels; print the summary."""
     from cdl_gitlab.data.steps import pipeline
 
-    pipeline.run_all(app.settings, _store(app), click.echo)
+    pipeline.run_all(app.settings, _store(app), click.echo, resplit)
 
 
 @data.command("log")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from cdl_gitlab.config import Settings
     from cdl_gitlab.data.commits import Commit
+    from cdl_gitlab.data.ingest import Discard
     from cdl_gitlab.data.stores.base import DataStore
 
 
@@ -22,6 +23,7 @@ class CollectResult:
 
     commit: Commit
     lines: tuple[str, ...] = ()
+    discarded: tuple[Discard, ...] = ()
 
     def __str__(self) -> str:
         return "\n".join(self.lines)
@@ -51,8 +53,9 @@ class DataFormat(abc.ABC):
         """Commit the source to ``<prefix>-raw`` on ``data.branch`` (a no-op if unchanged)."""
 
     @abc.abstractmethod
-    def split(self, store: DataStore, ref: str | None = None) -> SplitResult:
-        """Split the raw commit at ``ref`` (default: ``data.branch``) into train and test."""
+    def split(self, store: DataStore, ref: str | None = None, resplit: bool = False) -> SplitResult:
+        """Split the raw commit at ``ref`` (default: ``data.branch``) into train and test;
+        ``resplit`` allows replacing a split made by an earlier rule."""
 
     @abc.abstractmethod
     def label_export(

@@ -230,8 +230,9 @@ class IdxFormat(DataFormat):
         )
         return CollectResult(commit, (line,))
 
-    def split(self, store: DataStore, ref: str | None = None) -> SplitResult:
-        """Write the raw commit's train and test images to ``<prefix>-train`` / ``-test``."""
+    def split(self, store: DataStore, ref: str | None = None, resplit: bool = False) -> SplitResult:
+        """Write the raw commit's train and test images to ``<prefix>-train`` / ``-test``
+        (the source's own split: nothing to re-split, ``resplit`` changes nothing)."""
         settings = self.settings
         data = settings.config.data
         raw_name = raw_repo(settings)

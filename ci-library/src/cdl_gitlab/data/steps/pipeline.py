@@ -35,8 +35,10 @@ def collect(settings: Settings, store: DataStore, echo: Echo = log.info) -> Coll
     return result
 
 
-def split(settings: Settings, store: DataStore, echo: Echo = log.info) -> SplitResult:
-    result = split_step(settings, store)
+def split(
+    settings: Settings, store: DataStore, echo: Echo = log.info, resplit: bool = False
+) -> SplitResult:
+    result = split_step(settings, store, resplit=resplit)
     echo(str(result))
     return result
 
@@ -97,11 +99,13 @@ def check_min_items(settings: Settings, results: dict[str, dict[str, Any]]) -> N
     raise DataError(f"{message}, then run `cdl data pipeline` again")
 
 
-def run_all(settings: Settings, store: DataStore, echo: Echo = log.info) -> dict[str, Any]:
+def run_all(
+    settings: Settings, store: DataStore, echo: Echo = log.info, resplit: bool = False
+) -> dict[str, Any]:
     """Collect, split, validate and label; echoes one line per split and returns the
     summary. Raises :class:`DataError` when a split kept fewer than ``data.min_items``."""
     collect(settings, store, echo)
-    split(settings, store, echo)
+    split(settings, store, echo, resplit)
     validate = [validated_repo(settings, name) for name in SPLITS]
     run_pipelines(settings, store, validate, echo)
     label(settings, store, echo)

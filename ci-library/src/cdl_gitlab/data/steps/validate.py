@@ -1,9 +1,10 @@
 """Cleaning and validation of collected items: what the ``*-validate`` pipelines run.
 
 Every input file under ``<input>/<class>/<file>`` is either kept (cleaned: text is decoded
-as UTF-8 with invalid bytes replaced and written back as UTF-8) or discarded with a reason.
-Nothing raises on bad content: empty, oversized, binary, undecodable or wrongly-encoded
-files become counted, logged reasons in ``summary.json`` next to the kept files.
+from its detected encoding, :mod:`cdl_gitlab.data.decoding`, and written back as UTF-8; the
+encoding of every non-UTF-8 item is logged and listed under ``repaired`` as ``reencoded``) or
+discarded with a reason. Nothing raises on bad content: empty, oversized, binary or
+undecodable files become counted, logged reasons in ``summary.json`` next to the kept files.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import io
 import json
 import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cdl_gitlab.data.decoding import decode_text
 from cdl_gitlab.data.errors import DataError
 
 if TYPE_CHECKING:
@@ -26,8 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
-_CONTROL = bytes(b for b in range(32) if b not in (9, 10, 12, 13)) + b"\x7f"
-_NOT_CONTROL = bytes(b for b in range(256) if b not in _CONTROL)
+# control characters (C0 but tab, newlines, form feed; DEL; C1): a high share means binary
+_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 
 # A project hook: (relative path, cleaned content) -> a discard reason, or None to keep.
 ExtraCheck = Callable[[str, bytes], "str | None"]
@@ -96,24 +99,23 @@ class Summary:
 
 
 def check_text(data: bytes, rules: Rules) -> Verdict:
-    if b"\x00" in data:
+    """Decode (:mod:`cdl_gitlab.data.decoding`), then keep the text as UTF-8 or discard it."""
+    decoded = decode_text(data)
+    if decoded.text is None:
+        reason = "binary" if "NUL" in decoded.detail else "undecodable"
+        return Verdict(None, reason, decoded.detail)
+    text = decoded.text
+    if "\x00" in text:
         return Verdict(None, "binary", "contains NUL bytes")
-    controls = len(data.translate(None, _NOT_CONTROL))
-    if controls > rules.max_control_ratio * len(data):
-        return Verdict(None, "binary", f"{controls / len(data):.0%} control characters")
-    repaired = ""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        text = data.decode("utf-8", errors="replace")
-        repaired = f"invalid_utf8: byte {data[exc.start]:#04x} at offset {exc.start} replaced"
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    controls = len(_CONTROL_RE.findall(text))
+    if controls > rules.max_control_ratio * len(text):
+        return Verdict(None, "binary", f"{controls / len(text):.0%} control characters")
     stripped = text.strip()
     if not stripped:
         return Verdict(None, "empty", "only whitespace")
     if len(stripped) < rules.min_chars:
         return Verdict(None, "too_short", f"{len(stripped)} characters < {rules.min_chars}")
+    repaired = "" if decoded.encoding == "utf_8" else f"reencoded: {decoded.encoding} -> utf-8"
     return Verdict(text.encode("utf-8"), repaired=repaired)
 
 
