@@ -10,9 +10,13 @@ deploy job of one pipeline serves the same version.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cdl_gitlab.errors import CDLError
+
+if TYPE_CHECKING:
+    from cdl_gitlab.config import Settings
+    from cdl_gitlab.registry.base import ModelRegistry
 
 
 class SelectionError(CDLError):
@@ -51,7 +55,7 @@ def _compressed_from(metadata: dict[str, Any]) -> int | None:
     return int(source) if isinstance(source, int) else None
 
 
-def select_version(settings: Any, registry: Any) -> Selection:
+def select_version(settings: Settings, registry: ModelRegistry) -> Selection:
     """The compressed version if its gate passed, else the native one that passed evaluation."""
     name = settings.config.model.name
     threshold = float(settings.config.training.accuracy_threshold)
