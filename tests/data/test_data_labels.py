@@ -164,3 +164,36 @@ def test_database_urls(
         database_url(cluster)
     monkeypatch.setenv("CDL_POSTGRES_DSN", "postgresql://u@h:5432/db")
     assert database_url(cluster) == "postgresql+psycopg://u@h:5432/db"
+
+
+def test_conflicting_labels_are_reported_and_the_latest_kept(label_settings: Settings) -> None:
+    later = {"completed_by": {"email": "bob@example.org"}, "created_at": "2026-01-03T00:00:00Z"}
+    disagree = entry(1, "business/001.txt", "business")
+    disagree["annotations"].insert(0, entry(1, "x", "sport", annotation=later)["annotations"][0])
+    export = [disagree, entry(2, "sport/002.txt", "sport")]
+    report = import_payload(label_settings, None, export, "train", VERSION)
+    assert (report.inserted, report.rejected) == (2, [])
+    assert report.conflicts == [
+        "task 1 (business/001.txt): annotations disagree: 'business' by ann@example.org "
+        "(2026-01-02T03:04:05.000Z), 'sport' by bob@example.org (2026-01-03T00:00:00Z); "
+        "kept 'sport' (the latest)"
+    ]
+    assert "1 conflicts" in str(report)
+    assert [r.label for r in _rows(label_settings)] == ["sport", "sport"]
+
+    # a re-import changing a label: an older annotation loses, a newer one wins
+    older = entry(2, "sport/002.txt", "tech", annotation={"created_at": "2025-12-31T00:00:00Z"})
+    stale = import_payload(label_settings, None, [older], "train", VERSION)
+    assert (stale.updated, stale.unchanged) == (0, 1)
+    assert stale.conflicts == [
+        "task 2 (sport/002.txt): stored label 'sport' (2026-01-02T03:04:05+00:00), imported "
+        "'tech' by ann@example.org (2025-12-31T00:00:00+00:00); kept 'sport' (the latest)"
+    ]
+    newer = entry(2, "sport/002.txt", "tech", annotation=later)
+    fresh = import_payload(label_settings, None, [newer], "train", VERSION)
+    assert (fresh.updated, len(fresh.conflicts)) == (1, 1)
+    assert fresh.conflicts[0].endswith("kept 'tech' (the latest)")
+    assert [(r.label, r.labeler) for r in _rows(label_settings)] == [
+        ("sport", "bob@example.org"),
+        ("tech", "bob@example.org"),
+    ]

@@ -181,12 +181,14 @@ def _write(payload: object, output: Path | None) -> None:
 @_split
 @pass_app
 def labels_import(app: AppContext, export: Path, split: str) -> None:
-    """Import a Label Studio JSON export into the labels table (upsert by task id)."""
+    """Import a Label Studio JSON export into the labels table (upsert by task id).
+
+    Conflicting labels are reported one per line; the latest annotation is kept."""
     from cdl_gitlab.data.labeling import import_payload, read_export
 
     report = import_payload(app.settings, _store(app), read_export(export), split)
-    for message in report.rejected:
-        click.echo(f"rejected {message}", err=True)
+    for line in report.lines():
+        click.echo(line, err=True)
     click.echo(f"labels ({split}): {report}")
 
 

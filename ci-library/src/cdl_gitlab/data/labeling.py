@@ -78,11 +78,14 @@ def import_payload(
         labels.close()
 
 
-def read_export(path: Path) -> Any:
+def read_export(path: Path) -> list[Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: not a readable Label Studio JSON export: {exc}") from exc
+    if not isinstance(payload, list):
+        raise DataError(f"{path}: a Label Studio JSON export is a list of tasks")
+    return payload
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,8 @@ class StoredLabels:
     report: ImportReport
 
     def __str__(self) -> str:
-        rejected = [f"store-labels: rejected {message}" for message in self.report.rejected]
-        return "\n".join([*rejected, f"store-labels ({self.split}): {self.report}"])
+        lines = [f"store-labels: {line}" for line in self.report.lines()]
+        return "\n".join([*lines, f"store-labels ({self.split}): {self.report}"])
 
 
 def store_labels_step() -> StoredLabels:
@@ -112,10 +115,7 @@ def store_labels_step() -> StoredLabels:
         report = import_payload(
             settings, None, read_export(export), split, version if version.commit else None
         )
-        total.inserted += report.inserted
-        total.updated += report.updated
-        total.unchanged += report.unchanged
-        total.rejected.extend(f"{export.name}: {message}" for message in report.rejected)
+        total.add(report, f"{export.name}: ")
     out = pfs_path("out")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(
@@ -126,6 +126,7 @@ def store_labels_step() -> StoredLabels:
             "updated": total.updated,
             "unchanged": total.unchanged,
             "rejected": total.rejected,
+            "conflicts": total.conflicts,
         },
     )
     return StoredLabels(split, total)

@@ -5,6 +5,13 @@ and PostgreSQL from the DSN in ``$<cluster.postgres_dsn_env>`` (cluster profile)
 brought to the ``labels`` schema's newest revision on first use (``cdl_gitlab.db``). Rows are
 upserted by (split, task id), so importing the same export twice changes nothing. Malformed
 export entries are rejected one by one with a message; the valid ones are imported.
+
+Conflicting labels are reported, one line each and a count, and the import keeps the latest
+label by annotation time (``created_at``) instead of failing: two non-cancelled annotations of one
+task that disagree keep the newest one, and a re-import that changes a stored label replaces it
+only when its annotation is not older. Relabeling is how labelers correct mistakes in Label
+Studio, so a failure would block the data job on routine work; the report makes each
+disagreement visible for review without losing the correction.
 """
 
 from __future__ import annotations
@@ -49,12 +56,25 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     rejected: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         return (
             f"{self.inserted} inserted, {self.updated} updated, {self.unchanged} unchanged, "
-            f"{len(self.rejected)} rejected"
+            f"{len(self.rejected)} rejected, {len(self.conflicts)} conflicts"
         )
+
+    def add(self, other: ImportReport, prefix: str = "") -> None:
+        """Add ``other``'s counts and messages (each prefixed with ``prefix``)."""
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.rejected.extend(prefix + message for message in other.rejected)
+        self.conflicts.extend(prefix + message for message in other.conflicts)
+
+    def lines(self) -> list[str]:
+        """One line per rejected entry and per conflict."""
+        return [f"rejected {m}" for m in self.rejected] + [f"conflict {m}" for m in self.conflicts]
 
 
 def table_name(settings: Settings) -> str:
@@ -133,8 +153,21 @@ class LabelStore:
                 )
             }
             changed = []
+            label_at, created_at = keys.index("label"), keys.index("created")
             for key, row in rows.items():
                 old = existing.get(key)
+                if old is not None and old[label_at] != row["label"]:
+                    when = dt.datetime.fromisoformat
+                    keep_old = when(old[created_at]) > when(row["created"])
+                    kept = old[label_at] if keep_old else row["label"]
+                    report.conflicts.append(
+                        f"task {key[1]} ({row['file_path']}): stored label {old[label_at]!r} "
+                        f"({old[created_at]}), imported {row['label']!r} by {row['labeler']} "
+                        f"({row['created']}); kept {kept!r} (the latest)"
+                    )
+                    if keep_old:
+                        report.unchanged += 1
+                        continue
                 if old is None:
                     report.inserted += 1
                 elif old != tuple(row[k] for k in keys):
@@ -190,10 +223,46 @@ def _iso(value: Any) -> str | None:
     return parsed.isoformat()
 
 
+def _choice(annotation: dict[str, Any]) -> Any:
+    """The single chosen label of an annotation, or ``None`` when it has not exactly one."""
+    choices = [
+        result.get("value", {}).get("choices")
+        for result in annotation.get("result") or []
+        if isinstance(result, dict) and result.get("type") == "choices"
+    ]
+    if not choices or not isinstance(choices[0], list) or len(choices[0]) != 1:
+        return None
+    return choices[0][0]
+
+
+def _latest(annotations: list[dict[str, Any]]) -> tuple[dict[str, Any], str | None]:
+    """The newest annotation (by ``created_at``; the last listed on ties) and, when the
+    annotations' labels disagree, a line saying so."""
+    order = sorted(
+        range(len(annotations)), key=lambda i: (_iso(annotations[i].get("created_at")) or "", i)
+    )
+    latest = annotations[order[-1]]
+    labels = [(_choice(annotations[i]), annotations[i]) for i in order]
+    if len({repr(label) for label, _ in labels}) <= 1:
+        return latest, None
+    said = ", ".join(
+        f"{label!r} by {_labeler(a) or '?'} ({a.get('created_at')})" for label, a in labels
+    )
+    return latest, f"annotations disagree: {said}; kept {_choice(latest)!r} (the latest)"
+
+
 def parse_entry(
     entry: Any, split: str, version: DataVersion | None, classes: list[str]
 ) -> LabelRecord:
     """One export entry -> a record; raises ``ValueError`` saying what is malformed."""
+    return parse_annotated(entry, split, version, classes)[0]
+
+
+def parse_annotated(
+    entry: Any, split: str, version: DataVersion | None, classes: list[str]
+) -> tuple[LabelRecord, str | None]:
+    """One export entry -> (record, conflict line or ``None``); raises ``ValueError`` saying
+    what is malformed."""
     if not isinstance(entry, dict):
         raise ValueError("not an object")
     task_id = entry.get("id")
@@ -212,15 +281,10 @@ def parse_entry(
     ]
     if not annotations:
         raise ValueError("no (non-cancelled) annotation")
-    annotation = annotations[-1]
-    choices = [
-        result.get("value", {}).get("choices")
-        for result in annotation.get("result") or []
-        if isinstance(result, dict) and result.get("type") == "choices"
-    ]
-    if not choices or not isinstance(choices[0], list) or len(choices[0]) != 1:
+    annotation, conflict = _latest(annotations)
+    label = _choice(annotation)
+    if label is None:
         raise ValueError("the annotation has no single choice (a choices result with one label)")
-    label = choices[0][0]
     if not isinstance(label, str) or not label:
         raise ValueError("the chosen label is not a string")
     if classes and label not in classes:
@@ -236,7 +300,7 @@ def parse_entry(
     commit = data.get("commit") or (version.commit if version else "")
     if not (repo and branch and commit):
         raise ValueError("no data version: data.repo/branch/commit missing and none given")
-    return LabelRecord(
+    record = LabelRecord(
         str(task_id),
         split,
         path.strip("/"),
@@ -247,26 +311,32 @@ def parse_entry(
         str(branch),
         str(commit),
     )
+    return record, (f"task {task_id} ({record.file_path}): {conflict}" if conflict else None)
 
 
 def parse_export(
     payload: Any, split: str, version: DataVersion | None, classes: list[str]
-) -> tuple[list[LabelRecord], list[str]]:
-    """Valid records and one message per rejected entry of a Label Studio JSON export."""
+) -> tuple[list[LabelRecord], ImportReport]:
+    """Valid records of a Label Studio JSON export, and a report with one message per
+    rejected entry and per task whose annotations disagree."""
     check_split(split)
     if not isinstance(payload, list):
         raise DataError("a Label Studio JSON export is a list of tasks")
     records: list[LabelRecord] = []
-    rejected: list[str] = []
+    report = ImportReport()
     for index, entry in enumerate(payload):
         try:
-            records.append(parse_entry(entry, split, version, classes))
+            record, conflict = parse_annotated(entry, split, version, classes)
         except ValueError as exc:
             task = entry.get("id") if isinstance(entry, dict) else None
-            rejected.append(
+            report.rejected.append(
                 f"entry {index}" + (f" (task {task})" if task is not None else "") + f": {exc}"
             )
-    return records, rejected
+            continue
+        records.append(record)
+        if conflict:
+            report.conflicts.append(conflict)
+    return records, report
 
 
 def import_export(
@@ -276,8 +346,7 @@ def import_export(
     version: DataVersion | None,
     classes: list[str],
 ) -> ImportReport:
-    records, rejected = parse_export(payload, split, version, classes)
-    report = ImportReport(rejected=rejected)
+    records, report = parse_export(payload, split, version, classes)
     labels.upsert(records, report)
     return report
 

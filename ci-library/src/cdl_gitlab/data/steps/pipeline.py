@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cdl_gitlab.data.errors import DataError
-from cdl_gitlab.data.labeling import generate_export, import_payload
+from cdl_gitlab.data.labeling import generate_export, import_payload, read_export
 from cdl_gitlab.data.labels import dumps
 from cdl_gitlab.data.names import SPLITS, labels_repo, split_repo, validated_repo
 from cdl_gitlab.data.pachyderm.runner import load_pipelines, run_pipelines
@@ -48,24 +48,37 @@ def validation_summary(settings: Settings, store: DataStore, split: str) -> dict
     return json.loads(store.read(repo, settings.config.data.branch, SUMMARY_FILE))
 
 
+LABELS_DIR = "data/labels"
+"""Where a project keeps its labelers' Label Studio exports, ``<split>.json`` (the
+``labels_dir`` input of the data-pipeline component defaults to the same folder)."""
+
+
 def label(settings: Settings, store: DataStore, echo: Echo = log.info) -> None:
-    """Folder labels for both splits, through the store-labels pipelines if the project has them."""
+    """Import each split's labels, through the store-labels pipelines if the project has them:
+    the labelers' Label Studio export ``data/labels/<split>.json`` when it exists, else labels
+    the data format knows (class folders, idx label files)."""
     pipelines = load_pipelines(settings.root)
     for name in SPLITS:
-        export = generate_export(settings, store, name)
+        exported = settings.root / LABELS_DIR / f"{name}.json"
+        if exported.is_file():
+            export = read_export(exported)
+            files = {"label-studio.json": dumps(export)}
+            message = f"Label Studio export {LABELS_DIR}/{name}.json ({len(export)} tasks)"
+        else:
+            export = generate_export(settings, store, name)
+            files = {"folder-labels.json": dumps(export)}
+            message = f"folder labels of {len(export)} {name} items"
+        echo(f"labels ({name}): {message}")
         repo = labels_repo(settings, name)
         store.create_repo(repo, f"Label Studio exports of the {name} split")
-        store.put(
-            repo,
-            settings.config.data.branch,
-            {"folder-labels.json": dumps(export)},
-            f"folder labels of {len(export)} {name} items",
-        )
+        store.put(repo, settings.config.data.branch, files, message)
         pipeline = f"{split_repo(settings, name)}-store-labels"
         if pipeline in pipelines:
             run_pipelines(settings, store, [pipeline], echo)
         else:
             report = import_payload(settings, store, export, name)
+            for line in report.lines():
+                echo(f"labels ({name}): {line}")
             echo(f"labels ({name}): {report}")
 
 

@@ -1,0 +1,131 @@
+"""Labels end to end: labelers' Label Studio exports in data/labels/ -> `cdl data pipeline` ->
+the labels table, on SQLite (local profile) and on the real PostgreSQL (cluster profile)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from data_helpers import CLASSES, make_corpus
+
+from cdl_gitlab.config import Settings, load_settings
+from cdl_gitlab.data.labeling import export_tasks
+from cdl_gitlab.data.labels import FOLDER_LABELER, LabelStore
+from cdl_gitlab.data.steps import pipeline
+from cdl_gitlab.data.stores.local_store import LocalStore
+
+LABELER = {"id": 3, "email": "ann@example.org", "first_name": "Ann", "last_name": ""}
+
+
+def annotated(task: dict[str, Any], label: str, when: dt.datetime, ann_id: int) -> dict[str, Any]:
+    """A task as Label Studio's JSON export lists it after one labeler chose ``label``."""
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return {
+        **task,
+        "annotations": [
+            {
+                "id": ann_id,
+                "completed_by": LABELER,
+                "result": [
+                    {
+                        "id": f"r{ann_id}",
+                        "type": "choices",
+                        "value": {"choices": [label]},
+                        "origin": "manual",
+                        "to_name": "item",
+                        "from_name": "label",
+                    }
+                ],
+                "was_cancelled": False,
+                "ground_truth": False,
+                "created_at": stamp,
+                "updated_at": stamp,
+                "lead_time": 4.2,
+                "task": task["id"],
+                "project": 1,
+                "updated_by": LABELER["id"],
+            }
+        ],
+        "drafts": [],
+        "predictions": [],
+        "meta": {},
+        "created_at": stamp,
+        "updated_at": stamp,
+        "project": 1,
+    }
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def news(
+    request: pytest.FixtureRequest,
+    make_project: Callable[..., Settings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Settings]:
+    """A project with the rendered news data/ folder on a generated BBC-layout corpus."""
+    make_corpus(tmp_path / "corpus", per_class=12, bad=False)
+    settings = make_project(source=str(tmp_path / "corpus"))
+    if request.param == "sqlite":
+        yield settings
+        return
+    with request.getfixturevalue("postgres_server").database() as url:
+        monkeypatch.setenv("CDL_POSTGRES_DSN", url)
+        yield load_settings(settings.root / "cdl.yaml", "cluster")
+
+
+@pytest.mark.slow
+def test_pipeline_imports_label_studio_exports(news: Settings) -> None:
+    store = LocalStore(news.state_dir / "data")
+    pipeline.run_all(news, store, lambda line: None)  # the split; folder labels at first
+    labels = LabelStore.open(news)
+    try:
+        folder = {s: {r.file_path: r for r in labels.rows(s)} for s in ("train", "test")}
+        assert {r.labeler for rows in folder.values() for r in rows.values()} == {FOLDER_LABELER}
+
+        # the labelers' exports, made from the split's tasks as Label Studio exports them;
+        # they relabel one train item to another class
+        now = dt.datetime.now(dt.UTC)
+        exports = {s: export_tasks(news, store, s) for s in ("train", "test")}
+        relabelled = exports["train"][0]["data"]["path"]
+        moved = next(c for c in CLASSES if not relabelled.startswith(c + "/"))
+        (news.root / "data" / "labels").mkdir()
+        for split, tasks in exports.items():
+            payload = [
+                annotated(t, moved if path == relabelled else path.split("/")[0], now, i)
+                for i, t in enumerate(tasks, start=1)
+                for path in [t["data"]["path"]]
+            ]
+            (news.root / "data" / "labels" / f"{split}.json").write_text(json.dumps(payload))
+
+        out: list[str] = []
+        pipeline.run_all(news, store, out.append)
+        text = "\n".join(out)
+        assert "labels (train): Label Studio export data/labels/train.json" in text
+        conflicts = [line for line in text.splitlines() if "conflict " in line]
+        task = exports["train"][0]["id"]
+        assert len(conflicts) == 1, text
+        assert f"task {task} ({relabelled}): stored label '{relabelled.split('/')[0]}'" in text
+        assert f"imported '{moved}' by ann@example.org" in conflicts[0]
+        assert conflicts[0].endswith(f"kept '{moved}' (the latest)")
+        assert "1 conflicts" in text and "0 rejected" in text
+
+        for split, tasks in exports.items():
+            rows = {r.file_path: r for r in labels.rows(split)}
+            assert set(rows) == {t["data"]["path"] for t in tasks} == set(folder[split])
+            assert {r.labeler for r in rows.values()} == {"ann@example.org"}
+            for path, row in rows.items():
+                expected = moved if path == relabelled else path.split("/")[0]
+                assert row.label == expected
+                assert row.data_commit == store.resolve(f"demo-{split}-validate", "master").id
+
+        rows_train = labels.rows("train")
+        again: list[str] = []
+        pipeline.run_all(news, store, again.append)
+        assert ": conflict " not in "\n".join(again)  # a rerun changes nothing
+        assert [r.label for r in labels.rows("train")] == [r.label for r in rows_train]
+    finally:
+        labels.close()
