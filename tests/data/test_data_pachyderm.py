@@ -28,6 +28,7 @@ def pachd() -> Iterator[FakePachd]:
 @pytest.fixture
 def pach(pachd: FakePachd) -> PachydermStore:
     pachd.repos.clear()
+    pachd.pipeline_inputs.clear()
     pachd.fail_on_path = None
     return PachydermStore.from_address(pachd.address)
 

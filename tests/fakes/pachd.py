@@ -4,12 +4,15 @@ It is a real ``grpc.server`` on 127.0.0.1 serving the wire format of pachyderm-s
 betterproto messages, so the SDK's real ``Client`` and stubs are exercised end to end; only
 Pachyderm's storage is replaced by dictionaries. Pachyderm semantics it keeps: a new commit
 starts from its parent's files and becomes the branch head at once (open); ``DropCommitSet``
-removes it and restores the head.
+removes it and restores the head. A created pipeline gets its output repo; a commit to one of
+its input repos opens an output commit with the same id (the commit set), which stays open
+until the test says the pipeline's job ran (``run_job``, optionally failing it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -31,6 +34,7 @@ class FakeCommit:
     description: str
     files: dict[str, bytes]
     finished: bool = False
+    error: str = ""
     started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 
@@ -47,6 +51,7 @@ class FakePachd:
     def __init__(self) -> None:
         self.repos: dict[str, FakeRepo] = {}
         self.pipelines: list[str] = []
+        self.pipeline_inputs: dict[str, set[str]] = {}
         self.fail_on_path: str | None = None
         self.lock = threading.Lock()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -154,7 +159,27 @@ class FakePachd:
             )
             repo.commits[commit.id] = commit
             repo.branches[commit.branch] = commit.id
+            for name, inputs in self.pipeline_inputs.items():
+                if request.branch.repo.name in inputs:
+                    self._open_output(name, commit.id)
         return self._commit_msg(request.branch.repo.name, commit)
+
+    def _open_output(self, pipeline: str, commit_id: str) -> None:
+        """The output commit of ``pipeline`` in commit set ``commit_id`` (open: no job ran)."""
+        out = self.repos[pipeline]
+        parent = out.branches.get("master")
+        files = dict(out.commits[parent].files) if parent else {}
+        out.commits[commit_id] = FakeCommit(commit_id, "master", parent, "", files)
+        out.branches["master"] = commit_id
+
+    def run_job(self, pipeline: str, error: str = "") -> list[str]:
+        """The pipeline's job ran: finish its open output commits (with ``error`` if it
+        failed); returns their ids."""
+        with self.lock:
+            ran = [c for c in self.repos[pipeline].commits.values() if not c.finished]
+            for commit in ran:
+                commit.finished, commit.error = True, error
+        return [commit.id for commit in ran]
 
     def finish_commit(self, request: pfs.FinishCommitRequest, context: Any) -> wkt.Empty:
         self._commit(request.commit, context).finished = True
@@ -171,6 +196,7 @@ class FakePachd:
         )
         if commit.finished:
             info.finished = commit.started
+            info.error = commit.error
         if commit.parent:
             info.parent_commit = pfs.Commit(repo=info.commit.repo, id=commit.parent)
         return info
@@ -231,6 +257,23 @@ class FakePachd:
     # ---------------------------------------------------------------- PPS
     def create_pipeline_v2(self, request: pps.CreatePipelineV2Request, context: Any) -> Any:
         self.pipelines.append(request.create_pipeline_request_json)
+        spec = json.loads(request.create_pipeline_request_json)
+        name = spec["pipeline"]["name"]
+        with self.lock:
+            self.pipeline_inputs[name] = set(_input_repos(spec.get("input") or {}))
+            self.repos.setdefault(name, FakeRepo(spec.get("description", "")))
         return pps.CreatePipelineV2Response(
             effective_create_pipeline_request_json=request.create_pipeline_request_json
         )
+
+
+def _input_repos(node: Any) -> Iterator[str]:
+    """The repos of a pipeline spec's ``input`` (pfs leaves of cross/union/join/group)."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _input_repos(item)
+    elif isinstance(node, dict):
+        if "pfs" in node:
+            yield node["pfs"]["repo"]
+        for key in ("cross", "union", "join", "group"):
+            yield from _input_repos(node.get(key) or [])

@@ -185,6 +185,8 @@ class ClusterProfileSection(_Section):
     """URL of the Determined master; ``DET_MASTER`` overrides it."""
     pachyderm_address: str = ""
     """Address of pachd; ``PACHD_ADDRESS`` overrides it."""
+    pipeline_wait_timeout: Annotated[int, Field(ge=1)] = 1800
+    """Seconds ``cdl data pipeline`` waits for the cluster's pipelines' output commits."""
     namespace: str = "default"
     image_prefix: str = ""
     postgres_dsn_env: EnvVarName = "CDL_POSTGRES_DSN"

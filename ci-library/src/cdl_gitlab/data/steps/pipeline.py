@@ -48,6 +48,25 @@ def validation_summary(settings: Settings, store: DataStore, split: str) -> dict
     return json.loads(store.read(repo, settings.config.data.branch, SUMMARY_FILE))
 
 
+def run_or_wait(
+    settings: Settings, store: DataStore, runs: dict[str, str], echo: Echo = log.info
+) -> None:
+    """Bring pipelines' outputs up to date; ``runs`` maps a pipeline to the id of the input
+    commit that triggers it. On a local store the runner runs them; on Pachyderm the cluster
+    runs them, and this waits (``cluster.pipeline_wait_timeout`` per commit) for their output
+    commits in those commits' commit sets, so the model jobs never read a stale output."""
+    from cdl_gitlab.data.stores.pachyderm_store import PachydermStore
+
+    if not isinstance(store, PachydermStore):
+        run_pipelines(settings, store, list(runs), echo)
+        return
+    from cdl_gitlab.data.pachyderm.wait import wait_for_outputs
+
+    timeout = settings.config.cluster.pipeline_wait_timeout
+    for pipeline, commit_id in runs.items():
+        wait_for_outputs(store, [pipeline], commit_id, timeout, echo)
+
+
 LABELS_DIR = "data/labels"
 """Where a project keeps its labelers' Label Studio exports, ``<split>.json`` (the
 ``labels_dir`` input of the data-pipeline component defaults to the same folder)."""
@@ -71,10 +90,10 @@ def label(settings: Settings, store: DataStore, echo: Echo = log.info) -> None:
         echo(f"labels ({name}): {message}")
         repo = labels_repo(settings, name)
         store.create_repo(repo, f"Label Studio exports of the {name} split")
-        store.put(repo, settings.config.data.branch, files, message)
+        commit = store.put(repo, settings.config.data.branch, files, message)
         pipeline = f"{split_repo(settings, name)}-store-labels"
         if pipeline in pipelines:
-            run_pipelines(settings, store, [pipeline], echo)
+            run_or_wait(settings, store, {pipeline: commit.id}, echo)
         else:
             report = import_payload(settings, store, export, name)
             for line in report.lines():
@@ -118,9 +137,9 @@ def run_all(
     """Collect, split, validate and label; echoes one line per split and returns the
     summary. Raises :class:`DataError` when a split kept fewer than ``data.min_items``."""
     collect(settings, store, echo)
-    split(settings, store, echo, resplit)
-    validate = [validated_repo(settings, name) for name in SPLITS]
-    run_pipelines(settings, store, validate, echo)
+    splits = split(settings, store, echo, resplit)
+    validate = {validated_repo(settings, name): splits.commits[name].id for name in SPLITS}
+    run_or_wait(settings, store, validate, echo)
     label(settings, store, echo)
     results = {name: validation_summary(settings, store, name) for name in SPLITS}
     minimum = settings.config.data.min_items

@@ -56,8 +56,11 @@ class PachydermStore(DataStore):
         return cls(Client.from_pachd_address(address), project)
 
     # ---------------------------------------------------------------- helpers
-    def _repo(self, name: str) -> Any:
+    def repo_message(self, name: str) -> Any:
+        """The SDK's ``pfs.Repo`` of repo ``name`` in this store's project."""
         return self.pfs.Repo(name=check_repo_name(name), type="user", project=self.project)
+
+    _repo = repo_message
 
     def _call(self, what: str, func: Any, **kwargs: Any) -> Any:
         try:

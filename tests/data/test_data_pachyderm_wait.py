@@ -1,0 +1,104 @@
+"""The data job waits for the cluster's pipelines: output commits of the input's commit set,
+through the real pachyderm-sdk Client against the fake pachd (a job "runs" when the test says)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from cdl_gitlab.config import Settings, load_settings
+from cdl_gitlab.data.errors import DataError
+from cdl_gitlab.data.pachyderm import wait
+from cdl_gitlab.data.pachyderm.create_pipelines import deploy_pipelines
+from cdl_gitlab.data.steps.pipeline import run_or_wait
+from cdl_gitlab.data.stores.pachyderm_store import PachydermStore
+from fakes.pachd import FakePachd
+
+VALIDATE = "demo-train-validate"
+
+
+@pytest.fixture
+def cluster(
+    project: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Settings, PachydermStore, FakePachd]]:
+    """The project's pipelines deployed on a fake pachd; settings of the cluster profile."""
+    pachd = FakePachd().start()
+    monkeypatch.setenv("CDL_IMAGE_TAG", "feedbeef")
+    monkeypatch.setenv("CI_REGISTRY_IMAGE", "registry.example.org/demo")
+    monkeypatch.setattr(wait, "POLL_SECONDS", 0.01)
+    store = PachydermStore.from_address(pachd.address)
+    deploy_pipelines(project, store.client)
+    store.create_repo("demo-train")
+    try:
+        yield load_settings(project.root / "cdl.yaml", "cluster"), store, pachd
+    finally:
+        pachd.stop()
+
+
+def job_runs_when_waited(pachd: FakePachd, lines: list[str], error: str = "") -> Callable:
+    """An echo that records lines and lets the pipeline's job run at the first wait."""
+
+    def echo(line: str) -> None:
+        lines.append(line)
+        if line.startswith("waiting for") and len(lines) == 1:
+            pachd.run_job(VALIDATE, error)
+
+    return echo
+
+
+def test_waits_until_the_output_commit_of_the_input_is_finished(
+    cluster: tuple[Settings, PachydermStore, FakePachd],
+) -> None:
+    settings, store, pachd = cluster
+    commit = store.put("demo-train", "master", {"business/1.txt": b"text"}, "split")
+    assert not pachd.repos[VALIDATE].commits[commit.id].finished  # no job ran yet
+    lines: list[str] = []
+    run_or_wait(settings, store, {VALIDATE: commit.id}, job_runs_when_waited(pachd, lines))
+    assert lines == [
+        f"waiting for {VALIDATE} (commit {commit.id[:12]}, 0s)",
+        f"{VALIDATE}: output commit {commit.id[:12]} finished",
+    ]
+    assert pachd.repos[VALIDATE].commits[commit.id].finished
+    assert not pachd.repos[VALIDATE].commits[commit.id].error
+
+
+def test_a_finished_older_output_does_not_count_and_the_wait_times_out(
+    cluster: tuple[Settings, PachydermStore, FakePachd],
+) -> None:
+    _, store, pachd = cluster
+    old = store.put("demo-train", "master", {"a/1.txt": b"1"}, "split 1")
+    assert pachd.run_job(VALIDATE) == [old.id]
+    new = store.put("demo-train", "master", {"a/1.txt": b"2"}, "split 2")
+    lines: list[str] = []
+    with pytest.raises(DataError) as caught:
+        wait.wait_for_outputs(store, [VALIDATE], new.id, 0.2, lines.append, poll=0.05)
+    assert str(caught.value) == (
+        f"timed out after 0.2s waiting for {VALIDATE} to finish commit {new.id} "
+        f"(cluster.pipeline_wait_timeout in cdl.yaml); see `pachctl list job {new.id}`"
+    )
+    assert lines and all(line.startswith(f"waiting for {VALIDATE}") for line in lines)
+    wait.wait_for_outputs(store, [VALIDATE], old.id, 0.2, lines.append)  # that one is done
+
+
+def test_a_failed_job_is_a_clear_error(
+    cluster: tuple[Settings, PachydermStore, FakePachd],
+) -> None:
+    settings, store, pachd = cluster
+    commit = store.put("demo-train", "master", {"a/1.txt": b"1"}, "split")
+    lines: list[str] = []
+    echo = job_runs_when_waited(pachd, lines, error="datum failed: exit code 1")
+    with pytest.raises(DataError) as caught:
+        run_or_wait(settings, store, {VALIDATE: commit.id}, echo)
+    assert str(caught.value) == (
+        f"pipeline {VALIDATE} failed on commit {commit.id}: datum failed: exit code 1; see "
+        f"`pachctl list job {commit.id}` and `pachctl logs --pipeline {VALIDATE}`"
+    )
+
+
+def test_the_timeout_is_a_config_key(project: Settings) -> None:
+    text = (project.root / "cdl.yaml").read_text() + "cluster: {pipeline_wait_timeout: 42}\n"
+    (project.root / "cdl.yaml").write_text(text)
+    cluster = load_settings(project.root / "cdl.yaml", "cluster").config.cluster
+    assert cluster.pipeline_wait_timeout == 42
+    assert project.config.cluster.pipeline_wait_timeout == 1800  # the default
