@@ -3,15 +3,18 @@ through the real pachyderm-sdk Client against the fake pachd (a job "runs" when 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from data_helpers import make_corpus
 
 from cdl_gitlab.config import Settings, load_settings
 from cdl_gitlab.data.errors import DataError
 from cdl_gitlab.data.pachyderm import wait
 from cdl_gitlab.data.pachyderm.create_pipelines import deploy_pipelines
-from cdl_gitlab.data.steps.pipeline import run_or_wait
+from cdl_gitlab.data.steps.pipeline import run_all, run_or_wait
 from cdl_gitlab.data.stores.pachyderm_store import PachydermStore
 from fakes.pachd import FakePachd
 
@@ -102,3 +105,47 @@ def test_the_timeout_is_a_config_key(project: Settings) -> None:
     cluster = load_settings(project.root / "cdl.yaml", "cluster").config.cluster
     assert cluster.pipeline_wait_timeout == 42
     assert project.config.cluster.pipeline_wait_timeout == 1800  # the default
+
+
+def test_the_data_pipeline_waits_for_the_cluster_before_labels_and_summary(
+    cluster: tuple[Settings, PachydermStore, FakePachd], tmp_path: Path
+) -> None:
+    """`cdl data pipeline` on Pachyderm: split -> wait for *-validate (the fake job writes the
+    split's files and a summary) -> labels -> wait for *-store-labels -> the summary."""
+    settings, store, pachd = cluster
+    make_corpus(tmp_path / "corpus", per_class=12, bad=False)
+    config = settings.root / "cdl.yaml"
+    config.write_text(config.read_text().replace('source: ""', f'source: "{tmp_path}/corpus"'))
+    settings = load_settings(config, "cluster")
+    lines: list[str] = []
+
+    def echo(line: str) -> None:
+        lines.append(line)
+        if not line.startswith("waiting for "):
+            return
+        name = line.split()[2]
+        if name.endswith("-validate"):
+            source = name.removesuffix("-validate")
+            files = {p: store.read(source, "master", p) for p in store.list_files(source, "master")}
+            summary = {"total": len(files), "kept": len(files), "discarded": 0}
+            summary |= {"reasons": {}, "repaired": {}, "discarded_items": []}
+            pachd.run_job(name, files={**files, "summary.json": json.dumps(summary).encode()})
+        else:
+            pachd.run_job(name, files={"labels-import.json": b"{}"})
+
+    summary = run_all(settings, store, echo)
+    split_ids = {s: store.resolve(f"demo-{s}", "master").id for s in ("train", "test")}
+    labels_ids = {s: store.resolve(f"demo-{s}-labels", "master").id for s in ("train", "test")}
+    waits = [line for line in lines if line.startswith("waiting for ") or "output commit" in line]
+    assert waits == [
+        f"waiting for demo-train-validate (commit {split_ids['train'][:12]}, 0s)",
+        f"demo-train-validate: output commit {split_ids['train'][:12]} finished",
+        f"waiting for demo-test-validate (commit {split_ids['test'][:12]}, 0s)",
+        f"demo-test-validate: output commit {split_ids['test'][:12]} finished",
+        f"waiting for demo-train-store-labels (commit {labels_ids['train'][:12]}, 0s)",
+        f"demo-train-store-labels: output commit {labels_ids['train'][:12]} finished",
+        f"waiting for demo-test-store-labels (commit {labels_ids['test'][:12]}, 0s)",
+        f"demo-test-store-labels: output commit {labels_ids['test'][:12]} finished",
+    ]
+    assert lines.index(waits[1]) < next(i for i, x in enumerate(lines) if x.startswith("labels"))
+    assert summary["train"]["kept"] + summary["test"]["kept"] == 36

@@ -172,13 +172,17 @@ class FakePachd:
         out.commits[commit_id] = FakeCommit(commit_id, "master", parent, "", files)
         out.branches["master"] = commit_id
 
-    def run_job(self, pipeline: str, error: str = "") -> list[str]:
+    def run_job(
+        self, pipeline: str, error: str = "", files: dict[str, bytes] | None = None
+    ) -> list[str]:
         """The pipeline's job ran: finish its open output commits (with ``error`` if it
-        failed); returns their ids."""
+        failed, else with ``files`` as their tree when given); returns their ids."""
         with self.lock:
             ran = [c for c in self.repos[pipeline].commits.values() if not c.finished]
             for commit in ran:
                 commit.finished, commit.error = True, error
+                if files is not None and not error:
+                    commit.files = {"/" + path.lstrip("/"): data for path, data in files.items()}
         return [commit.id for commit in ran]
 
     def finish_commit(self, request: pfs.FinishCommitRequest, context: Any) -> wkt.Empty:
