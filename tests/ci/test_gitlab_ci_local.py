@@ -170,8 +170,7 @@ def test_cluster_profile_builds_images_and_deploys_from_manifests(
     assert expanded["deploy-staging"]["script"][0].startswith("cdl deploy apply --env")
     assert expanded["data-pipeline"]["script"] == [
         "cdl data deploy",
-        "cdl data collect",
-        "cdl data split",
+        'cdl data pipeline --labels-dir "data/labels"',
     ]
     train = expanded["model-train"]
     assert train["variables"]["CDL_SETUP_REQUIREMENT"].startswith(

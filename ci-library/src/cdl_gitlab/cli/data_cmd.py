@@ -112,12 +112,20 @@ def deploy_cmd(app: AppContext, dry_run: bool) -> None:
 
 @data.command("pipeline")
 @_RESPLIT
+@click.option(
+    "--labels-dir",
+    default="data/labels",
+    show_default=True,
+    help="Folder (relative to the project) of the Label Studio exports <split>.json to import.",
+)
 @pass_app
-def pipeline_cmd(app: AppContext, resplit: bool) -> None:
-    """Collect -> split -> validate pipelines -> folder labels; print the summary."""
+def pipeline_cmd(app: AppContext, resplit: bool, labels_dir: str) -> None:
+    """Collect -> split -> validate pipelines -> labels; print the summary.
+
+    On the cluster profile Pachyderm runs the pipelines and this waits for their outputs."""
     from cdl_gitlab.data.steps import pipeline
 
-    pipeline.run_all(app.settings, _store(app), click.echo, resplit)
+    pipeline.run_all(app.settings, _store(app), click.echo, resplit, labels_dir)
 
 
 @data.command("log")

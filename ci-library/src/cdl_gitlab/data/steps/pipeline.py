@@ -72,17 +72,19 @@ LABELS_DIR = "data/labels"
 ``labels_dir`` input of the data-pipeline component defaults to the same folder)."""
 
 
-def label(settings: Settings, store: DataStore, echo: Echo = log.info) -> None:
+def label(
+    settings: Settings, store: DataStore, echo: Echo = log.info, labels_dir: str = LABELS_DIR
+) -> None:
     """Import each split's labels, through the store-labels pipelines if the project has them:
-    the labelers' Label Studio export ``data/labels/<split>.json`` when it exists, else labels
+    the labelers' Label Studio export ``<labels_dir>/<split>.json`` when it exists, else labels
     the data format knows (class folders, idx label files)."""
     pipelines = load_pipelines(settings.root)
     for name in SPLITS:
-        exported = settings.root / LABELS_DIR / f"{name}.json"
+        exported = settings.root / labels_dir / f"{name}.json"
         if exported.is_file():
             export = read_export(exported)
             files = {"label-studio.json": dumps(export)}
-            message = f"Label Studio export {LABELS_DIR}/{name}.json ({len(export)} tasks)"
+            message = f"Label Studio export {labels_dir}/{name}.json ({len(export)} tasks)"
         else:
             export = generate_export(settings, store, name)
             files = {"folder-labels.json": dumps(export)}
@@ -132,7 +134,11 @@ def check_min_items(settings: Settings, results: dict[str, dict[str, Any]]) -> N
 
 
 def run_all(
-    settings: Settings, store: DataStore, echo: Echo = log.info, resplit: bool = False
+    settings: Settings,
+    store: DataStore,
+    echo: Echo = log.info,
+    resplit: bool = False,
+    labels_dir: str = LABELS_DIR,
 ) -> dict[str, Any]:
     """Collect, split, validate and label; echoes one line per split and returns the
     summary. Raises :class:`DataError` when a split kept fewer than ``data.min_items``."""
@@ -140,7 +146,7 @@ def run_all(
     splits = split(settings, store, echo, resplit)
     validate = {validated_repo(settings, name): splits.commits[name].id for name in SPLITS}
     run_or_wait(settings, store, validate, echo)
-    label(settings, store, echo)
+    label(settings, store, echo, labels_dir)
     results = {name: validation_summary(settings, store, name) for name in SPLITS}
     minimum = settings.config.data.min_items
     summary: dict[str, Any] = {}
