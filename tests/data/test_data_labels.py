@@ -186,8 +186,9 @@ def test_conflicting_labels_are_reported_and_the_latest_kept(label_settings: Set
     stale = import_payload(label_settings, None, [older], "train", VERSION)
     assert (stale.updated, stale.unchanged) == (0, 1)
     assert stale.conflicts == [
-        "task 2 (sport/002.txt): stored label 'sport' (2026-01-02T03:04:05+00:00), imported "
-        "'tech' by ann@example.org (2025-12-31T00:00:00+00:00); kept 'sport' (the latest)"
+        "task 2 (sport/002.txt): stored label 'sport' by ann@example.org "
+        "(2026-01-02T03:04:05+00:00), imported 'tech' by ann@example.org "
+        "(2025-12-31T00:00:00+00:00); kept 'sport' (the latest)"
     ]
     newer = entry(2, "sport/002.txt", "tech", annotation=later)
     fresh = import_payload(label_settings, None, [newer], "train", VERSION)

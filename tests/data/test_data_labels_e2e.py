@@ -88,7 +88,7 @@ def test_pipeline_imports_label_studio_exports(news: Settings) -> None:
 
         # the labelers' exports, made from the split's tasks as Label Studio exports them;
         # they relabel one train item to another class
-        now = dt.datetime.now(dt.UTC)
+        now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # before the folder labels (commit time)
         exports = {s: export_tasks(news, store, s) for s in ("train", "test")}
         relabelled = exports["train"][0]["data"]["path"]
         moved = next(c for c in CLASSES if not relabelled.startswith(c + "/"))
@@ -110,7 +110,7 @@ def test_pipeline_imports_label_studio_exports(news: Settings) -> None:
         assert len(conflicts) == 1, text
         assert f"task {task} ({relabelled}): stored label '{relabelled.split('/')[0]}'" in text
         assert f"imported '{moved}' by ann@example.org" in conflicts[0]
-        assert conflicts[0].endswith(f"kept '{moved}' (the latest)")
+        assert conflicts[0].endswith(f"kept '{moved}' (a person's label over a generated one)")
         assert "1 conflicts" in text and "0 rejected" in text
 
         for split, tasks in exports.items():
@@ -127,5 +127,54 @@ def test_pipeline_imports_label_studio_exports(news: Settings) -> None:
         pipeline.run_all(news, store, again.append)
         assert ": conflict " not in "\n".join(again)  # a rerun changes nothing
         assert [r.label for r in labels.rows("train")] == [r.label for r in rows_train]
+    finally:
+        labels.close()
+
+
+def test_cli_labels_dir_and_conflict_lines(
+    make_project: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """`cdl data pipeline --labels-dir` imports from that folder; a task whose annotations
+    disagree is one `conflict` line there and in `cdl data labels import`, the latest kept."""
+    from click.testing import CliRunner
+
+    from cdl_gitlab.cli import cli
+    from cdl_gitlab.cli.data_cmd import data
+
+    if "data" not in cli.commands:
+        cli.add_command(data)
+    make_corpus(tmp_path / "corpus", per_class=12, bad=False)
+    settings = make_project(source=str(tmp_path / "corpus"))
+
+    def invoke(*args: str) -> Any:
+        config = ["--config", str(settings.root / "cdl.yaml"), "data"]
+        return CliRunner(mix_stderr=False).invoke(cli, [*config, *args], catch_exceptions=False)
+
+    assert invoke("pipeline").exit_code == 0
+    store = LocalStore(settings.state_dir / "data")
+    tasks = export_tasks(settings, store, "train")
+    first = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    payload = [annotated(t, t["data"]["path"].split("/")[0], first, i) for i, t in enumerate(tasks)]
+    path = tasks[0]["data"]["path"]
+    other = next(c for c in CLASSES if not path.startswith(c + "/"))
+    second = annotated(tasks[0], other, first + dt.timedelta(hours=1), 999)["annotations"]
+    payload[0]["annotations"].extend(second)  # a second labeler disagrees, later
+    (settings.root / "exports").mkdir()
+    export = settings.root / "exports" / "train.json"
+    export.write_text(json.dumps(payload))
+
+    result = invoke("pipeline", "--labels-dir", "exports")
+    assert result.exit_code == 0, result.stderr
+    assert "labels (train): Label Studio export exports/train.json" in result.stdout
+    assert f"task {tasks[0]['id']} ({path}): annotations disagree: " in result.stdout
+    assert "labels (test): folder labels of" in result.stdout  # no exports/test.json
+    again = invoke("labels", "import", str(export), "--split", "train")
+    assert again.exit_code == 0
+    conflict_lines = [line for line in again.stderr.splitlines() if line.startswith("conflict")]
+    assert len(conflict_lines) == 1 and conflict_lines[0].endswith(f"kept '{other}' (the latest)")
+    assert f"labels (train): 0 inserted, 0 updated, {len(tasks)} unchanged" in again.stdout
+    labels = LabelStore.open(settings)
+    try:
+        assert {r.file_path: r.label for r in labels.rows("train")}[path] == other
     finally:
         labels.close()

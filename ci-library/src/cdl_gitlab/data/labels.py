@@ -9,9 +9,11 @@ export entries are rejected one by one with a message; the valid ones are import
 Conflicting labels are reported, one line each and a count, and the import keeps the latest
 label by annotation time (``created_at``) instead of failing: two non-cancelled annotations of one
 task that disagree keep the newest one, and a re-import that changes a stored label replaces it
-only when its annotation is not older. Relabeling is how labelers correct mistakes in Label
-Studio, so a failure would block the data job on routine work; the report makes each
-disagreement visible for review without losing the correction.
+only when its annotation is not older; a person's label always replaces a generated one
+(``GENERATED_LABELERS``: class folders, idx label files), whose time is the data commit's.
+Relabeling is how labelers correct mistakes in Label Studio, so a failure would block the data
+job on routine work; the report makes each disagreement visible for review without losing the
+correction.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
     from cdl_gitlab.config import Settings
 
 FOLDER_LABELER = "cdl-folder-labeler"
+IDX_LABELER = "cdl-idx-labeler"
+GENERATED_LABELERS = frozenset({FOLDER_LABELER, IDX_LABELER})
+"""Labels the data format derives (class folders, idx label files), not a person's."""
 FROM_NAME = "label"
 
 
@@ -157,13 +162,13 @@ class LabelStore:
             for key, row in rows.items():
                 old = existing.get(key)
                 if old is not None and old[label_at] != row["label"]:
-                    when = dt.datetime.fromisoformat
-                    keep_old = when(old[created_at]) > when(row["created"])
+                    labeler = old[keys.index("labeler")]
+                    keep_old, why = _winner(labeler, old[created_at], row)
                     kept = old[label_at] if keep_old else row["label"]
                     report.conflicts.append(
                         f"task {key[1]} ({row['file_path']}): stored label {old[label_at]!r} "
-                        f"({old[created_at]}), imported {row['label']!r} by {row['labeler']} "
-                        f"({row['created']}); kept {kept!r} (the latest)"
+                        f"by {labeler} ({old[created_at]}), imported {row['label']!r} by "
+                        f"{row['labeler']} ({row['created']}); kept {kept!r} ({why})"
                     )
                     if keep_old:
                         report.unchanged += 1
@@ -197,6 +202,16 @@ class LabelStore:
                 .order_by(self.table.c.id)
             )
             return [LabelRecord(**row._mapping) for row in result]
+
+
+def _winner(labeler: str, created: str, incoming: dict[str, Any]) -> tuple[bool, str]:
+    """Whether a stored label (by ``labeler`` at ``created``) beats ``incoming``, and why: a
+    person's label beats a generated one, else the later annotation wins (ties: the import)."""
+    generated = labeler in GENERATED_LABELERS, incoming["labeler"] in GENERATED_LABELERS
+    if generated[0] != generated[1]:
+        return generated[1], "a person's label over a generated one"
+    when = dt.datetime.fromisoformat
+    return when(created) > when(incoming["created"]), "the latest"
 
 
 # ---------------------------------------------------------------- Label Studio export parsing

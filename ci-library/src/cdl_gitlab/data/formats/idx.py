@@ -29,7 +29,7 @@ from cdl_gitlab.data.commits import Commit, DataVersion, Provenance
 from cdl_gitlab.data.errors import DataError
 from cdl_gitlab.data.formats import idx_files as idx
 from cdl_gitlab.data.formats.base import CollectResult, DataFormat, SplitResult
-from cdl_gitlab.data.labels import choice_annotation, task_for
+from cdl_gitlab.data.labels import IDX_LABELER, choice_annotation, task_for
 from cdl_gitlab.data.names import SPLITS, raw_repo, split_repo
 from cdl_gitlab.data.sources import configured_source, download, local_path
 
@@ -43,7 +43,6 @@ FILES: dict[str, dict[idx.Kind, str]] = {
     "train": {"images": "train-images-idx3-ubyte.gz", "labels": "train-labels-idx1-ubyte.gz"},
     "test": {"images": "t10k-images-idx3-ubyte.gz", "labels": "t10k-labels-idx1-ubyte.gz"},
 }
-IDX_LABELER = "cdl-idx-labeler"
 LAYOUT = "<class-folder>/<index>.png"
 _ITEM = re.compile(r"^[^/]+/(\d+)\.png$")
 
