@@ -30,6 +30,9 @@ N, N1 = "0.2.0", "0.3.0"
 BRANCH = f"cdl-update/{N1}"
 LINE = "Develop on `dev`; merge requests into `dev` run the pipelines; production is"
 NEW_LINE = LINE.replace("`dev`;", "`dev` (updated in 0.3.0);", 1)
+# the same line in the template's source (the branch names are answers)
+SOURCE_LINE = LINE.replace("`dev`", "`{{ staging_branch }}`")
+NEW_SOURCE_LINE = SOURCE_LINE.replace("`;", "` (updated in 0.3.0);", 1)
 USER_LINE = LINE.replace("`dev`;", "`dev` (our team's rule);", 1)
 CHANGELOG = f"""# Changelog
 
@@ -61,8 +64,8 @@ def releases(sandbox: h.Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Pa
     sandbox.git("tag", N, cwd=template)
     readme = template / "template" / "README.md.jinja"
     text = readme.read_text(encoding="utf-8")
-    assert LINE in text
-    readme.write_text(text.replace(LINE, NEW_LINE), encoding="utf-8")
+    assert SOURCE_LINE in text
+    readme.write_text(text.replace(SOURCE_LINE, NEW_SOURCE_LINE), encoding="utf-8")
     changelog = template / "ci-library" / "CHANGELOG.md"
     changelog.write_text(CHANGELOG, encoding="utf-8")
     sandbox.git("add", "-A", cwd=template)

@@ -83,7 +83,7 @@ def test_train_register_gate_package_serve_lineage(tracking, tmp_path: Path) -> 
     from model_fixtures import make_project
 
     from cdl_gitlab.config import load_settings
-    from cdl_gitlab.deploy import local
+    from cdl_gitlab.serving import local_server as local
     from cdl_gitlab.deploy.compression import compress_version
     from cdl_gitlab.deploy.package import package_version
     from cdl_gitlab.model.evaluate import evaluate_version
