@@ -2,8 +2,11 @@
 
 The server process builds the component (``__init__``: reads ``model.json`` only, cheap) and
 asks for its metadata; every worker then calls :meth:`load` (verify checksums, load the
-predictor, start the scoring writer). Predictions validate their input first: a bad request
-raises ``SeldonMicroserviceException`` with status 400 and a reason, and the server stays up.
+predictor, start the scoring writer). Every HTTP request passes the guard first
+(:mod:`cdl_gitlab.serving.guard`, the ``model_error_handler`` blueprint Seldon registers):
+size and nesting depth bounded before decoding, JSON types checked, a 4xx with a reason and a
+rejected scoring row for anything bad. :meth:`predict` then checks shapes, counts and values
+(400 the same way) before the model runs.
 
 Custom metrics (Prometheus, on the metrics port) are returned as Seldon runtime metrics of
 each prediction: ``cdl_prediction_requests`` / ``cdl_prediction_items`` (COUNTER),
@@ -27,7 +30,7 @@ from typing import Any
 
 import numpy as np
 from seldon_core.flask_utils import SeldonMicroserviceException
-from seldon_core.user_model import SeldonNotImplementedError, SeldonResponse
+from seldon_core.user_model import SeldonResponse
 
 from cdl_gitlab.deploy.artifact import ArtifactManifest, read_manifest
 from cdl_gitlab.deploy.loading import Predictor, load_artifact
@@ -41,13 +44,26 @@ from cdl_gitlab.scoring import (
     ScoringWriter,
     redact,
 )
-from cdl_gitlab.serving.validation import InvalidRequest, check_payload, parse_images, parse_texts
+from cdl_gitlab.serving.guard import FEEDBACK, GuardLimits, make_guard
+from cdl_gitlab.serving.validation import (
+    InvalidRequest,
+    check_feedback,
+    check_message,
+    parse_images,
+    parse_texts,
+)
 
 log = logging.getLogger(__name__)
 
 ARTIFACT_ENV = "CDL_ARTIFACT_DIR"
 MOUNTED_ARTIFACT = Path("/mnt/models")
-DEFAULT_LIMITS = {"max_batch": 64, "max_text_chars": 100_000, "scoring_text_chars": 200}
+DEFAULT_LIMITS = {
+    "max_batch": 64,
+    "max_text_chars": 100_000,
+    "scoring_text_chars": 200,
+    "max_request_bytes": 8_000_000,
+    "max_json_depth": 32,
+}
 
 REQUESTS = "cdl_prediction_requests"
 ITEMS = "cdl_prediction_items"
@@ -108,6 +124,12 @@ class CDLModel:
         self.max_batch = _limit(self.manifest, "max_batch")
         self.max_text_chars = _limit(self.manifest, "max_text_chars")
         self.scoring_text_chars = _limit(self.manifest, "scoring_text_chars")
+        self.guard_limits = GuardLimits(
+            max_bytes=_limit(self.manifest, "max_request_bytes"),
+            max_depth=_limit(self.manifest, "max_json_depth"),
+        )
+        self.model_error_handler = make_guard(self)
+        """Seldon registers this blueprint: every request is checked before it is decoded."""
         self.predictor: Predictor | None = None
         self.writer: ScoringWriter | None = None
         self._pending: list[dict[str, Any]] = []
@@ -228,15 +250,16 @@ class CDLModel:
             ) from None
         return json_to_seldon_message({"meta": {"tags": {"feedback_stored": stored}}})
 
-    def predict_raw(self, request: Any) -> Any:
-        """Reject payloads Seldon cannot decode (400, not 500); hand the rest to :meth:`predict`."""
-        if isinstance(request, dict):
-            started = time.perf_counter()
-            try:
-                check_payload(request)
-            except InvalidRequest as exc:
-                raise self._reject(exc, started) from None
-        raise SeldonNotImplementedError("decoded by Seldon, served by predict")
+    def check_request(self, kind: str, payload: Any) -> None:
+        """The guard's check of a decoded request (see :mod:`cdl_gitlab.serving.guard`)."""
+        if kind == FEEDBACK:
+            check_feedback(payload)
+        else:
+            check_message(payload, self.manifest.task)
+
+    def record_rejection(self, kind: str, exc: InvalidRequest) -> None:
+        """Count a request the guard refused and store it as a rejected scoring row."""
+        self._reject(exc, time.perf_counter(), kind)
 
     def predict(
         self, X: Any, features_names: Iterable[str] | None = None, meta: dict | None = None
@@ -297,8 +320,10 @@ class CDLModel:
         labels = [classes[int(i)] for i in probabilities.argmax(axis=1)]
         return labels, probabilities
 
-    def _reject(self, exc: InvalidRequest, started: float) -> SeldonMicroserviceException:
-        log.info("rejected request: %s: %s", exc.reason, exc.message)
+    def _reject(
+        self, exc: InvalidRequest, started: float, kind: str = "predict"
+    ) -> SeldonMicroserviceException:
+        log.info("rejected %s request: %s: %s", kind, exc.reason, exc.message)
         self._add_metrics(
             [{"type": "COUNTER", "key": REJECTED, "value": 1, "tags": {"reason": exc.reason}}]
         )
@@ -310,13 +335,17 @@ class CDLModel:
                         model=self.manifest.name,
                         version=str(self.manifest.version),
                         status=STATUS_REJECTED,
-                        error=f"{exc.reason}: {exc.message}"[:2000],
+                        error=(
+                            f"{exc.reason}: {exc.message}"
+                            if kind != FEEDBACK
+                            else f"{exc.reason}: feedback: {exc.message}"
+                        )[:2000],
                         input_kind=self.manifest.task,
                         latency_ms=(time.perf_counter() - started) * 1000.0,
                     )
                 ]
             )
-        return SeldonMicroserviceException(exc.message, status_code=400, reason=exc.reason)
+        return SeldonMicroserviceException(exc.message, status_code=exc.status, reason=exc.reason)
 
     def _score(
         self,
