@@ -474,9 +474,17 @@ def test_cli_predict_and_stop_end_the_whole_process_group(text_server, tmp_path)
 
     group = text_server.info.pid
     assert _group_members(group), "the server's process group should have members"
+    marker = f"stop marker {time.time_ns()}"
+    for _ in range(20):  # scored just before the stop: the workers flush them as they exit
+        assert post_json(text_server.predict_url, {"data": {"ndarray": [marker]}})[0] == 200
     stopped = runner.invoke(deploy, ["stop"], obj=app)
     assert stopped.exit_code == 0 and "stopped news-demo v1" in stopped.output
     assert _group_members(group) == []
+    url = f"sqlite:///{text_server.settings.state_dir / 'scoring.sqlite'}"
+    store = ScoringStore(url)
+    flushed = [r for r in store.read(model="news-demo") if r.input_text == marker]
+    store.dispose()
+    assert len(flushed) == 20
     assert not (text_server.settings.state_dir / "serve.json").exists()
     assert "no model server is running" in runner.invoke(deploy, ["stop"], obj=app).output
 

@@ -106,6 +106,10 @@ class ScoringWriter:
         return batch, stop
 
     def _run(self) -> None:
+        try:  # connect (and migrate) now: neither the first records nor a shutdown wait for it
+            self._store = self._factory()
+        except Exception as exc:  # retried with the first batch, which counts the failure
+            log.warning("scoring data: cannot open the store yet: %s: %s", type(exc).__name__, exc)
         stop = False
         while not stop:
             batch, stop = self._take_batch()
