@@ -108,8 +108,14 @@ def test_text_metrics_endpoint(text_server) -> None:
     post_json(text_server.predict_url, {"data": {"ndarray": ["football goal", "chip data"]}})
     post_json(text_server.predict_url, {"data": {"ndarray": [3]}})  # rejected: NOT_TEXT
     post_json(text_server.predict_url, {"data": {"ndarray": ["internet phone"]}})
-    status, text = _get(text_server.metrics_url)
-    assert status == 200
+    deadline = time.monotonic() + 15  # each worker hands its metrics on once a second
+    while True:
+        status, text = _get(text_server.metrics_url)
+        assert status == 200
+        if 'reason="NOT_TEXT"' in text and "cdl_predicted_class" in text:
+            break
+        assert time.monotonic() < deadline, text[-2000:]
+        time.sleep(0.3)
     assert _metric(text, "cdl_prediction_requests_total", model="news-demo") >= 2
     assert _metric(text, "cdl_prediction_items_total", version="1") >= 3
     assert _metric(text, "cdl_prediction_latency_count") >= 2

@@ -95,6 +95,8 @@ def test_json_depth_and_decoding_bounds() -> None:
     assert json_depth(b'{"a": [[1], {"b": "[[[[["}]}') == 3
     assert json_depth(b"[" * 20_000) == 20_000
     assert json_depth(b"5") == 0
+    assert json_depth(b"[[1], [2], [3]]", at_most=5) == 4  # a bound, from a count
+    assert json_depth(b"[[1], [2], [3]]", at_most=3) == 2
     limits = GuardLimits(max_bytes=100, max_depth=3)
     assert decode_json(b'{"a": [[1]]}', limits, "body") == {"a": [[1]]}
     assert _reason(decode_json, b"[[[[1]]]]", limits, "body") == v.TOO_DEEP

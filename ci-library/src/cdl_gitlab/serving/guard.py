@@ -7,20 +7,23 @@ blueprint (Seldon registers ``model_error_handler`` on its app) whose ``before_a
 hook reads the body the way Seldon will, bounded in size and nesting depth *before* decoding,
 and answers a bad request with a 4xx and a reason; HTTP errors (404, 405, 413) get the same
 JSON shape instead of Seldon's catch-all 500. The decoded JSON body is left in Flask's cache,
-so Seldon does not decode it a second time.
+so Seldon does not decode it a second time. The blueprint also puts
+:class:`~cdl_gitlab.serving.metrics.BufferedMetrics` in front of Seldon's metrics store.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from cdl_gitlab.serving.metrics import buffer_app_metrics
 from cdl_gitlab.serving.validation import (
     BAD_ENCODING,
     BAD_JSON,
@@ -29,6 +32,8 @@ from cdl_gitlab.serving.validation import (
     UNSUPPORTED_MEDIA,
     InvalidRequest,
 )
+
+log = logging.getLogger(__name__)
 
 PREDICT_PATHS = frozenset({"/predict", "/api/v1.0/predictions", "/api/v0.1/predictions"})
 FEEDBACK_PATHS = frozenset({"/send-feedback", "/api/v1.0/feedback", "/api/v0.1/feedback"})
@@ -40,8 +45,7 @@ FEEDBACK = "feedback"
 JSON_TYPES = ("application/json",)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_OPEN = np.frombuffer(b"[{", dtype=np.uint8)
-_CLOSE = np.frombuffer(b"]}", dtype=np.uint8)
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 
 
 @dataclass(frozen=True)
@@ -64,15 +68,21 @@ class GuardedModel(Protocol):
         """Count and store one rejected request (never raises)."""
 
 
-def json_depth(raw: bytes) -> int:
+def json_depth(raw: bytes, at_most: int | None = None) -> int:
     """Deepest nesting of ``[`` / ``{`` in a JSON text, strings skipped; cheap (no decoding).
 
     An unterminated string is not skipped, so its brackets count: never an underestimate.
+    With ``at_most``, a text with no more than that many opening brackets returns their
+    count (an upper bound of the depth) without the exact scan.
     """
-    bare = np.frombuffer(_JSON_STRING.sub(b"", raw), dtype=np.uint8)
-    steps = np.isin(bare, _OPEN).astype(np.int32) - np.isin(bare, _CLOSE).astype(np.int32)
-    if steps.size == 0:
+    opening = len(raw) - len(raw.translate(None, b"[{"))
+    if at_most is not None and opening <= at_most:
+        return opening
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    if codes.size == 0:
         return 0
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
     return int(max(np.cumsum(steps).max(), 0))
 
 
@@ -83,7 +93,7 @@ def decode_json(raw: bytes | str, limits: GuardLimits, what: str) -> Any:
         raise InvalidRequest(
             TOO_LARGE, f"{what}: {len(data)} bytes; at most {limits.max_bytes} are allowed", 413
         )
-    depth = json_depth(data)
+    depth = json_depth(data, at_most=limits.max_depth)
     if depth > limits.max_depth:
         raise InvalidRequest(
             TOO_DEEP,
@@ -169,8 +179,18 @@ def make_guard(model: GuardedModel, name: str = "cdl_guard") -> Blueprint:
         app: Flask = state.app
         app.config["MAX_CONTENT_LENGTH"] = model.guard_limits.max_bytes
 
+    buffered: list[bool] = []  # Seldon adds its routes after registering the blueprint
+
+    def _buffer_metrics() -> None:
+        buffered.append(True)
+        view = current_app.view_functions.get("Predict")
+        if view is None or buffer_app_metrics(view) is None:
+            log.warning("Seldon's metrics store not found: metrics are updated per request")
+
     @guard.before_app_request
     def _check() -> Response | None:
+        if not buffered:
+            _buffer_metrics()
         path = request.path.rstrip("/") or "/"
         if path in NOT_SERVED_PATHS:
             return _error(
