@@ -9,6 +9,7 @@ import json
 import os
 import re
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -453,6 +454,68 @@ def test_text_arbitrary_form_and_byte_bodies_never_get_a_5xx(
     status, answer = _raw(text_server.url, "POST", PREDICT, body, content_type)
     assert status < 500, (fields, raw, answer)
     assert _raw(text_server.url, "GET", "/health/ping")[0] == 200
+
+
+# -- feedback with a token --------------------------------------------------------------------
+
+TOKEN_ENV = "CDL_TEST_FEEDBACK_TOKEN"
+
+
+@pytest.fixture(scope="module")
+def token_server(tmp_path_factory: pytest.TempPathFactory, text_checkpoint):
+    """The text model served with ``serving.feedback_token_env`` set in cdl.yaml."""
+    from deploy_models import make_project, register
+
+    from cdl_gitlab.config import load_settings
+    from conftest import _serve
+
+    root = tmp_path_factory.mktemp("served") / "news"
+    settings = make_project(root, "pytorch", "text", "news-demo")
+    with (root / "cdl.yaml").open("a", encoding="utf-8") as config:
+        config.write(f"serving:\n  feedback_token_env: {TOKEN_ENV}\n")
+    settings = load_settings(root / "cdl.yaml")
+    register(settings, text_checkpoint)
+    os.environ[TOKEN_ENV] = "s3cret-token"
+    try:
+        yield from _serve(settings)
+    finally:
+        os.environ.pop(TOKEN_ENV, None)
+
+
+def test_feedback_needs_the_token_when_cdl_yaml_names_it(token_server) -> None:
+    status, answer = post_json(token_server.predict_url, {"data": {"ndarray": ["goal"]}})
+    assert status == 200
+    feedback = json.dumps(
+        {
+            "response": {"meta": answer["meta"], "data": answer["data"]},
+            "truth": {"data": {"ndarray": [["sport"]]}},
+        }
+    ).encode()
+    url = f"{token_server.url}/api/v1.0/feedback"
+    for authorization in (None, "Bearer wrong-token", "Basic czNjcmV0LXRva2Vu", "Bearer "):
+        request = urllib.request.Request(url, data=feedback, method="POST")
+        request.add_header("Content-Type", JSON)
+        if authorization:
+            request.add_header("Authorization", authorization)
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=10)
+        assert info.value.code == 401 and info.value.headers["WWW-Authenticate"] == "Bearer"
+        assert json.loads(info.value.read())["status"]["reason"] == "UNAUTHORIZED"
+    request = urllib.request.Request(url, data=feedback, method="POST")
+    request.add_header("Content-Type", JSON)
+    request.add_header("Authorization", "Bearer s3cret-token")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.loads(response.read())["meta"]["tags"]["feedback_stored"] == 1
+    scoring = f"sqlite:///{token_server.settings.state_dir / 'scoring.sqlite'}"
+    deadline = time.monotonic() + 15
+    while True:
+        rows = _rows(scoring, "news-demo", 1)
+        refused = [r for r in rows if r.status == "rejected" and r.error.startswith("UNAUTH")]
+        if len(refused) >= 4:
+            break
+        assert time.monotonic() < deadline, [r.error for r in rows]
+        time.sleep(0.2)
+    assert post_json(token_server.predict_url, {"data": {"ndarray": ["goal"]}})[0] == 200
 
 
 # -- last for the text server: it stops it -------------------------------------------------

@@ -104,3 +104,12 @@ def test_json_depth_and_decoding_bounds() -> None:
     assert _reason(decode_json, b'"\xe9"', limits, "body") == v.BAD_ENCODING
     assert _reason(decode_json, b"{", limits, "body") == v.BAD_JSON
     assert _reason(decode_json, "1" * 5000, GuardLimits(10_000, 3), "body") == v.BAD_JSON
+
+
+def test_bearer_token() -> None:
+    v.check_bearer("Bearer s3cret", "s3cret")
+    v.check_bearer("bearer  s3cret ", "s3cret")
+    for header in (None, "", "Bearer", "Bearer wrong", "Basic s3cret", "s3cret"):
+        with pytest.raises(v.InvalidRequest) as info:
+            v.check_bearer(header, "s3cret")
+        assert info.value.status == 401 and info.value.reason == v.UNAUTHORIZED

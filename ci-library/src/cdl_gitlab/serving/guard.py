@@ -61,6 +61,9 @@ class GuardedModel(Protocol):
 
     guard_limits: GuardLimits
 
+    def authorize(self, kind: str, authorization: str | None) -> None:
+        """Raise :class:`InvalidRequest` (401) if a ``kind`` route needs a token it lacks."""
+
     def check_request(self, kind: str, payload: Any) -> None:
         """Raise :class:`InvalidRequest` if the decoded ``payload`` of a ``kind`` route is bad."""
 
@@ -208,11 +211,15 @@ def make_guard(model: GuardedModel, name: str = "cdl_guard") -> Blueprint:
         if kind is None or request.routing_exception is not None:
             return None  # routing answers 404/405 through the handler below
         try:
+            model.authorize(kind, request.headers.get("Authorization"))
             payload = read_payload(model.guard_limits)
             model.check_request(kind, payload)
         except InvalidRequest as exc:
             model.record_rejection(kind, exc)
-            return _error(exc.status, exc.reason, exc.message)
+            response = _error(exc.status, exc.reason, exc.message)
+            if exc.status == 401:
+                response.headers["WWW-Authenticate"] = "Bearer"
+            return response
         return None
 
     @guard.app_errorhandler(HTTPException)

@@ -47,6 +47,7 @@ from cdl_gitlab.scoring import (
 from cdl_gitlab.serving.guard import FEEDBACK, GuardLimits, make_guard
 from cdl_gitlab.serving.validation import (
     InvalidRequest,
+    check_bearer,
     check_feedback,
     check_message,
     parse_images,
@@ -71,6 +72,7 @@ LATENCY = "cdl_prediction_latency"
 PREDICTED = "cdl_predicted_class"
 REJECTED = "cdl_rejected_requests"
 SCORING_FAILURES = "cdl_scoring_failures"
+NO_FEEDBACK_TOKEN = "NO_FEEDBACK_TOKEN"
 
 
 def resolve_artifact_dir(default: Path | None) -> Path:
@@ -128,6 +130,8 @@ class CDLModel:
             max_bytes=_limit(self.manifest, "max_request_bytes"),
             max_depth=_limit(self.manifest, "max_json_depth"),
         )
+        token_env = self.manifest.serving.get("feedback_token_env")
+        self.feedback_token_env: str | None = str(token_env) if token_env else None
         self.model_error_handler = make_guard(self)
         """Seldon registers this blueprint: every request is checked before it is decoded."""
         self.predictor: Predictor | None = None
@@ -249,6 +253,21 @@ class CDLModel:
                 str(exc), status_code=400, reason="BAD_FEEDBACK"
             ) from None
         return json_to_seldon_message({"meta": {"tags": {"feedback_stored": stored}}})
+
+    def authorize(self, kind: str, authorization: str | None) -> None:
+        """Feedback needs ``Authorization: Bearer <token>`` when the artifact names the
+        token's environment variable (``serving.feedback_token_env``); unset variable: 503."""
+        if kind != FEEDBACK or self.feedback_token_env is None:
+            return
+        token = os.environ.get(self.feedback_token_env, "")
+        if not token:
+            raise InvalidRequest(
+                NO_FEEDBACK_TOKEN,
+                f"feedback is closed: the token variable {self.feedback_token_env} is not set "
+                "on the model server",
+                503,
+            )
+        check_bearer(authorization, token)
 
     def check_request(self, kind: str, payload: Any) -> None:
         """The guard's check of a decoded request (see :mod:`cdl_gitlab.serving.guard`)."""

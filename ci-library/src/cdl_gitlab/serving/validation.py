@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ BAD_FEEDBACK = "BAD_FEEDBACK"
 TOO_DEEP = "TOO_DEEP"
 TOO_LARGE = "TOO_LARGE"
 UNSUPPORTED_MEDIA = "UNSUPPORTED_MEDIA_TYPE"
+UNAUTHORIZED = "UNAUTHORIZED"
 
 
 class InvalidRequest(CDLError):
@@ -266,3 +268,14 @@ def parse_images(X: Any, shape: tuple[int, ...], max_batch: int) -> list[Any]:
     if array.min() < 0 or array.max() > 255:
         raise InvalidRequest(BAD_VALUE, "pixel values must be in 0..1 (or 0..255)")
     return [image.astype(np.float32) for image in array]
+
+
+def check_bearer(authorization: str | None, token: str) -> None:
+    """``Authorization: Bearer <token>`` with the expected token (constant-time comparison)."""
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise InvalidRequest(
+            UNAUTHORIZED, "feedback needs a token: send 'Authorization: Bearer <token>'", 401
+        )
+    if not hmac.compare_digest(given.strip().encode("utf-8"), token.encode("utf-8")):
+        raise InvalidRequest(UNAUTHORIZED, "the feedback token is not valid", 401)
