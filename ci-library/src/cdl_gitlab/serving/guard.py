@@ -23,7 +23,7 @@ import numpy as np
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from cdl_gitlab.serving.metrics import buffer_app_metrics
+from cdl_gitlab.serving.metrics import BufferedMetrics, buffer_app_metrics
 from cdl_gitlab.serving.validation import (
     BAD_ENCODING,
     BAD_JSON,
@@ -69,6 +69,9 @@ class GuardedModel(Protocol):
 
     def record_rejection(self, kind: str, exc: InvalidRequest) -> None:
         """Count and store one rejected request (never raises)."""
+
+    def attach_metrics(self, sink: BufferedMetrics) -> None:
+        """Send metrics to ``sink`` directly instead of with each response."""
 
 
 def json_depth(raw: bytes, at_most: int | None = None) -> int:
@@ -187,8 +190,11 @@ def make_guard(model: GuardedModel, name: str = "cdl_guard") -> Blueprint:
     def _buffer_metrics() -> None:
         buffered.append(True)
         view = current_app.view_functions.get("Predict")
-        if view is None or buffer_app_metrics(view) is None:
+        sink = buffer_app_metrics(view) if view is not None else None
+        if sink is None:
             log.warning("Seldon's metrics store not found: metrics are updated per request")
+        else:
+            model.attach_metrics(sink)
 
     @guard.before_app_request
     def _check() -> Response | None:

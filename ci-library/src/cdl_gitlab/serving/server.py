@@ -8,10 +8,13 @@ size and nesting depth bounded before decoding, JSON types checked, a 4xx with a
 rejected scoring row for anything bad. :meth:`predict` then checks shapes, counts and values
 (400 the same way) before the model runs.
 
-Custom metrics (Prometheus, on the metrics port) are returned as Seldon runtime metrics of
-each prediction: ``cdl_prediction_requests`` / ``cdl_prediction_items`` (COUNTER),
-``cdl_prediction_latency`` (TIMER, ms), ``cdl_predicted_class{class}`` (COUNTER), and, as
-they occur, ``cdl_rejected_requests{reason}`` and ``cdl_scoring_failures`` (COUNTER).
+Custom metrics (Prometheus, on the metrics port): ``cdl_prediction_requests`` /
+``cdl_prediction_items`` (COUNTER), ``cdl_prediction_latency`` (TIMER, ms),
+``cdl_predicted_class{class}`` (COUNTER), and, as they occur,
+``cdl_rejected_requests{reason}`` and ``cdl_scoring_failures`` (COUNTER). Behind Seldon's
+REST app they go straight to its (buffered) metrics store, see
+:mod:`cdl_gitlab.serving.metrics`; elsewhere they are returned as the prediction's runtime
+metrics.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 
 import numpy as np
 from seldon_core.flask_utils import SeldonMicroserviceException
+from seldon_core.metrics import PREDICT_METRIC_METHOD_TAG
 from seldon_core.user_model import SeldonResponse
 
 from cdl_gitlab.deploy.artifact import ArtifactManifest, read_manifest
@@ -45,6 +49,7 @@ from cdl_gitlab.scoring import (
     redact,
 )
 from cdl_gitlab.serving.guard import FEEDBACK, GuardLimits, make_guard
+from cdl_gitlab.serving.metrics import BufferedMetrics
 from cdl_gitlab.serving.validation import (
     InvalidRequest,
     check_bearer,
@@ -141,6 +146,7 @@ class CDLModel:
         self._tags = {"model": self.manifest.name, "version": str(self.manifest.version)}
         self._vocabulary: frozenset[str] = frozenset()
         self._feedback: Any = None
+        self._metrics_sink: BufferedMetrics | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -309,7 +315,16 @@ class CDLModel:
             ),
         ]
         tags = {"request_id": request_id, "predictions": labels, **self._tags}
-        return SeldonResponse(data=probabilities, tags=tags, metrics=metrics + self.drain())
+        metrics += self.drain()
+        if self._metrics_sink is not None:  # straight to the store, not through the response
+            self._metrics_sink.update(metrics, PREDICT_METRIC_METHOD_TAG)
+            metrics = []
+        return SeldonResponse(data=probabilities, tags=tags, metrics=metrics)
+
+    def attach_metrics(self, sink: BufferedMetrics) -> None:
+        """Called by the guard in each worker: metrics go to ``sink`` (Seldon's store,
+        buffered) directly, so responses do not carry them and Seldon need not check them."""
+        self._metrics_sink = sink
 
     def drain(self) -> list[dict[str, Any]]:
         """Counters recorded outside a successful prediction (rejections, scoring failures).
@@ -413,5 +428,8 @@ class CDLModel:
         )
 
     def _add_metrics(self, metrics: list[dict[str, Any]]) -> None:
+        if self._metrics_sink is not None:
+            self._metrics_sink.update(metrics, PREDICT_METRIC_METHOD_TAG)
+            return
         with self._lock:
             self._pending.extend(metrics)
