@@ -321,6 +321,7 @@ BAD_HTTP_TEXT = [
     ("POST", "/health/status", b"{}", JSON, 405, "METHOD_NOT_ALLOWED"),
     ("POST", "/api/v1.0/metadata", b"{}", JSON, 405, "METHOD_NOT_ALLOWED"),
     ("GET", "/no/such/route", None, None, 404, "NOT_FOUND"),
+    ("GET", "/NewsDemo.py", None, None, 404, "NOT_FOUND"),  # Seldon served its folder
     ("POST", "/route", b"{}", JSON, 404, "NOT_SERVED"),
     ("POST", "/transform-input", b"{}", JSON, 404, "NOT_SERVED"),
     ("GET", "/predict", None, None, 400, "BAD_JSON"),
