@@ -389,11 +389,13 @@ class CDLModel:
         probabilities: np.ndarray,
         latency_ms: float,
     ) -> None:
-        """Queue one scoring record per item; any failure is counted and logged, not raised."""
+        """Queue one scoring record per item, built (hashes, input statistics) in the writer's
+        thread; any failure is counted and logged, never raised."""
         if self.writer is None:
             return
-        try:
-            now = datetime.now(UTC)
+        now = datetime.now(UTC)
+
+        def build() -> list[ScoringRecord]:
             classes = self.manifest.classes
             records = []
             for index, (item, label, row) in enumerate(
@@ -417,10 +419,9 @@ class CDLModel:
                         **summary,
                     )
                 )
-            self.writer.submit(records)
-        except Exception:  # scoring must never fail a prediction
-            log.exception("scoring data: could not record request %s", request_id)
-            self._count_scoring_failure(len(items))
+            return records
+
+        self.writer.submit_deferred(build, len(items))
 
     def _count_scoring_failure(self, count: int) -> None:
         self._add_metrics(
