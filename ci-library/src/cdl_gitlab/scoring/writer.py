@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -148,6 +149,7 @@ class ScoringWriter:
                 records.extend(item.build())
             except Exception as exc:  # a bad builder costs its own records only
                 self._fail(item.count, f"could not build the records: {type(exc).__name__}: {exc}")
+            time.sleep(0)  # let a waiting request thread have the GIL between builds
         return records
 
     def _write(self, batch: list[ScoringRecord]) -> None:
