@@ -1,6 +1,6 @@
 """Serving figures: the local Seldon server under bounded loopback load vs raw ``predict``.
 
-Usage: python benchmarks/serving.py [--requests 2000] [--seconds 30] [--clients 2,4]
+Usage: python benchmarks/serving.py [--requests 2000] [--seconds 30] [--clients 1,2]
                                     [--threads 2] [--workers 2] [--project DIR --version N]
 
 Without ``--project`` it builds a news-sized PyTorch text baseline (10,000-stem vocabulary,
@@ -11,7 +11,8 @@ sends single-item requests of article-length texts from ``--clients`` keep-alive
 load per count in the list; the clients share the 2 cores with the server) until
 ``--requests`` are done or ``--seconds`` have passed, and prints requests/s, p50/p99 latency
 and errors for each; then the same model's in-process ``predict_proba`` on the same inputs (p50/p99)
-and the overhead ratio. Only loopback traffic; the server is always stopped.
+and the overhead ratio, and how long ``cdl deploy stop`` took (and whether any process of the
+server's group was left). Only loopback traffic; the server is always stopped.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "deploy")]
@@ -111,6 +113,18 @@ def load_test(port: int, texts: list[str], requests: int, seconds: float, client
     }
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of the process group ``pgid``."""
+    members = []
+    for process in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getpgid(process.info["pid"]) == pgid and process.info["status"] != "zombie":
+                members.append(process.info["pid"])
+        except (psutil.Error, ProcessLookupError):
+            continue
+    return members
+
+
 def raw_predict(predictor, texts: list[str], count: int, seconds: float) -> dict:
     timings = []
     deadline = time.monotonic() + seconds
@@ -135,8 +149,8 @@ def main() -> None:
     parser.add_argument(
         "--clients",
         type=lambda text: [int(n) for n in text.split(",")],
-        default=[2, 4],
-        help="Comma-separated client counts, one load test each (default: 2,4).",
+        default=[1, 2],
+        help="Comma-separated client counts, one load test each (default: 1,2).",
     )
     parser.add_argument("--threads", type=int, default=local_server.DEFAULT_THREADS)
     parser.add_argument("--workers", type=int, default=local_server.DEFAULT_WORKERS)
@@ -176,7 +190,10 @@ def main() -> None:
                 for clients in args.clients
             }
         finally:
+            stop_started = time.perf_counter()
             local_server.stop(settings)
+            stop_s = time.perf_counter() - stop_started
+            left = group_members(info.pid)
             local_server.stop_group(process.pid, grace=5)
         _, predictor = load_artifact(Path(info.artifact))
         predictor.predict_proba(texts[:5])
@@ -190,6 +207,10 @@ def main() -> None:
     print(
         f"raw     {raw['calls']} predict_proba calls in-process: p50 {raw['p50_ms']:.2f} ms, "
         f"p99 {raw['p99_ms']:.2f} ms, {raw['per_s']:.1f} calls/s (one thread)"
+    )
+    print(
+        f"stop    cdl deploy stop (local_server.stop) took {stop_s:.3f} s; "
+        f"processes of the group left: {len(left)}"
     )
     for clients, served in loads.items():
         print(

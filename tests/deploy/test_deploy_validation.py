@@ -70,3 +70,46 @@ def test_payload_structure() -> None:
     assert _reason(v.check_payload, {"data": [1]}) == v.BAD_PAYLOAD
     assert _reason(v.check_payload, {}) == v.BAD_PAYLOAD
     assert _reason(v.check_payload, [1, 2]) == v.BAD_PAYLOAD
+
+
+def test_message_types_before_numpy_coerces_them() -> None:
+    from cdl_gitlab.serving.validation import check_message
+
+    check_message({"data": {"ndarray": ["a", "b"]}}, "text")
+    check_message({"strData": "a"}, "text")
+    check_message({"data": {"ndarray": [[0, 0.5]]}}, "image")
+    assert _reason(check_message, {"data": {"ndarray": ["a text", 5]}}, "text") == v.NOT_TEXT
+    assert _reason(check_message, {"data": {"ndarray": [[0.5, "a"]]}}, "image") == v.WRONG_TYPE
+    assert _reason(check_message, {"data": {"ndarray": [[0.5, True]]}}, "image") == v.WRONG_TYPE
+    assert _reason(check_message, {"data": None}, "text") == v.BAD_PAYLOAD
+    assert _reason(check_message, {"strData": 5}, "text") == v.BAD_PAYLOAD
+    assert _reason(check_message, {"binData": "%%"}, "image") == v.BAD_PAYLOAD
+    assert _reason(check_message, {"strData": "a", "meta": []}, "text") == v.BAD_PAYLOAD
+    tensor = {"tensor": {"shape": [1, 2], "values": [1, 2]}, "names": "x"}
+    assert _reason(check_message, {"data": tensor}, "image") == v.BAD_PAYLOAD
+
+
+def test_json_depth_and_decoding_bounds() -> None:
+    from cdl_gitlab.serving.guard import GuardLimits, decode_json, json_depth
+
+    assert json_depth(b'{"a": [[1], {"b": "[[[[["}]}') == 3
+    assert json_depth(b"[" * 20_000) == 20_000
+    assert json_depth(b"5") == 0
+    assert json_depth(b"[[1], [2], [3]]", at_most=5) == 4  # a bound, from a count
+    assert json_depth(b"[[1], [2], [3]]", at_most=3) == 2
+    limits = GuardLimits(max_bytes=100, max_depth=3)
+    assert decode_json(b'{"a": [[1]]}', limits, "body") == {"a": [[1]]}
+    assert _reason(decode_json, b"[[[[1]]]]", limits, "body") == v.TOO_DEEP
+    assert _reason(decode_json, b"[" + b"1," * 60 + b"1]", limits, "body") == v.TOO_LARGE
+    assert _reason(decode_json, b'"\xe9"', limits, "body") == v.BAD_ENCODING
+    assert _reason(decode_json, b"{", limits, "body") == v.BAD_JSON
+    assert _reason(decode_json, "1" * 5000, GuardLimits(10_000, 3), "body") == v.BAD_JSON
+
+
+def test_bearer_token() -> None:
+    v.check_bearer("Bearer s3cret", "s3cret")
+    v.check_bearer("bearer  s3cret ", "s3cret")
+    for header in (None, "", "Bearer", "Bearer wrong", "Basic s3cret", "s3cret"):
+        with pytest.raises(v.InvalidRequest) as info:
+            v.check_bearer(header, "s3cret")
+        assert info.value.status == 401 and info.value.reason == v.UNAUTHORIZED

@@ -92,3 +92,32 @@ def test_limits_from_environment_and_unloaded_health(text_project, tmp_path, mon
         "sport",
         "politics",
     ]
+
+
+def test_deferred_scoring_records_are_built_in_the_writer_thread(tmp_path) -> None:
+    import threading
+
+    from cdl_gitlab.scoring import ScoringRecord, ScoringWriter
+
+    url = f"sqlite:///{tmp_path / 'scoring.sqlite'}"
+    threads: list[str] = []
+
+    def build() -> list[ScoringRecord]:
+        threads.append(threading.current_thread().name)
+        return [
+            ScoringRecord(request_id="r1", model="m", version="1", item_index=i) for i in (0, 1)
+        ]
+
+    def broken() -> list[ScoringRecord]:
+        raise ValueError("no statistics")
+
+    writer = ScoringWriter(lambda: ScoringStore(url))
+    writer.submit_deferred(build, 2)
+    writer.submit_deferred(broken, 3)
+    assert writer.flush(15)
+    assert threads == ["cdl-scoring"]
+    assert (writer.written, writer.failed) == (2, 3)
+    writer.close()
+    store = ScoringStore(url)
+    assert [r.item_index for r in store.read(model="m")] == [0, 1]
+    store.dispose()

@@ -143,6 +143,12 @@ class DeploymentSection(_Section):
     compression: CompressionSection = CompressionSection()
 
 
+class ServingSection(_Section):
+    feedback_token_env: EnvVarName | None = None
+    """Environment variable of the model server holding the token ``/api/v1.0/feedback``
+    requires (``Authorization: Bearer <token>``; 401 without it). Unset: no token."""
+
+
 class MonitoringSection(_Section):
     enabled: bool = False
     report_window: Annotated[str, Field(pattern=r"^[1-9][0-9]*[mhdw]$")] = "7d"
@@ -203,6 +209,7 @@ class ProjectConfig(_Section):
     data: DataSection
     training: TrainingSection = TrainingSection()
     deployment: DeploymentSection = DeploymentSection()
+    serving: ServingSection = ServingSection()
     monitoring: MonitoringSection = MonitoringSection()
     registry: RegistrySection = RegistrySection()
     local: LocalProfileSection = LocalProfileSection()

@@ -120,6 +120,10 @@ def scoring_secret_name(settings: Settings) -> str:
     return f"{settings.config.model.name}-scoring"
 
 
+FEEDBACK_TOKEN_ENV = "CDL_FEEDBACK_TOKEN"
+"""The feedback token's variable in the manifest when ``serving.feedback_token_env`` is unset."""
+
+
 def load_schema() -> dict[str, Any]:
     text = resources.files("cdl_gitlab").joinpath("schemas", SCHEMA).read_text(encoding="utf-8")
     return json.loads(text)
@@ -178,6 +182,7 @@ def render_manifest(
         "cpu": deployment.cpu,
         "memory": deployment.memory,
         "scoring_secret": scoring_secret_name(settings),
+        "feedback_token_env": settings.config.serving.feedback_token_env or FEEDBACK_TOKEN_ENV,
     }
     try:
         text = string.Template(source).substitute({k: json.dumps(v) for k, v in values.items()})

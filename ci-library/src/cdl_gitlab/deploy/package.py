@@ -75,13 +75,18 @@ def input_spec(task: str, checkpoint_dir: Path) -> dict[str, Any]:
     return {"kind": "image", "shape": list(state.transform.input_shape)}
 
 
-def serving_limits(settings: Settings) -> dict[str, int]:
+def serving_limits(settings: Settings) -> dict[str, int | str]:
+    """The ``serving`` block of ``model.json``: request limits, the feedback token's variable."""
     deployment = settings.config.deployment
-    return {
+    limits: dict[str, int | str] = {
         "max_batch": deployment.max_batch,
         "max_text_chars": deployment.max_text_chars,
         "scoring_text_chars": deployment.scoring_text_chars,
     }
+    token_env = settings.config.serving.feedback_token_env
+    if token_env:
+        limits["feedback_token_env"] = token_env
+    return limits
 
 
 def build_artifact(
@@ -94,7 +99,7 @@ def build_artifact(
     framework: str,
     lineage: dict[str, Any],
     extra: dict[str, Any],
-    serving: dict[str, int],
+    serving: dict[str, int | str],
     reference: Callable[[Path, Any], dict[str, Any] | None] | None = None,
 ) -> ArtifactManifest:
     """Complete ``folder`` (which holds ``checkpoint/``): load, smoke-test, describe, hash.

@@ -1,6 +1,9 @@
 """A background writer: predictions hand records to a queue and never wait for the database.
 
 Failures (database down, queue full) are counted and logged, never raised to the caller.
+:meth:`ScoringWriter.submit_deferred` queues a function that builds the records, run in the
+writer's thread: work the caller's response does not need (hashes, input statistics) is
+done off its path.
 """
 
 from __future__ import annotations
@@ -8,12 +11,20 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from cdl_gitlab.db import redact
 from cdl_gitlab.scoring.store import ScoringRecord, ScoringStore
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Deferred:
+    count: int
+    build: Callable[[], list[ScoringRecord]]
 
 
 class ScoringWriter:
@@ -28,7 +39,7 @@ class ScoringWriter:
         on_failure: Callable[[int], None] | None = None,
     ) -> None:
         self._factory = store_factory
-        self._queue: queue.Queue[ScoringRecord | None] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[ScoringRecord | _Deferred | None] = queue.Queue(maxsize=max_queue)
         self._batch_size = batch_size
         self._on_failure = on_failure
         self._lock = threading.Lock()
@@ -58,6 +69,14 @@ class ScoringWriter:
                 self._fail(len(records) - index, "scoring queue full")
                 return
 
+    def submit_deferred(self, build: Callable[[], list[ScoringRecord]], count: int) -> None:
+        """Queue ``build`` (which returns ``count`` records) to run in the writer's thread;
+        dropped and counted if the queue is full, counted if it raises. Never raises."""
+        try:
+            self._queue.put_nowait(_Deferred(count, build))
+        except queue.Full:
+            self._fail(count, "scoring queue full")
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued record is written or dropped; False on timeout."""
         done = threading.Event()
@@ -86,12 +105,12 @@ class ScoringWriter:
             except Exception:  # a metrics hook must not stop the writer
                 log.exception("scoring failure hook failed")
 
-    def _take_batch(self) -> tuple[list[ScoringRecord], bool]:
+    def _take_batch(self) -> tuple[list[ScoringRecord | _Deferred], bool]:
         first = self._queue.get()
         if first is None:
             self._queue.task_done()
             return [], True
-        batch = [first]
+        batch: list[ScoringRecord | _Deferred] = [first]
         stop = False
         while len(batch) < self._batch_size:
             try:
@@ -106,13 +125,32 @@ class ScoringWriter:
         return batch, stop
 
     def _run(self) -> None:
+        try:  # connect (and migrate) now: neither the first records nor a shutdown wait for it
+            self._store = self._factory()
+        except Exception as exc:  # retried with the first batch, which counts the failure
+            log.warning("scoring data: cannot open the store yet: %s: %s", type(exc).__name__, exc)
         stop = False
         while not stop:
             batch, stop = self._take_batch()
             if batch:
-                self._write(batch)
+                records = self._build(batch)
+                if records:
+                    self._write(records)
                 for _ in batch:
                     self._queue.task_done()
+
+    def _build(self, batch: list[ScoringRecord | _Deferred]) -> list[ScoringRecord]:
+        records: list[ScoringRecord] = []
+        for item in batch:
+            if not isinstance(item, _Deferred):
+                records.append(item)
+                continue
+            try:
+                records.extend(item.build())
+            except Exception as exc:  # a bad builder costs its own records only
+                self._fail(item.count, f"could not build the records: {type(exc).__name__}: {exc}")
+            time.sleep(0)  # let a waiting request thread have the GIL between builds
+        return records
 
     def _write(self, batch: list[ScoringRecord]) -> None:
         try:

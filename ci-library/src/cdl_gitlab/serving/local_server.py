@@ -234,30 +234,46 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def stop_group(pgid: int, grace: float = 10.0) -> bool:
-    """Stop the server whose process group is ``pgid``: SIGTERM the leader (gunicorn's
-    master stops its workers, which flush their scoring data), then the rest of the group,
-    SIGKILL whatever is left after ``grace`` seconds."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    leader_deadline = time.monotonic() + grace / 2
-    group_signalled = False
-    while time.monotonic() < deadline:
+STOP_GRACE = 0.6
+"""Seconds ``stop_group`` gives the server before it kills what is left of it."""
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _wait_group(pgid: int, until: float) -> bool:
+    """Reap the leader if it is our child; True once no process of the group is left."""
+    while True:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pgid, os.WNOHANG)
         if not _group_alive(pgid):
             return True
-        if not group_signalled and (not _alive(pgid) or time.monotonic() > leader_deadline):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGTERM)
-            group_signalled = True
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pgid, 0)
-    return True
+        if time.monotonic() >= until:
+            return False
+        time.sleep(0.01)
+
+
+def stop_group(pgid: int, grace: float = STOP_GRACE) -> bool:
+    """Stop the server whose process group is ``pgid``: every process of it at once.
+
+    SIGINT first: gunicorn's masters and workers take it as a quick shutdown (a worker exits
+    between requests and its exit handler flushes the scoring data, which the store was
+    opened for at start-up). Seldon's processes then linger for seconds in the teardown of
+    its multiprocessing metrics manager (which ignores SIGINT), so what is left gets SIGTERM
+    after half of ``grace`` and SIGKILL after ``grace``. True if nothing needed SIGKILL.
+    """
+    started = time.monotonic()
+    _signal_group(pgid, signal.SIGINT)
+    if _wait_group(pgid, started + grace / 2):
+        return True
+    _signal_group(pgid, signal.SIGTERM)
+    if _wait_group(pgid, started + grace):
+        return True
+    _signal_group(pgid, signal.SIGKILL)
+    _wait_group(pgid, time.monotonic() + 2.0)
+    return False
 
 
 def server_file(settings: Settings) -> Path:

@@ -2,13 +2,19 @@
 
 The server process builds the component (``__init__``: reads ``model.json`` only, cheap) and
 asks for its metadata; every worker then calls :meth:`load` (verify checksums, load the
-predictor, start the scoring writer). Predictions validate their input first: a bad request
-raises ``SeldonMicroserviceException`` with status 400 and a reason, and the server stays up.
+predictor, start the scoring writer). Every HTTP request passes the guard first
+(:mod:`cdl_gitlab.serving.guard`, the ``model_error_handler`` blueprint Seldon registers):
+size and nesting depth bounded before decoding, JSON types checked, a 4xx with a reason and a
+rejected scoring row for anything bad. :meth:`predict` then checks shapes, counts and values
+(400 the same way) before the model runs.
 
-Custom metrics (Prometheus, on the metrics port) are returned as Seldon runtime metrics of
-each prediction: ``cdl_prediction_requests`` / ``cdl_prediction_items`` (COUNTER),
-``cdl_prediction_latency`` (TIMER, ms), ``cdl_predicted_class{class}`` (COUNTER), and, as
-they occur, ``cdl_rejected_requests{reason}`` and ``cdl_scoring_failures`` (COUNTER).
+Custom metrics (Prometheus, on the metrics port): ``cdl_prediction_requests`` /
+``cdl_prediction_items`` (COUNTER), ``cdl_prediction_latency`` (TIMER, ms),
+``cdl_predicted_class{class}`` (COUNTER), and, as they occur,
+``cdl_rejected_requests{reason}`` and ``cdl_scoring_failures`` (COUNTER). Behind Seldon's
+REST app they go straight to its (buffered) metrics store, see
+:mod:`cdl_gitlab.serving.metrics`; elsewhere they are returned as the prediction's runtime
+metrics.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from typing import Any
 
 import numpy as np
 from seldon_core.flask_utils import SeldonMicroserviceException
-from seldon_core.user_model import SeldonNotImplementedError, SeldonResponse
+from seldon_core.metrics import PREDICT_METRIC_METHOD_TAG
+from seldon_core.user_model import SeldonResponse
 
 from cdl_gitlab.deploy.artifact import ArtifactManifest, read_manifest
 from cdl_gitlab.deploy.loading import Predictor, load_artifact
@@ -41,13 +48,28 @@ from cdl_gitlab.scoring import (
     ScoringWriter,
     redact,
 )
-from cdl_gitlab.serving.validation import InvalidRequest, check_payload, parse_images, parse_texts
+from cdl_gitlab.serving.guard import FEEDBACK, GuardLimits, make_guard
+from cdl_gitlab.serving.metrics import BufferedMetrics
+from cdl_gitlab.serving.validation import (
+    InvalidRequest,
+    check_bearer,
+    check_feedback,
+    check_message,
+    parse_images,
+    parse_texts,
+)
 
 log = logging.getLogger(__name__)
 
 ARTIFACT_ENV = "CDL_ARTIFACT_DIR"
 MOUNTED_ARTIFACT = Path("/mnt/models")
-DEFAULT_LIMITS = {"max_batch": 64, "max_text_chars": 100_000, "scoring_text_chars": 200}
+DEFAULT_LIMITS = {
+    "max_batch": 64,
+    "max_text_chars": 100_000,
+    "scoring_text_chars": 200,
+    "max_request_bytes": 8_000_000,
+    "max_json_depth": 32,
+}
 
 REQUESTS = "cdl_prediction_requests"
 ITEMS = "cdl_prediction_items"
@@ -55,6 +77,7 @@ LATENCY = "cdl_prediction_latency"
 PREDICTED = "cdl_predicted_class"
 REJECTED = "cdl_rejected_requests"
 SCORING_FAILURES = "cdl_scoring_failures"
+NO_FEEDBACK_TOKEN = "NO_FEEDBACK_TOKEN"
 
 
 def resolve_artifact_dir(default: Path | None) -> Path:
@@ -108,6 +131,14 @@ class CDLModel:
         self.max_batch = _limit(self.manifest, "max_batch")
         self.max_text_chars = _limit(self.manifest, "max_text_chars")
         self.scoring_text_chars = _limit(self.manifest, "scoring_text_chars")
+        self.guard_limits = GuardLimits(
+            max_bytes=_limit(self.manifest, "max_request_bytes"),
+            max_depth=_limit(self.manifest, "max_json_depth"),
+        )
+        token_env = self.manifest.serving.get("feedback_token_env")
+        self.feedback_token_env: str | None = str(token_env) if token_env else None
+        self.model_error_handler = make_guard(self)
+        """Seldon registers this blueprint: every request is checked before it is decoded."""
         self.predictor: Predictor | None = None
         self.writer: ScoringWriter | None = None
         self._pending: list[dict[str, Any]] = []
@@ -115,6 +146,7 @@ class CDLModel:
         self._tags = {"model": self.manifest.name, "version": str(self.manifest.version)}
         self._vocabulary: frozenset[str] = frozenset()
         self._feedback: Any = None
+        self._metrics_sink: BufferedMetrics | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -228,15 +260,31 @@ class CDLModel:
             ) from None
         return json_to_seldon_message({"meta": {"tags": {"feedback_stored": stored}}})
 
-    def predict_raw(self, request: Any) -> Any:
-        """Reject payloads Seldon cannot decode (400, not 500); hand the rest to :meth:`predict`."""
-        if isinstance(request, dict):
-            started = time.perf_counter()
-            try:
-                check_payload(request)
-            except InvalidRequest as exc:
-                raise self._reject(exc, started) from None
-        raise SeldonNotImplementedError("decoded by Seldon, served by predict")
+    def authorize(self, kind: str, authorization: str | None) -> None:
+        """Feedback needs ``Authorization: Bearer <token>`` when the artifact names the
+        token's environment variable (``serving.feedback_token_env``); unset variable: 503."""
+        if kind != FEEDBACK or self.feedback_token_env is None:
+            return
+        token = os.environ.get(self.feedback_token_env, "")
+        if not token:
+            raise InvalidRequest(
+                NO_FEEDBACK_TOKEN,
+                f"feedback is closed: the token variable {self.feedback_token_env} is not set "
+                "on the model server",
+                503,
+            )
+        check_bearer(authorization, token)
+
+    def check_request(self, kind: str, payload: Any) -> None:
+        """The guard's check of a decoded request (see :mod:`cdl_gitlab.serving.guard`)."""
+        if kind == FEEDBACK:
+            check_feedback(payload)
+        else:
+            check_message(payload, self.manifest.task)
+
+    def record_rejection(self, kind: str, exc: InvalidRequest) -> None:
+        """Count a request the guard refused and store it as a rejected scoring row."""
+        self._reject(exc, time.perf_counter(), kind)
 
     def predict(
         self, X: Any, features_names: Iterable[str] | None = None, meta: dict | None = None
@@ -267,7 +315,16 @@ class CDLModel:
             ),
         ]
         tags = {"request_id": request_id, "predictions": labels, **self._tags}
-        return SeldonResponse(data=probabilities, tags=tags, metrics=metrics + self.drain())
+        metrics += self.drain()
+        if self._metrics_sink is not None:  # straight to the store, not through the response
+            self._metrics_sink.update(metrics, PREDICT_METRIC_METHOD_TAG)
+            metrics = []
+        return SeldonResponse(data=probabilities, tags=tags, metrics=metrics)
+
+    def attach_metrics(self, sink: BufferedMetrics) -> None:
+        """Called by the guard in each worker: metrics go to ``sink`` (Seldon's store,
+        buffered) directly, so responses do not carry them and Seldon need not check them."""
+        self._metrics_sink = sink
 
     def drain(self) -> list[dict[str, Any]]:
         """Counters recorded outside a successful prediction (rejections, scoring failures).
@@ -297,8 +354,10 @@ class CDLModel:
         labels = [classes[int(i)] for i in probabilities.argmax(axis=1)]
         return labels, probabilities
 
-    def _reject(self, exc: InvalidRequest, started: float) -> SeldonMicroserviceException:
-        log.info("rejected request: %s: %s", exc.reason, exc.message)
+    def _reject(
+        self, exc: InvalidRequest, started: float, kind: str = "predict"
+    ) -> SeldonMicroserviceException:
+        log.info("rejected %s request: %s: %s", kind, exc.reason, exc.message)
         self._add_metrics(
             [{"type": "COUNTER", "key": REJECTED, "value": 1, "tags": {"reason": exc.reason}}]
         )
@@ -310,13 +369,17 @@ class CDLModel:
                         model=self.manifest.name,
                         version=str(self.manifest.version),
                         status=STATUS_REJECTED,
-                        error=f"{exc.reason}: {exc.message}"[:2000],
+                        error=(
+                            f"{exc.reason}: {exc.message}"
+                            if kind != FEEDBACK
+                            else f"{exc.reason}: feedback: {exc.message}"
+                        )[:2000],
                         input_kind=self.manifest.task,
                         latency_ms=(time.perf_counter() - started) * 1000.0,
                     )
                 ]
             )
-        return SeldonMicroserviceException(exc.message, status_code=400, reason=exc.reason)
+        return SeldonMicroserviceException(exc.message, status_code=exc.status, reason=exc.reason)
 
     def _score(
         self,
@@ -326,11 +389,13 @@ class CDLModel:
         probabilities: np.ndarray,
         latency_ms: float,
     ) -> None:
-        """Queue one scoring record per item; any failure is counted and logged, not raised."""
+        """Queue one scoring record per item, built (hashes, input statistics) in the writer's
+        thread; any failure is counted and logged, never raised."""
         if self.writer is None:
             return
-        try:
-            now = datetime.now(UTC)
+        now = datetime.now(UTC)
+
+        def build() -> list[ScoringRecord]:
             classes = self.manifest.classes
             records = []
             for index, (item, label, row) in enumerate(
@@ -354,10 +419,9 @@ class CDLModel:
                         **summary,
                     )
                 )
-            self.writer.submit(records)
-        except Exception:  # scoring must never fail a prediction
-            log.exception("scoring data: could not record request %s", request_id)
-            self._count_scoring_failure(len(items))
+            return records
+
+        self.writer.submit_deferred(build, len(items))
 
     def _count_scoring_failure(self, count: int) -> None:
         self._add_metrics(
@@ -365,5 +429,8 @@ class CDLModel:
         )
 
     def _add_metrics(self, metrics: list[dict[str, Any]]) -> None:
+        if self._metrics_sink is not None:
+            self._metrics_sink.update(metrics, PREDICT_METRIC_METHOD_TAG)
+            return
         with self._lock:
             self._pending.extend(metrics)

@@ -3,7 +3,10 @@ with a machine-readable reason and a message that says what was wrong."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import base64
+import binascii
+import hmac
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,15 +25,111 @@ TEXT_TOO_LONG = "TEXT_TOO_LONG"
 BAD_VALUE = "BAD_VALUE"
 BAD_IMAGE = "BAD_IMAGE"
 BAD_PAYLOAD = "BAD_PAYLOAD"
+BAD_JSON = "BAD_JSON"
+BAD_ENCODING = "BAD_ENCODING"
+BAD_FEEDBACK = "BAD_FEEDBACK"
+TOO_DEEP = "TOO_DEEP"
+TOO_LARGE = "TOO_LARGE"
+UNSUPPORTED_MEDIA = "UNSUPPORTED_MEDIA_TYPE"
+UNAUTHORIZED = "UNAUTHORIZED"
 
 
 class InvalidRequest(CDLError):
-    """A client error (HTTP 400): ``reason`` is one of the constants above."""
+    """A client error (HTTP ``status``, 400 unless said): ``reason`` is a constant above."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.status = status
+
+
+def _leaves(value: Any) -> Iterator[Any]:
+    """The non-list values of nested lists (depth is bounded before decoding)."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_message(payload: Any, task: str) -> None:
+    """The JSON types of a decoded prediction request, for a ``text`` or ``image`` model.
+
+    Catches what numpy would silently coerce (``["a text", 5]`` becomes two strings) and what
+    Seldon's decoding would turn into a 500 (a ``strData`` that is a number, ``meta`` that
+    is not an object); shapes, counts and values are checked by :func:`parse_texts` and
+    :func:`parse_images`.
+    """
+    if isinstance(payload, dict) and "data" in payload and payload["data"] is None:
+        raise InvalidRequest(BAD_PAYLOAD, "'data' is null: send data.ndarray or data.tensor")
+    check_payload(payload)
+    if "meta" in payload and not isinstance(payload["meta"], dict):
+        raise InvalidRequest(BAD_PAYLOAD, "'meta' must be an object")
+    data = payload.get("data")
+    if data is None:
+        for key in ("strData", "binData"):
+            if key in payload and not isinstance(payload[key], str):
+                raise InvalidRequest(BAD_PAYLOAD, f"'{key}' must be a string")
+        if "binData" in payload and "strData" not in payload and "jsonData" not in payload:
+            try:
+                base64.b64decode(payload["binData"], validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidRequest(BAD_PAYLOAD, "binData is not valid base64") from None
+        return
+    names = data.get("names", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InvalidRequest(BAD_PAYLOAD, "data.names must be a list of strings")
+    if "tensor" not in data:
+        values, where = data["ndarray"], "data.ndarray"
+    else:
+        values, where = data["tensor"]["values"], "data.tensor.values"
+        shape = data["tensor"]["shape"]
+        if not isinstance(shape, list) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+        ):
+            raise InvalidRequest(BAD_PAYLOAD, "data.tensor.shape must be a list of sizes")
+    for index, value in enumerate(_leaves(values)):
+        if task == "text" and not isinstance(value, str):
+            raise InvalidRequest(
+                NOT_TEXT,
+                f"{where}: value {index} is {_json_type(value)}, not text (this is a text "
+                "model: send strings only)",
+            )
+        if task != "text" and not _is_number(value):
+            raise InvalidRequest(
+                WRONG_TYPE,
+                f"{where}: value {index} is {_json_type(value)}; this is an image model: "
+                "expected numbers (pixel values)",
+            )
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an object"
+
+
+def check_feedback(payload: Any) -> None:
+    """A feedback message Seldon can parse (its protobuf decoding errors would be 500s)."""
+    from seldon_core.utils import json_to_feedback
+
+    if not isinstance(payload, dict):
+        raise InvalidRequest(BAD_FEEDBACK, "the feedback must be a JSON object")
+    try:
+        json_to_feedback(payload)
+    except Exception as exc:  # protobuf's ParseError and what it wraps
+        raise InvalidRequest(BAD_FEEDBACK, f"not a Seldon feedback message: {exc}") from None
 
 
 def check_payload(request: Any) -> None:
@@ -46,14 +145,7 @@ def check_payload(request: Any) -> None:
         return
     if not isinstance(data, dict):
         raise InvalidRequest(BAD_PAYLOAD, "'data' must be an object with 'ndarray' or 'tensor'")
-    if "ndarray" in data:
-        try:
-            np.array(data["ndarray"])
-        except ValueError as exc:
-            raise InvalidRequest(
-                WRONG_SHAPE, f"data.ndarray is ragged (rows of different lengths): {exc}"
-            ) from None
-    elif "tensor" in data:
+    if "tensor" in data:  # Seldon looks for 'tensor' first
         tensor = data["tensor"]
         if not isinstance(tensor, dict) or "values" not in tensor or "shape" not in tensor:
             raise InvalidRequest(BAD_PAYLOAD, "data.tensor needs 'shape' and 'values'")
@@ -62,6 +154,13 @@ def check_payload(request: Any) -> None:
         except (ValueError, TypeError) as exc:
             raise InvalidRequest(
                 WRONG_SHAPE, f"data.tensor values do not fit its shape: {exc}"
+            ) from None
+    elif "ndarray" in data:
+        try:
+            np.array(data["ndarray"])
+        except ValueError as exc:
+            raise InvalidRequest(
+                WRONG_SHAPE, f"data.ndarray is ragged (rows of different lengths): {exc}"
             ) from None
     else:
         raise InvalidRequest(
@@ -169,3 +268,14 @@ def parse_images(X: Any, shape: tuple[int, ...], max_batch: int) -> list[Any]:
     if array.min() < 0 or array.max() > 255:
         raise InvalidRequest(BAD_VALUE, "pixel values must be in 0..1 (or 0..255)")
     return [image.astype(np.float32) for image in array]
+
+
+def check_bearer(authorization: str | None, token: str) -> None:
+    """``Authorization: Bearer <token>`` with the expected token (constant-time comparison)."""
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise InvalidRequest(
+            UNAUTHORIZED, "feedback needs a token: send 'Authorization: Bearer <token>'", 401
+        )
+    if not hmac.compare_digest(given.strip().encode("utf-8"), token.encode("utf-8")):
+        raise InvalidRequest(UNAUTHORIZED, "the feedback token is not valid", 401)
