@@ -83,13 +83,13 @@ def test_train_register_gate_package_serve_lineage(tracking, tmp_path: Path) -> 
     from model_fixtures import make_project
 
     from cdl_gitlab.config import load_settings
-    from cdl_gitlab.serving import local_server as local
     from cdl_gitlab.deploy.compression import compress_version
     from cdl_gitlab.deploy.package import package_version
     from cdl_gitlab.model.evaluate import evaluate_version
     from cdl_gitlab.model.train import train_local
     from cdl_gitlab.registry import open_registry, production_version
     from cdl_gitlab.registry.mlflow_backend import MlflowRegistry, training_experiment
+    from cdl_gitlab.serving import local_server as local
 
     settings = make_project(tmp_path / "tiny", "pytorch", "text", hparams={"epochs": 4})
     config = settings.root / "cdl.yaml"
