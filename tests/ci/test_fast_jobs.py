@@ -255,3 +255,24 @@ def test_an_image_of_another_version_takes_the_pip_path(
     assert message in output, output[-3000:]
     # the pip path then asks the (unreachable) registry for 9.9.9, and the job fails
     assert h.job_summary(output).get("cdl-installed") == "failed", output[-3000:]
+
+
+def test_a_version_bump_that_forgets_the_role_images_fails_the_check(
+    sandbox: h.Sandbox, tmp_path: Path, library_version: str
+) -> None:
+    """The tag, __version__ and cdl_requirement say 9.9.9, the role images still X.Y.Z."""
+    library = pi.library_checkout(sandbox, tmp_path / "ci-library", "9.9.9", version="9.9.9")
+    for path in (library / "templates").glob("*.yml"):
+        text = path.read_text(encoding="utf-8")
+        text = text.replace(f"=={library_version}", "==9.9.9")
+        text = text.replace(f"default: {library_version}\n", "default: 9.9.9\n")
+        path.write_text(text, encoding="utf-8")
+    sandbox.git("commit", "-q", "-am", "bump all but the role images", cwd=library)
+    sandbox.git("tag", "-f", "-a", "9.9.9", "-m", "9.9.9", cwd=library)
+    result = h.run_gcl(
+        library, *pi.release_args("9.9.9", "check-version", needs=False), sandbox=sandbox
+    )
+    output = result.stdout + result.stderr
+    assert h.job_summary(output).get("check-version") == "failed", output[-3000:]
+    stale = ", ".join(f"{name}.yml: {library_version}" for name in sorted(PIPELINES))
+    assert f"install another version by default: {stale}\n" in output, output[-3000:]
