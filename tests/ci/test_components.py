@@ -11,6 +11,7 @@ import yaml
 
 NAMES = h.component_names()
 PIPELINES = ["data-pipeline", "model-pipeline", "deployment-pipeline"]  # workflow order
+ROLES = ("data", "train-torch", "train-keras", "serve")  # the release's role images
 
 
 def test_the_library_has_the_components_of_the_workflow() -> None:
@@ -201,7 +202,15 @@ def test_library_pipeline_validates_and_releases_on_semver_tags(ci_tools: None) 
     chain = ["check-version", "build-package", "publish-package", "release"]
     for before, job in zip([None, *chain], chain, strict=False):
         assert pipeline[job]["extends"] == ".release-tag", job
-        assert pipeline[job]["needs"] == ([before] if before else []), job
+        assert pipeline[job]["needs"][:1] == ([before] if before else []), job
+    # the release also waits for the role images (absent only with CDL_RELEASE_IMAGES=false)
+    images = [f"image-{role}" for role in ROLES]
+    assert pipeline["release"]["needs"][1:] == [{"job": j, "optional": True} for j in images]
+    assert pipeline[".release-image"]["needs"] == ["publish-package"]
+    assert pipeline[".release-image"]["extends"] == ".cdl-image-build"
+    assert pipeline[".release-image"]["rules"] == [
+        {"if": semver["if"] + ' && $CDL_RELEASE_IMAGES != "false"'}
+    ]
     release = pipeline["release"]
     assert release["release"]["tag_name"] == "$CI_COMMIT_TAG"
     # the upload goes to the project's own package registry unless a variable says otherwise

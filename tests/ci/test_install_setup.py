@@ -78,7 +78,12 @@ def test_one_setup_definition_shared_by_the_components() -> None:
     setup job only extends it with its inputs."""
     shared = h.TEMPLATES_DIR / "shared" / "cdl-setup.yml"
     setup = yaml.safe_load(shared.read_text(encoding="utf-8"))
-    assert list(setup) == [".cdl-setup"]
+    assert list(setup) == [
+        ".cdl-setup",
+        ".cdl-install-image",
+        ".cdl-install-pip",
+        ".cdl-image-build",
+    ]
     assert "$[[" not in shared.read_text(encoding="utf-8")  # no inputs: one configuration
     script = setup[".cdl-setup"]["before_script"][0]
     assert "CDL_SETUP_REQUIREMENT" in script and "pip install" in script
@@ -87,7 +92,7 @@ def test_one_setup_definition_shared_by_the_components() -> None:
         assert {"local": "/templates/shared/cdl-setup.yml"} in component.body["include"]
         setups = [job for job in component.body if job.endswith("-setup")]
         assert len(setups) == 1, setups
-        assert component.body[setups[0]]["extends"] == ".cdl-setup"
+        assert component.body[setups[0]]["extends"][0] == ".cdl-setup"
         # no second copy of the install
         assert "-m venv" not in component.text and "pip download" not in component.text
 
@@ -132,7 +137,10 @@ def test_a_registry_install_without_an_exact_version_stops(
     sandbox: h.Sandbox, tmp_path: Path, library_version: str
 ) -> None:
     project = _consumer(
-        sandbox, tmp_path / "project", library_version, "{cdl_requirement: cdl-gitlab}"
+        sandbox,
+        tmp_path / "project",
+        library_version,
+        "{cdl_requirement: cdl-gitlab, install: pip}",
     )
     output = _run(project, sandbox)
     assert "cdl: error: cdl_requirement 'cdl-gitlab' has no ==X.Y.Z" in output, output[-3000:]

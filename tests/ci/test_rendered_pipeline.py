@@ -180,6 +180,16 @@ def test_rendered_pipeline_expands_under_gitlab_ci_local(
     preview.write_text(result.stdout, encoding="utf-8")
     schema = h.check_jsonschema(preview)
     assert schema.returncode == 0, schema.stdout + schema.stderr
+    # the jobs run in the role images of the library's version, from the library's path
+    expanded = yaml.safe_load(
+        (project / ".gitlab-ci-local" / "expanded-gitlab-ci.yml").read_text(encoding="utf-8")
+    )
+    framework = "keras" if VARIANTS[variant]["starter"] == "fashion" else "torch"
+    for job, role in (("data-pipeline", "data"), ("model-train", f"train-{framework}")):
+        image = expanded[job]["image"]
+        name = image["name"] if isinstance(image, dict) else image
+        assert name == f"$CI_REGISTRY/{library}/{role}:{library_version}", (job, name)
+        assert expanded[job]["variables"]["CDL_SETUP_INSTALL"] == "image", job
 
     dev = {
         n: j["when"]

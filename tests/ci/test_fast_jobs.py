@@ -1,0 +1,278 @@
+"""Fast jobs: the role images of the release, the components' jobs in them, one buildah build.
+
+buildah does not run on this machine: the build jobs are checked by GitLab's CI schema and by
+gitlab-ci-local's job lists and expansion (needs, rules, image, variables) only. The setup's
+choice between the role image and the pip path runs for real (shell executor), with this
+machine's Python standing in for the role image.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import cdl_ci_harness as h
+import package_index as pi
+import pytest
+import yaml
+
+ROLES = ("data", "train-torch", "train-keras", "serve")
+IMAGE_JOBS = tuple(f"image-{role}" for role in ROLES)
+PIPELINES = ("data-pipeline", "model-pipeline", "deployment-pipeline")
+BUILD_JOBS = ("data-build-image", "model-build-image", "deploy-build-image")
+SHARED = h.TEMPLATES_DIR / "shared" / "cdl-setup.yml"
+
+
+def test_no_kaniko_anywhere() -> None:
+    """kaniko's upstream was archived in 2025: no component, pipeline or project uses it."""
+    roots = [h.LIBRARY_DIR, h.REPO_ROOT / "template"]
+    roots += [h.REPO_ROOT / name for name in ("use_case_news", "use_case_fashion")]
+    found = []
+    for root in roots:
+        for rel in h.worktree_files(root):
+            if rel == "CHANGELOG.md" or not rel.endswith((".yml", ".jinja", ".md", "Dockerfile")):
+                continue
+            if "kaniko" in (root / rel).read_text(encoding="utf-8").lower():
+                found.append(f"{root.name}/{rel}")
+    assert not found, found
+
+
+def test_one_buildah_build_definition_shared_by_the_components() -> None:
+    shared = yaml.safe_load(SHARED.read_text(encoding="utf-8"))
+    build = shared[".cdl-image-build"]
+    assert build["variables"]["STORAGE_DRIVER"] == "vfs"  # unprivileged runners
+    assert build["variables"]["BUILDAH_ISOLATION"] == "chroot"
+    script = "\n".join(build["script"])
+    assert "buildah build" in script and "buildah push --digestfile image-digest.txt" in script
+    for name, job in zip(PIPELINES, BUILD_JOBS, strict=True):
+        component = h.load_component(name)
+        definition = component.body[f"$[[ inputs.job_prefix ]]{job}"]
+        assert definition["extends"] == ".cdl-image-build", name
+        assert definition["image"] == "$[[ inputs.builder_image ]]", name
+        assert "script" not in definition, f"{name}: the build is the shared one"
+        assert "buildah build" not in component.text, f"{name}: no copy of the build"
+        builder = component.inputs["builder_image"]["default"]
+        assert re.fullmatch(r"quay\.io/buildah/stable:v\d+\.\d+\.\d+", builder), builder
+
+
+def test_role_images_are_built_from_the_library_alone() -> None:
+    dockerfile = (h.LIBRARY_DIR / "images" / "Dockerfile").read_text(encoding="utf-8")
+    # cdl-gitlab alone from the registry (no other index), then the deps under constraints
+    assert '--no-deps --only-binary=:all: \\\n       --index-url "$CDL_INDEX_URL"' in dockerfile
+    assert "-c /opt/cdl/constraints.txt" in dockerfile
+    assert "COPY constraints.txt /opt/cdl/constraints.txt" in dockerfile
+    # the known-good set of the template, shipped with the library (which builds alone)
+    shipped = (h.LIBRARY_DIR / "images" / "constraints.txt").read_text(encoding="utf-8")
+    assert shipped == (h.REPO_ROOT / "template" / "constraints.txt").read_text(encoding="utf-8")
+
+
+def test_release_pipeline_builds_the_role_images_on_a_tag(
+    sandbox: h.Sandbox, tmp_path: Path, library_version: str
+) -> None:
+    library = pi.library_checkout(sandbox, tmp_path / "ci-library", library_version)
+    tag = h.list_jobs(library, *pi.tag_list_args(library_version), sandbox=sandbox)
+    for job in IMAGE_JOBS:
+        assert tag[job]["when"] == "on_success", (job, tag[job])
+        assert tag[job]["stage"] == "images"
+        assert [n["job"] for n in tag[job]["needs"]] == ["publish-package"]
+    needs = {n["job"]: n.get("optional", False) for n in tag["release"]["needs"]}
+    assert needs == {"publish-package": False, **dict.fromkeys(IMAGE_JOBS, True)}
+    # no images on a branch, on a tag that is not a release, or when the release opts out
+    for args in (
+        h.branch_vars("main"),
+        pi.tag_list_args(library_version + "-rc1"),
+        (*pi.tag_list_args(library_version), "--variable", "CDL_RELEASE_IMAGES=false"),
+    ):
+        jobs = h.list_jobs(library, *args, sandbox=sandbox)
+        assert all(jobs[job]["when"] == "never" for job in IMAGE_JOBS), args
+
+    # expanded: the shared buildah job, pushed as $CI_REGISTRY_IMAGE/<role>:<tag>, each
+    # role's extras, the registry's simple index; valid against GitLab's CI schema
+    result = h.run_gcl(library, "--preview", *pi.tag_list_args(library_version), sandbox=sandbox)
+    assert result.returncode == 0, result.stdout + result.stderr
+    preview_file = library / ".gitlab-ci-local" / "expanded-gitlab-ci.yml"
+    schema = h.check_jsonschema(preview_file)
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+    preview = yaml.safe_load(preview_file.read_text(encoding="utf-8"))
+    extras = {
+        "data": "cluster",
+        "train-torch": "cluster,train-torch",
+        "train-keras": "cluster,train-keras",
+        "serve": "cluster,serve,train-torch",
+    }
+    for role, job in zip(ROLES, IMAGE_JOBS, strict=True):
+        definition = preview[job]
+        assert _image(definition) == "$BUILDAH_IMAGE"
+        assert "buildah build" in "\n".join(definition["script"])
+        variables = definition["variables"]
+        assert variables["CDL_BUILD_REPOSITORY"] == f"$CI_REGISTRY_IMAGE/{role}"
+        assert variables["CDL_BUILD_TAG"] == "$CI_COMMIT_TAG"
+        assert variables["CDL_BUILD_DOCKERFILE"] == "$CI_PROJECT_DIR/images/Dockerfile"
+        args = variables["CDL_BUILD_ARGS"].split()
+        assert f"CDL_EXTRAS={extras[role]}" in args and "CDL_VERSION=$CI_COMMIT_TAG" in args
+        assert "CDL_INDEX_URL=$PACKAGE_REGISTRY_URL/simple" in args
+    assert re.fullmatch(
+        r"quay\.io/buildah/stable:v\d+\.\d+\.\d+", preview["variables"]["BUILDAH_IMAGE"]
+    )
+
+
+def _image(job: dict[str, Any]) -> str:
+    """A job's image name (gitlab-ci-local's preview writes ``image: {name: ...}``)."""
+    image = job["image"]
+    return image["name"] if isinstance(image, dict) else image
+
+
+# ------------------------------------------------------------------- the components
+def _consumer_preview(
+    sandbox: h.Sandbox, project: Path, version: str, inputs: dict[str, Any]
+) -> dict[str, Any]:
+    """gitlab-ci-local --preview of a project including every pipeline component and
+    monitoring at ``version`` with ``inputs`` (plus the branch model)."""
+    given = {**h.BRANCHES, **inputs}
+    include = [
+        {
+            "component": f"$CI_SERVER_FQDN/{h.LIBRARY_PROJECT}/{name}@{version}",
+            "inputs": {k: v for k, v in given.items() if k in h.load_component(name).inputs},
+        }
+        for name in ("data-pipeline", "model-pipeline", "deployment-pipeline", "monitoring")
+    ]
+    config = {"stages": ["data", "model", "deploy", "monitor"], "include": include}
+    h.new_project(sandbox, project, "ml/consumer", {".gitlab-ci.yml": yaml.safe_dump(config)})
+    h.prime_component_includes(project)
+    result = h.run_gcl(project, "--preview", sandbox=sandbox)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # the expanded configuration as gitlab-ci-local writes it (its piped stdout can be cut
+    # short on a busy machine when the process exits)
+    preview = project / ".gitlab-ci-local" / "expanded-gitlab-ci.yml"
+    schema = h.check_jsonschema(preview)
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+    return yaml.safe_load(preview.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_component_jobs_run_in_the_role_image_of_their_version(
+    sandbox: h.Sandbox, tmp_path: Path, library_version: str, framework: str
+) -> None:
+    preview = _consumer_preview(
+        sandbox,
+        tmp_path / "project",
+        library_version,
+        {"profile": "cluster", "framework": framework},
+    )
+    registry = "$CI_REGISTRY/cdl/ci-library"
+    roles = {
+        "data-pipeline": "data",
+        "data-labels": "data",
+        "model-train": f"train-{framework}",
+        "model-evaluate": f"train-{framework}",
+        "deploy-package": "serve",
+    }
+    for job, role in roles.items():
+        assert _image(preview[job]) == f"{registry}/{role}:{library_version}", job
+        assert preview[job]["variables"]["CDL_SETUP_INSTALL"] == "image", job
+        assert "cache" not in preview[job], f"{job}: nothing to cache in a role image"
+    # monitoring has no role image: the pip path, with the cache
+    report = preview["monitoring-report"]
+    assert report["variables"]["CDL_SETUP_INSTALL"] == "pip"
+    assert report["cache"][0]["key"]["files"] == ["constraints.txt"]
+    # the image builds: the shared buildah job in the pinned builder image
+    for job in BUILD_JOBS:
+        assert _image(preview[job]).startswith("quay.io/buildah/stable:v"), job
+        assert "buildah push" in "\n".join(preview[job]["script"]), job
+    assert "kaniko" not in yaml.safe_dump(preview)
+
+
+def test_install_pip_keeps_the_pip_path_with_a_cache_keyed_on_the_constraints(
+    sandbox: h.Sandbox, tmp_path: Path, library_version: str
+) -> None:
+    preview = _consumer_preview(sandbox, tmp_path / "project", library_version, {"install": "pip"})
+    for job in ("data-pipeline", "model-train", "deploy-staging", "monitoring-report"):
+        definition = preview[job]
+        assert _image(definition) == "python:3.11.11-slim-bookworm", job
+        assert definition["variables"]["CDL_SETUP_INSTALL"] == "pip", job
+        assert definition["variables"]["PIP_CACHE_DIR"] == "$CI_PROJECT_DIR/.cache/pip", job
+        [cache] = definition["cache"]  # (expanded: a list of caches)
+        assert cache["key"]["files"] == ["constraints.txt"] and cache["paths"] == [".cache/pip"]
+
+
+# -------------------------------------------------- the setup's choice, run for real
+def _setup_job(sandbox: h.Sandbox, project: Path, version: str, inputs: str) -> str:
+    """One job extending the data component's setup, run with the shell executor; this
+    machine's Python (cdl-gitlab of this checkout installed) stands in for the role image."""
+    config = (
+        "stages: [data]\n"
+        "include:\n"
+        f"  - component: $CI_SERVER_FQDN/{h.LIBRARY_PROJECT}/data-pipeline@{version}\n"
+        f"    inputs: {inputs}\n"
+        "cdl-installed:\n"
+        "  extends: .data-setup\n"
+        "  stage: data\n"
+        "  script:\n"
+        "    - cdl --version\n"
+        '    - "if [ -d .cdl-venv ]; then echo setup-pip-path; else echo setup-no-venv; fi"\n'
+    )
+    h.new_project(sandbox, project, "ml/consumer", {".gitlab-ci.yml": config})
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    result = h.run_gcl(
+        project,
+        "--force-shell-executor",
+        "--shell-isolation",
+        "--variable",
+        "PIP_RETRIES=0",
+        "cdl-installed",
+        sandbox=sandbox,
+        extra_env={"PATH": path, "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
+    )
+    return result.stdout + result.stderr
+
+
+def test_the_role_image_installs_nothing(
+    sandbox: h.Sandbox, tmp_path: Path, library_version: str
+) -> None:
+    output = _setup_job(sandbox, tmp_path / "project", library_version, "{constraints_file: ''}")
+    assert "cdl: cdl-gitlab from the job image" in output, output[-3000:]
+    assert f"cdl, version {library_version}" in output, output[-3000:]
+    assert "setup-no-venv" in output, output[-3000:]
+    assert h.job_summary(output).get("cdl-installed") == "success", output[-3000:]
+
+
+def test_an_image_of_another_version_takes_the_pip_path(
+    sandbox: h.Sandbox, tmp_path: Path, library_version: str
+) -> None:
+    output = _setup_job(
+        sandbox,
+        tmp_path / "project",
+        library_version,
+        "{constraints_file: '', cdl_requirement: cdl-gitlab==9.9.9,"
+        " cdl_index_url: 'http://127.0.0.1:9/simple'}",
+    )
+    message = (
+        f"cdl: the job image has cdl-gitlab {library_version}, not 9.9.9: installing it with pip"
+    )
+    assert message in output, output[-3000:]
+    # the pip path then asks the (unreachable) registry for 9.9.9, and the job fails
+    assert h.job_summary(output).get("cdl-installed") == "failed", output[-3000:]
+
+
+def test_a_version_bump_that_forgets_the_role_images_fails_the_check(
+    sandbox: h.Sandbox, tmp_path: Path, library_version: str
+) -> None:
+    """The tag, __version__ and cdl_requirement say 9.9.9, the role images still X.Y.Z."""
+    library = pi.library_checkout(sandbox, tmp_path / "ci-library", "9.9.9", version="9.9.9")
+    for path in (library / "templates").glob("*.yml"):
+        text = path.read_text(encoding="utf-8")
+        text = text.replace(f"=={library_version}", "==9.9.9")
+        text = text.replace(f"default: {library_version}\n", "default: 9.9.9\n")
+        path.write_text(text, encoding="utf-8")
+    sandbox.git("commit", "-q", "-am", "bump all but the role images", cwd=library)
+    sandbox.git("tag", "-f", "-a", "9.9.9", "-m", "9.9.9", cwd=library)
+    result = h.run_gcl(
+        library, *pi.release_args("9.9.9", "check-version", needs=False), sandbox=sandbox
+    )
+    output = result.stdout + result.stderr
+    assert h.job_summary(output).get("check-version") == "failed", output[-3000:]
+    stale = ", ".join(f"{name}.yml: {library_version}" for name in sorted(PIPELINES))
+    assert f"install another version by default: {stale}\n" in output, output[-3000:]
