@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from deploy_models import (  # noqa: E402
     keras_image_checkpoint,
     make_project,
     register,
+    serve_project,
     torch_text_checkpoint,
 )
 
@@ -70,41 +69,6 @@ def image_project(tmp_path: Path, image_checkpoint: Path) -> Settings:
     return settings
 
 
-class Served:
-    """A running local server of a test project."""
-
-    def __init__(self, settings: Settings, info, scoring_url: str | None) -> None:
-        self.settings = settings
-        self.info = info
-        self.scoring_url = scoring_url
-        self.url = info.url
-        self.predict_url = f"{info.url}/api/v1.0/predictions"
-        self.metrics_url = f"http://127.0.0.1:{info.metrics_port}/metrics"
-
-
-def _serve(settings: Settings, scoring_url: str | None = None) -> Iterator[Served]:
-    from cdl_gitlab.serving import local_server
-
-    previous = os.environ.get("CDL_SCORING_URL")
-    if scoring_url:
-        os.environ["CDL_SCORING_URL"] = scoring_url
-    try:
-        info, process = local_server.serve(
-            settings, 1, local_server.free_port(), local_server.free_port(), threads=2
-        )
-    finally:
-        if scoring_url:
-            if previous is None:
-                os.environ.pop("CDL_SCORING_URL", None)
-            else:
-                os.environ["CDL_SCORING_URL"] = previous
-    try:
-        yield Served(settings, info, scoring_url)
-    finally:
-        local_server.stop(settings)
-        local_server.stop_group(process.pid, grace=5)
-
-
 @pytest.fixture(scope="module")
 def text_server(tmp_path_factory: pytest.TempPathFactory, text_checkpoint: Path):
     """The PyTorch text model served by the real seldon-core microservice (SQLite scoring)."""
@@ -112,7 +76,7 @@ def text_server(tmp_path_factory: pytest.TempPathFactory, text_checkpoint: Path)
         tmp_path_factory.mktemp("served") / "news", "pytorch", "text", "news-demo"
     )
     register(settings, text_checkpoint)
-    yield from _serve(settings)
+    yield from serve_project(settings)
 
 
 @pytest.fixture(scope="module")
@@ -123,4 +87,4 @@ def image_server(tmp_path_factory: pytest.TempPathFactory, image_checkpoint: Pat
     )
     register(settings, image_checkpoint)
     with postgres_server.database() as url:
-        yield from _serve(settings, scoring_url=url)
+        yield from serve_project(settings, scoring_url=url)

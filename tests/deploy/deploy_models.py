@@ -7,7 +7,9 @@ classes are easy to tell apart, so predictions on known inputs are certain.
 
 from __future__ import annotations
 
+import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +214,39 @@ def register(settings: Settings, checkpoint: Path, uuid: str = "ckpt-0001") -> i
         settings.config.model.name, Checkpoint(uuid, checkpoint), {"lineage": LINEAGE}
     )
     return version.version
+
+
+class Served:
+    """A running local server of a test project."""
+
+    def __init__(self, settings: Settings, info, scoring_url: str | None) -> None:
+        self.settings = settings
+        self.info = info
+        self.scoring_url = scoring_url
+        self.url = info.url
+        self.predict_url = f"{info.url}/api/v1.0/predictions"
+        self.metrics_url = f"http://127.0.0.1:{info.metrics_port}/metrics"
+
+
+def serve_project(settings: Settings, scoring_url: str | None = None) -> Iterator[Served]:
+    """Serve ``settings``' project with the real microservice until the generator closes."""
+    from cdl_gitlab.serving import local_server
+
+    previous = os.environ.get("CDL_SCORING_URL")
+    if scoring_url:
+        os.environ["CDL_SCORING_URL"] = scoring_url
+    try:
+        info, process = local_server.serve(
+            settings, 1, local_server.free_port(), local_server.free_port(), threads=2
+        )
+    finally:
+        if scoring_url:
+            if previous is None:
+                os.environ.pop("CDL_SCORING_URL", None)
+            else:
+                os.environ["CDL_SCORING_URL"] = previous
+    try:
+        yield Served(settings, info, scoring_url)
+    finally:
+        local_server.stop(settings)
+        local_server.stop_group(process.pid, grace=5)

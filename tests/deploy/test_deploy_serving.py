@@ -465,10 +465,9 @@ TOKEN_ENV = "CDL_TEST_FEEDBACK_TOKEN"
 @pytest.fixture(scope="module")
 def token_server(tmp_path_factory: pytest.TempPathFactory, text_checkpoint):
     """The text model served with ``serving.feedback_token_env`` set in cdl.yaml."""
-    from deploy_models import make_project, register
+    from deploy_models import make_project, register, serve_project
 
     from cdl_gitlab.config import load_settings
-    from conftest import _serve
 
     root = tmp_path_factory.mktemp("served") / "news"
     settings = make_project(root, "pytorch", "text", "news-demo")
@@ -478,7 +477,7 @@ def token_server(tmp_path_factory: pytest.TempPathFactory, text_checkpoint):
     register(settings, text_checkpoint)
     os.environ[TOKEN_ENV] = "s3cret-token"
     try:
-        yield from _serve(settings)
+        yield from serve_project(settings)
     finally:
         os.environ.pop(TOKEN_ENV, None)
 
