@@ -252,6 +252,9 @@ def _component_installs_from_the_registry(
         "include:\n"
         f"  - component: $CI_SERVER_FQDN/{h.LIBRARY_PROJECT}/data-pipeline@{version}\n"
         "    inputs:\n"
+        # the pip path (the runner's environment already has cdl-gitlab of this version,
+        # which the default image path would take as the job image's)
+        "      install: pip\n"
         f"      cdl_index_url: {index.simple}\n"
         "      pip_install_args: --no-index\n"
         "cdl-installed:\n"
