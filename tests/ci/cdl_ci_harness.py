@@ -386,6 +386,12 @@ def run_gcl(
     )
 
 
+def expanded_ci(cwd: Path) -> str:
+    """The configuration gitlab-ci-local expanded on its last run in ``cwd`` (``--preview``
+    prints the same, but Node may exit before a large stdout reaches the pipe: read the file)."""
+    return (cwd / ".gitlab-ci-local" / "expanded-gitlab-ci.yml").read_text(encoding="utf-8")
+
+
 def list_jobs(cwd: Path, *args: str, sandbox: Sandbox) -> dict[str, dict[str, Any]]:
     """``gitlab-ci-local --list-json``: job name -> its description (when, stage, needs ...)."""
     result = run_gcl(cwd, "--list-json", *args, sandbox=sandbox)

@@ -73,10 +73,11 @@ def test_component_include_resolves_offline_and_expands_to_valid_ci(
         / library_version
     )
     assert (cache / "templates" / "full.yml").is_file()
-    expanded = yaml.safe_load(result.stdout)
+    text = h.expanded_ci(full_project)
+    expanded = yaml.safe_load(text)
     assert {"data-pipeline", "model-evaluate", "deploy-staging"} <= set(expanded)
     preview = full_project / "preview.yml"
-    preview.write_text(result.stdout, encoding="utf-8")
+    preview.write_text(text, encoding="utf-8")
     schema = h.check_jsonschema(preview)
     assert schema.returncode == 0, schema.stdout + schema.stderr
 
@@ -166,7 +167,7 @@ def test_cluster_profile_builds_images_and_deploys_from_manifests(
     sandbox.git("commit", "-q", "-m", "data image", cwd=project)
     preview = h.run_gcl(project, "--preview", sandbox=sandbox)
     assert preview.returncode == 0, preview.stderr
-    expanded = yaml.safe_load(preview.stdout)
+    expanded = yaml.safe_load(h.expanded_ci(project))
     assert expanded["deploy-staging"]["script"][0].startswith("cdl deploy apply --env")
     assert expanded["data-pipeline"]["script"] == [
         "cdl data deploy",

@@ -29,7 +29,7 @@ def test_mlflow_registry_jobs_get_gitlabs_tracking_uri(
     assert preview.returncode == 0, preview.stdout + preview.stderr
     jobs = {
         name: job
-        for document in yaml.safe_load_all(preview.stdout)
+        for document in yaml.safe_load_all(h.expanded_ci(project))
         if isinstance(document, dict)
         for name, job in document.items()
         if isinstance(job, dict) and "script" in job

@@ -177,13 +177,11 @@ def test_rendered_pipeline_expands_under_gitlab_ci_local(
     result = h.run_gcl(project, "--preview", sandbox=sandbox)
     assert result.returncode == 0, result.stdout + result.stderr
     preview = project.parent / f"{variant}.preview.yml"
-    preview.write_text(result.stdout, encoding="utf-8")
+    preview.write_text(h.expanded_ci(project), encoding="utf-8")
     schema = h.check_jsonschema(preview)
     assert schema.returncode == 0, schema.stdout + schema.stderr
     # the jobs run in the role images of the library's version, from the library's path
-    expanded = yaml.safe_load(
-        (project / ".gitlab-ci-local" / "expanded-gitlab-ci.yml").read_text(encoding="utf-8")
-    )
+    expanded = yaml.safe_load(h.expanded_ci(project))
     framework = "keras" if VARIANTS[variant]["starter"] == "fashion" else "torch"
     for job, role in (("data-pipeline", "data"), ("model-train", f"train-{framework}")):
         image = expanded[job]["image"]
