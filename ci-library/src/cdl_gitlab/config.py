@@ -26,6 +26,7 @@ REGISTRY_ENV = "CDL_REGISTRY"
 
 Profile = Literal["local", "cluster"]
 RegistryBackend = Literal["local", "determined", "mlflow"]
+ServingEngine = Literal["seldon", "mlserver"]
 REGISTRY_BACKENDS: tuple[str, ...] = ("local", "determined", "mlflow")
 Framework = Literal["pytorch", "keras"]
 Task = Literal["text", "image"]
@@ -144,6 +145,10 @@ class DeploymentSection(_Section):
 
 
 class ServingSection(_Section):
+    engine: ServingEngine = "seldon"
+    """Model server: ``seldon`` (Seldon Core's v1 Python wrapper, ``/api/v1.0/predictions``;
+    a ``SeldonDeployment`` on the cluster) or ``mlserver`` (MLServer, the V2 / Open Inference
+    Protocol, ``/v2/models/<name>/infer``; a KServe ``InferenceService`` on the cluster)."""
     feedback_token_env: EnvVarName | None = None
     """Environment variable of the model server holding the token ``/api/v1.0/feedback``
     requires (``Authorization: Bearer <token>``; 401 without it). Unset: no token."""
