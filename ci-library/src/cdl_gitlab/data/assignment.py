@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -69,19 +69,29 @@ class SplitPlan:
     conflicts: list[str] = field(default_factory=list)
 
 
+def place(digest: str, paths: Sequence[str], seed: int, test_ratio: float) -> str | None:
+    """The set (``"train"`` / ``"test"``) of one content, found at the sorted ``paths``: the
+    first path is kept, the others are duplicates; None when the paths lie in two classes
+    (a conflict: every copy is dropped)."""
+    if len({path.split("/", 1)[0] for path in paths}) > 1:
+        return None
+    return assign(digest, seed, test_ratio)
+
+
 def plan_split(digests: Mapping[str, str], seed: int, test_ratio: float) -> SplitPlan:
-    """Deduplicate ``<class>/<file>`` paths by content digest, then assign each item."""
+    """Deduplicate ``<class>/<file>`` paths by content digest, then assign each item (in
+    memory; :mod:`cdl_gitlab.data.split_tree` applies the same rule to a folder, streaming)."""
     plan = SplitPlan()
     by_digest: dict[str, list[str]] = defaultdict(list)
     for path in sorted(digests):
         by_digest[digests[path]].append(path)
     for digest, paths in by_digest.items():
-        if len({path.split("/", 1)[0] for path in paths}) > 1:
+        target = place(digest, paths, seed, test_ratio)
+        if target is None:
             plan.conflicts.extend(paths)
             continue
         plan.duplicates.extend((dup, paths[0]) for dup in paths[1:])
-        target = plan.test if assign(digest, seed, test_ratio) == "test" else plan.train
-        target[paths[0]] = digest
+        (plan.test if target == "test" else plan.train)[paths[0]] = digest
     return plan
 
 

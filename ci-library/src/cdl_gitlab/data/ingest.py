@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING
 
 from cdl_gitlab.data.errors import DataError
+from cdl_gitlab.data.stores.base import iter_folder
 
 if TYPE_CHECKING:
     from cdl_gitlab.config import Settings
@@ -65,16 +66,37 @@ class Discard:
     detail: str = ""
 
 
+DISCARD_SAMPLE = 1000
+"""How many discarded entries :class:`Staged` keeps (every one is logged and counted)."""
+
+
 @dataclass
 class Staged:
-    """What :func:`stage_source` copied (``<class>/<file>`` paths) and what it discarded."""
+    """What :func:`stage_source` copied into ``dest`` and what it discarded.
 
-    files: list[str] = field(default_factory=list)
+    Only counters and the first :data:`DISCARD_SAMPLE` discards are held in memory: the staged
+    paths are the files under ``dest`` (:attr:`files` lists them from disk)."""
+
+    dest: Path
+    count: int = 0
     total_bytes: int = 0
     discarded: list[Discard] = field(default_factory=list)
+    discard_count: int = 0
+    reason_counts: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def files(self) -> list[str]:
+        """The staged ``<class>/<file>`` paths, sorted (read from ``dest``)."""
+        return [rel for rel, _ in iter_folder(self.dest)]
 
     def reasons(self) -> Counter[str]:
-        return Counter(item.reason for item in self.discarded)
+        return Counter(self.reason_counts)
+
+    def add_discard(self, item: Discard) -> None:
+        self.discard_count += 1
+        self.reason_counts[item.reason] += 1
+        if len(self.discarded) < DISCARD_SAMPLE:
+            self.discarded.append(item)
 
 
 @dataclass(frozen=True)
@@ -92,10 +114,10 @@ class _Stager:
     def __init__(self, dest: Path, limits: Limits) -> None:
         self.dest = dest
         self.limits = limits
-        self.result = Staged()
+        self.result = Staged(dest)
 
     def discard(self, name: str, reason: str, detail: str = "") -> None:
-        self.result.discarded.append(Discard(name, reason, detail))
+        self.result.add_discard(Discard(name, reason, detail))
         log.info("discarded %s: %s%s", name, reason, f" ({detail})" if detail else "")
 
     def target(self, entry: _Entry, strip: bool) -> str | None:
@@ -136,6 +158,7 @@ class _Stager:
         that cannot be read (bad CRC, encrypted, truncated) is discarded as ``unreadable``."""
         out = self.dest / rel
         out.parent.mkdir(parents=True, exist_ok=True)
+        new = not out.exists()  # an archive may hold one name twice: the last copy wins
         written = 0
         try:
             with open(out, "wb") as handle:
@@ -156,7 +179,7 @@ class _Stager:
             self.result.total_bytes -= written - len(chunk)
             self.discard(name, "oversized_member", f"> {self.limits.max_member_bytes} bytes")
             return
-        self.result.files.append(rel)
+        self.result.count += new
 
     def _count(self, size: int) -> None:
         self.result.total_bytes += size
@@ -176,6 +199,19 @@ def _strip_top(names: list[str]) -> bool:
     """Whether every (safe) name lies in one common top folder, which is then stripped."""
     paths = [PurePosixPath(name).parts for name in names if not _unsafe(name)]
     return len({parts[0] for parts in paths if parts}) == 1 and all(len(p) > 1 for p in paths)
+
+
+def _folder_strip(root: Path) -> bool:
+    """:func:`_strip_top` for a folder, from its top level: the entries found under it all lie
+    in one common top folder (a folder without entries does not count)."""
+    with os.scandir(root) as scan:
+        top = list(scan)
+    if any(not entry.is_dir(follow_symlinks=False) for entry in top):
+        return False
+    used = 0
+    for entry in top:
+        used += next(_folder_entries(Path(entry.path)), None) is not None
+    return used == 1
 
 
 def _folder_entries(root: Path) -> Iterator[_Entry]:
@@ -231,9 +267,8 @@ def stage_source(path: Path, dest: Path, limits: Limits) -> Staged:
     stager = _Stager(dest, limits)
     dest.mkdir(parents=True, exist_ok=True)
     if path.is_dir():
-        entries = list(_folder_entries(path))
-        strip = _strip_top([e.name for e in entries])
-        for entry in entries:
+        strip = _folder_strip(path)  # then one entry at a time: no list of the whole folder
+        for entry in _folder_entries(path):
             rel = stager.target(entry, strip)
             if rel is None:
                 continue
@@ -274,5 +309,4 @@ def stage_source(path: Path, dest: Path, limits: Limits) -> Staged:
         raise DataError(f"{path}: not a folder, zip or tar archive of <class>/<file> items")
     else:
         raise DataError(f"{path}: no such file or folder")
-    stager.result.files = sorted(set(stager.result.files))
     return stager.result

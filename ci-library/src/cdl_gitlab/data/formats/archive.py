@@ -16,23 +16,21 @@ Labels: each validated item is labelled by its class folder.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cdl_gitlab.data.assignment import check_rule, plan_split, spec_hash
+from cdl_gitlab.data.assignment import check_rule, spec_hash
 from cdl_gitlab.data.commits import Commit, DataVersion, Provenance
 from cdl_gitlab.data.errors import DataError
 from cdl_gitlab.data.formats.base import CollectResult, DataFormat, SplitResult
 from cdl_gitlab.data.ingest import Limits, Staged, stage_source
 from cdl_gitlab.data.labels import folder_labels
-from cdl_gitlab.data.names import raw_repo, split_repo
+from cdl_gitlab.data.names import SPLITS, raw_repo, split_repo
 from cdl_gitlab.data.sources import configured_source, download, local_path, verify
+from cdl_gitlab.data.split_tree import split_tree
 
 if TYPE_CHECKING:
     from cdl_gitlab.config import Settings
@@ -50,33 +48,13 @@ def staging(settings: Settings) -> Iterator[Path]:
         yield Path(folder)
 
 
-def file_digests(root: Path, paths: list[str]) -> dict[str, str]:
-    """Path -> SHA-256 of each file under ``root``, read in chunks."""
-    digests = {}
-    for rel in paths:
-        with open(root / rel, "rb") as handle:
-            digests[rel] = hashlib.file_digest(handle, "sha256").hexdigest()
-    return digests
-
-
-def link_tree(src: Path, dest: Path, paths: list[str]) -> None:
-    """Hard-link (or copy, across file systems) ``paths`` from ``src`` into ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for rel in paths:
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(src / rel, dest / rel)
-        except OSError:
-            shutil.copyfile(src / rel, dest / rel)
-
-
 def discard_line(staged: Staged, limit: int = 3) -> str:
     """``, discarded 3 (symlink 2, special_file 1; e.g. business/x.txt: symlink)``."""
-    if not staged.discarded:
+    if not staged.discard_count:
         return ""
     counts = ", ".join(f"{reason} {n}" for reason, n in sorted(staged.reasons().items()))
     examples = ", ".join(f"{d.path}: {d.reason}" for d in staged.discarded[:limit])
-    return f", discarded {len(staged.discarded)} ({counts}; e.g. {examples})"
+    return f", discarded {staged.discard_count} ({counts}; e.g. {examples})"
 
 
 class ArchiveFormat(DataFormat):
@@ -113,7 +91,7 @@ class ArchiveFormat(DataFormat):
         path = self.source_path()
         with staging(self.settings) as folder:
             staged = stage_source(path, folder, Limits.from_settings(self.settings))
-            if not staged.files:
+            if not staged.count:
                 raise DataError(f"{path}: no <class>/<file> items found{discard_line(staged)}")
             repo = raw_repo(self.settings)
             store.create_repo(repo, "raw data as collected")
@@ -121,9 +99,9 @@ class ArchiveFormat(DataFormat):
                 repo,
                 self.settings.config.data.branch,
                 folder,
-                f"collect {len(staged.files)} files from {path.name}",
+                f"collect {staged.count} files from {path.name}",
             )
-        line = f"collect: {len(staged.files)} files -> {repo}@{commit.id[:12]}"
+        line = f"collect: {staged.count} files -> {repo}@{commit.id[:12]}"
         return CollectResult(commit, (line + discard_line(staged),), tuple(staged.discarded))
 
     def split(self, store: DataStore, ref: str | None = None, resplit: bool = False) -> SplitResult:
@@ -138,21 +116,17 @@ class ArchiveFormat(DataFormat):
         commits: dict[str, Commit] = {}
         with staging(self.settings) as folder:
             store.checkout(raw, source.id, folder / "raw")
-            paths = store.list_files(raw, source.id)
-            result = plan_split(
-                file_digests(folder / "raw", paths), data.split.seed, data.split.test_ratio
-            )
-            if not result.train or not result.test:
+            counts = split_tree(folder / "raw", folder, data.split.seed, data.split.test_ratio)
+            if not counts.train or not counts.test:
                 raise DataError(
-                    f"split: {len(paths)} raw files gave train {len(result.train)} and test "
-                    f"{len(result.test)} items ({len(result.duplicates)} exact duplicates, "
-                    f"{len(result.conflicts)} conflicting duplicates dropped); both sets need "
+                    f"split: {counts.raw} raw files gave train {counts.train} and test "
+                    f"{counts.test} items ({counts.duplicates} exact duplicates, "
+                    f"{counts.conflicts} conflicting duplicates dropped); both sets need "
                     "items: add items to the data source, then run the data pipeline again"
                 )
-            for name, part in (("train", result.train), ("test", result.test)):
+            for name in SPLITS:
                 repo = split_repo(self.settings, name)
                 store.create_repo(repo, f"{name} split of {raw}")
-                link_tree(folder / "raw", folder / name, sorted(part))
                 commits[name] = store.put(
                     repo,
                     data.branch,
@@ -161,10 +135,10 @@ class ArchiveFormat(DataFormat):
                     provenance,
                 )
         line = (
-            f"split: {len(paths)} raw files, {len(result.duplicates)} exact duplicates removed, "
-            f"{len(result.conflicts)} conflicting duplicates dropped -> "
-            f"train {len(result.train)} ({commits['train'].id[:12]}), "
-            f"test {len(result.test)} ({commits['test'].id[:12]})"
+            f"split: {counts.raw} raw files, {counts.duplicates} exact duplicates removed, "
+            f"{counts.conflicts} conflicting duplicates dropped -> "
+            f"train {counts.train} ({commits['train'].id[:12]}), "
+            f"test {counts.test} ({commits['test'].id[:12]})"
         )
         return SplitResult(commits, (line,))
 

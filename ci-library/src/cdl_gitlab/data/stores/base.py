@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 
 from cdl_gitlab.data.commits import Commit, Provenance
@@ -43,27 +43,35 @@ def normalize_path(path: str) -> str:
     return "/".join(parts)
 
 
+def iter_folder(folder: Path) -> Iterator[tuple[str, Path]]:
+    """The regular files under ``folder`` as ``(relative POSIX path, path)``, in sorted order
+    of the relative path, one at a time: each folder's listing is sorted with a sub-folder's
+    name followed by ``/``, which orders the full paths as ``sorted()`` would, so no list of
+    every path is built. Links to folders are not followed (as :func:`os.walk`)."""
+    with os.scandir(folder) as scan:
+        entries = sorted(scan, key=lambda e: e.name + "/" if e.is_dir() else e.name)
+    for entry in entries:
+        if entry.is_dir():
+            if not entry.is_symlink():
+                for rel, path in iter_folder(Path(entry.path)):
+                    yield f"{entry.name}/{rel}", path
+        elif entry.is_file():
+            yield entry.name, Path(entry.path)
+
+
 def iter_source(
     source: str | os.PathLike[str] | Mapping[str, bytes],
-) -> list[tuple[str, Path | bytes]]:
-    """The files of a put source, sorted by path: a folder (walked) or a mapping path -> bytes."""
+) -> Iterator[tuple[str, Path | bytes]]:
+    """The files of a put source, sorted by path, one at a time: a folder (walked, see
+    :func:`iter_folder`) or a mapping path -> bytes (a later path equal to an earlier one once
+    normalized wins)."""
     if isinstance(source, Mapping):
-        items: list[tuple[str, Path | bytes]] = [
-            (normalize_path(path), data) for path, data in source.items()
-        ]
-    else:
-        folder = Path(source)
-        if not folder.is_dir():
-            raise DataError(f"cannot put {folder}: not a folder")
-        items = []
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames.sort()
-            for name in filenames:
-                full = Path(dirpath, name)
-                if full.is_file():
-                    items.append((full.relative_to(folder).as_posix(), full))
-    items.sort(key=lambda item: item[0])
-    return items
+        items = {normalize_path(path): data for path, data in source.items()}
+        return iter(sorted(items.items()))
+    folder = Path(source)
+    if not folder.is_dir():
+        raise DataError(f"cannot put {folder}: not a folder")
+    return iter_folder(folder)
 
 
 class DataStore(abc.ABC):

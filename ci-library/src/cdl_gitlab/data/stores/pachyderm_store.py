@@ -149,7 +149,7 @@ class PachydermStore(DataStore):
         provenance: Provenance | None = None,
     ) -> Commit:
         check_branch_name(branch)
-        items = iter_source(source)
+        items = list(iter_source(source))
         meta = {
             "message": message,
             "provenance": (provenance or Provenance()).to_dict(),
