@@ -170,9 +170,15 @@ def test_cluster_profile_builds_images_and_deploys_from_manifests(
     expanded = yaml.safe_load(h.expanded_ci(project))
     assert expanded["deploy-staging"]["script"][0].startswith("cdl deploy apply --env")
     assert expanded["data-pipeline"]["script"] == [
-        "cdl data deploy",
+        'cdl data deploy --image-digest "$(cat image-digest.txt)"',
         'cdl data pipeline --labels-dir "data/labels"',
     ]
+    # the digest the data image build pushed reaches the deploy; one data job at a time
+    assert expanded["data-build-image"]["artifacts"]["paths"] == ["image-digest.txt"]
+    assert {"job": "data-build-image", "optional": True, "artifacts": True} in expanded[
+        "data-pipeline"
+    ]["needs"]
+    assert expanded["data-pipeline"]["resource_group"] == "cdl-data"
     train = expanded["model-train"]
     assert train["variables"]["CDL_SETUP_REQUIREMENT"].startswith(
         "cdl-gitlab[cluster,train-keras]=="

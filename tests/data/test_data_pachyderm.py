@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
+from pachyderm_sdk.api import pfs
 
 from cdl_gitlab.config import Settings, load_settings
 from cdl_gitlab.data.commits import CommitRef, Provenance
-from cdl_gitlab.data.errors import DataError, NotFoundError
+from cdl_gitlab.data.errors import DataError, NotFoundError, SpecError
+from cdl_gitlab.data.pachyderm import create_pipelines
 from cdl_gitlab.data.pachyderm.create_pipelines import deploy_pipelines
 from cdl_gitlab.data.pachyderm.spec import lint_spec
 from cdl_gitlab.data.stores import open_store
@@ -29,6 +33,7 @@ def pachd() -> Iterator[FakePachd]:
 def pach(pachd: FakePachd) -> PachydermStore:
     pachd.repos.clear()
     pachd.pipeline_inputs.clear()
+    pachd.effective.clear()
     pachd.fail_on_path = None
     return PachydermStore.from_address(pachd.address)
 
@@ -120,24 +125,173 @@ def test_not_found(pach: PachydermStore) -> None:
         pach.read("r", "master", "nope")
 
 
-def test_deploy_sends_the_linted_specs(
-    project: Settings, pachd: FakePachd, monkeypatch: pytest.MonkeyPatch
+DIGEST = "sha256:" + "ab" * 32
+PIPELINES = {
+    "demo-train-validate",
+    "demo-test-validate",
+    "demo-train-store-labels",
+    "demo-test-store-labels",
+}
+INPUT_REPOS = ["demo-test", "demo-test-labels", "demo-train", "demo-train-labels"]
+
+
+def with_pull_secret(project: Settings, name: str = "demo-registry") -> Settings:
+    config = project.root / "cdl.yaml"
+    config.write_text(config.read_text() + f"cluster: {{image_pull_secret: {name}}}\n")
+    return load_settings(config, "cluster")
+
+
+def test_deploy_creates_the_input_repos_then_the_pipelines(
+    project: Settings, pach: PachydermStore, pachd: FakePachd, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CDL_IMAGE_TAG", "feedbeef")
     monkeypatch.setenv("CI_REGISTRY_IMAGE", "registry.example.org/demo")
     pachd.pipelines.clear()
-    client = PachydermStore.from_address(pachd.address).client
-    sent = deploy_pipelines(project, client)
-    assert {name for name, _ in sent} == {
-        "demo-train-validate",
-        "demo-test-validate",
-        "demo-train-store-labels",
-        "demo-test-store-labels",
-    }
+    lines: list[str] = []
+    sent = deploy_pipelines(with_pull_secret(project), pach, image_digest=DIGEST, echo=lines.append)
+    assert {name for name, _ in sent} == PIPELINES
+    assert lines[:4] == [f"{repo}: input repo created" for repo in INPUT_REPOS]
+    assert sorted(lines[4:]) == sorted(f"{name}: created or updated" for name in PIPELINES)
+    # pachd made the output repos; the labels repos exist on the cluster profile too
+    assert set(pach.list_repos()) == set(INPUT_REPOS) | PIPELINES
     received = [json.loads(text) for text in pachd.pipelines]
     assert len(received) == 4
     for spec in received:
-        assert spec["transform"]["image"] == "registry.example.org/demo/data:feedbeef"
+        image = f"registry.example.org/demo/data:feedbeef@{DIGEST}"
+        assert spec["transform"]["image"] == image
+        assert spec["transform"]["image_pull_secrets"] == ["demo-registry"]
         assert lint_spec(spec) == []
     names = [spec["pipeline"]["name"] for spec in received]
     assert names.index("demo-train-validate") < names.index("demo-train-store-labels")
+
+    lines.clear()  # a second deploy (the next pipeline) updates; the repos are kept
+    deploy_pipelines(with_pull_secret(project), pach, image_digest=DIGEST, echo=lines.append)
+    assert lines[:4] == [f"{repo}: input repo exists" for repo in INPUT_REPOS]
+    assert len(pachd.pipelines) == 8
+
+
+def test_pachd_refuses_a_pipeline_before_its_input_repos(
+    project: Settings, pach: PachydermStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17 item 4: the pipelines sent before the repos they read are refused."""
+    monkeypatch.setenv("CDL_IMAGE_TAG", "feedbeef")
+    monkeypatch.setenv("CI_REGISTRY_IMAGE", "registry.example.org/demo")
+    monkeypatch.setattr(create_pipelines, "input_repos", lambda specs: [])  # the old order
+    with pytest.raises(NotFoundError, match=r"repo default/demo-t(rain|est) not found"):
+        deploy_pipelines(project, pach)
+    assert pach.list_repos() == []
+
+
+def test_the_digest_must_be_a_digest(project: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDL_IMAGE_TAG", "feedbeef")
+    monkeypatch.setenv("CI_REGISTRY_IMAGE", "registry.example.org/demo")
+    with pytest.raises(SpecError, match="not of the form sha256:<64 hex digits>"):
+        deploy_pipelines(project, dry_run=True, image_digest="latest")
+    specs = deploy_pipelines(project, dry_run=True)  # no digest: the tag alone
+    assert all("@" not in spec["transform"]["image"] for _, spec in specs)
+    assert all("image_pull_secrets" not in spec["transform"] for _, spec in specs)
+
+
+def _spec(**changes: object) -> dict:
+    spec = {
+        "pipeline": {"name": "p"},
+        "input": {"pfs": {"repo": "in", "glob": "/*"}},
+        "transform": {"image": "registry.example.org/demo/data:1", "cmd": ["python", "s.py"]},
+    }
+    spec.update(changes)
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("spec", "code", "message"),
+    [
+        (_spec(paralelism_spec={}), "INVALID_ARGUMENT", 'unknown field "paralelism_spec"'),
+        (_spec(transform={"image": "i", "cmd": "python s.py"}), "INVALID_ARGUMENT", "list"),
+        (_spec(pipeline={}), "UNKNOWN", "request.Pipeline.Name cannot be empty"),
+        (_spec(transform=None), "UNKNOWN", "pipeline must specify a transform"),
+        (_spec(input={"pfs": {"repo": "in"}}), "UNKNOWN", "input must specify a glob"),
+        (_spec(input={}), "UNKNOWN", "no input set"),
+        (
+            _spec(input={"cross": [{"pfs": {"repo": "in", "glob": "/"}}] * 2}),
+            "UNKNOWN",
+            'name "in" was used more than once',
+        ),
+        (_spec(input={"pfs": {"repo": "nope", "glob": "/"}}), "not found", "repo default/nope"),
+    ],
+)
+def test_fake_pachd_refuses_what_pachd_refuses(
+    pach: PachydermStore, spec: dict, code: str, message: str
+) -> None:
+    pach.create_repo("in")
+    with pytest.raises(DataError) as caught:
+        pach.create_pipeline("p", json.dumps(spec))
+    assert code in str(caught.value) and message in str(caught.value)
+
+
+def test_fake_pachd_pipeline_rules(pach: PachydermStore, pachd: FakePachd) -> None:
+    pach.create_repo("in")
+    pach.create_repo("taken")
+    no_image = _spec(transform={"cmd": ["python", "s.py"]})
+    pach.create_pipeline("p", json.dumps(no_image))
+    assert pachd.effective["p"]["transform"]["image"] == "ubuntu:20.04"  # pachd's default
+    assert "p" in pach.list_repos()  # the output repo
+    with pytest.raises(grpc.RpcError, match='pipeline "p" already exists'):  # no update
+        pach.client.pps.create_pipeline_v2(create_pipeline_request_json=json.dumps(_spec()))
+    with pytest.raises(DataError, match="a repo with the same name already exists"):
+        pach.create_pipeline("taken", json.dumps(_spec(pipeline={"name": "taken"})))
+    with pytest.raises(DataError, match="cannot start a commit on an output branch"):
+        pach.put("p", "master", {"f": b"1"})
+    pach.put("in", "master", {"f": b"1"})  # opens the output commit of its commit set
+    output = pachd.repos["p"].commits[pach.resolve("in", "master").id]
+    with pytest.raises(grpc.RpcError, match="cannot finish a pipeline output"):
+        pach.client.pfs.finish_commit(commit=pfs.Commit(repo=pach.repo_message("p"), id=output.id))
+
+
+def _killed_put(pach: PachydermStore, repo: str, files: dict[str, bytes], meta: bool) -> str:
+    """A put killed after part of its files: the commit stays open (as a SIGKILL leaves it)."""
+    description = json.dumps({"message": "split", "provenance": {}, "files": 9}) if meta else ""
+    commit = pach.client.pfs.start_commit(
+        branch=pfs.Branch(repo=pach.repo_message(repo), name="master"), description=description
+    )
+    adds = [pfs.ModifyFileRequest(add_file=pfs.AddFile(path=p, raw=d)) for p, d in files.items()]
+    pach.client.pfs.modify_file(iter([pfs.ModifyFileRequest(set_commit=commit), *adds]))
+    return commit.id
+
+
+def test_pachd_refuses_a_commit_on_an_open_parent(pach: PachydermStore) -> None:
+    """Issue 17 item 5: real pachd refuses to start a commit on top of an open one."""
+    pach.create_repo("r")
+    open_id = _killed_put(pach, "r", {"/a": b"partial"}, meta=True)
+    with pytest.raises(grpc.RpcError, match=f"parent commit default/r@{open_id} has not been"):
+        pach.client.pfs.start_commit(branch=pfs.Branch(repo=pach.repo_message("r"), name="master"))
+
+
+def test_an_open_commit_a_killed_run_left_is_dropped_never_finished(
+    pach: PachydermStore, pachd: FakePachd, caplog: pytest.LogCaptureFixture
+) -> None:
+    pach.create_repo("demo-train")
+    validate = {"name": "demo-train-validate"}
+    reads = {"pfs": {"repo": "demo-train", "glob": "/"}}
+    pach.create_pipeline("demo-train-validate", json.dumps(_spec(pipeline=validate, input=reads)))
+    before = pach.put("demo-train", "master", {"a/1.txt": b"complete"}, "split 1")
+    open_id = _killed_put(pach, "demo-train", {"/a/2.txt": b"part"}, meta=True)
+    assert open_id in pachd.repos["demo-train-validate"].commits  # its job waits for it
+    with caplog.at_level(logging.WARNING):
+        files = {"a/1.txt": b"complete", "b/3.txt": b"x"}
+        after = pach.put("demo-train", "master", files, "split 2")
+    assert after.parent == before.id
+    assert open_id not in pachd.repos["demo-train"].commits
+    assert open_id not in pachd.repos["demo-train-validate"].commits  # the whole commit set
+    assert [c.id for c in pach.history("demo-train", "master")] == [after.id, before.id]
+    assert pach.list_files("demo-train", "master") == ["a/1.txt", "b/3.txt"]
+    (record,) = [r for r in caplog.records if open_id in r.getMessage()]
+    assert "may be partial" in record.getMessage() and "'split'" in record.getMessage()
+
+
+def test_an_open_commit_someone_else_started_is_an_error(pach: PachydermStore) -> None:
+    pach.create_repo("r")
+    pach.put("r", "master", {"f": b"1"})
+    open_id = _killed_put(pach, "r", {"/g": b"2"}, meta=False)
+    with pytest.raises(DataError, match=f"head commit {open_id} is open and was not started by"):
+        pach.put("r", "master", {"f": b"3"})
+    assert pach.list_branches("r")["master"] == open_id  # left as it was

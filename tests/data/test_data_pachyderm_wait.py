@@ -31,8 +31,7 @@ def cluster(
     monkeypatch.setenv("CI_REGISTRY_IMAGE", "registry.example.org/demo")
     monkeypatch.setattr(wait, "POLL_SECONDS", 0.01)
     store = PachydermStore.from_address(pachd.address)
-    deploy_pipelines(project, store.client)
-    store.create_repo("demo-train")
+    deploy_pipelines(project, store)  # creates demo-train & co. first
     try:
         yield load_settings(project.root / "cdl.yaml", "cluster"), store, pachd
     finally:

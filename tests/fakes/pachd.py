@@ -5,15 +5,33 @@ betterproto messages, so the SDK's real ``Client`` and stubs are exercised end t
 Pachyderm's storage is replaced by dictionaries. Pachyderm semantics it keeps: a new commit
 starts from its parent's files and becomes the branch head at once (open); ``DropCommitSet``
 removes it and restores the head. A created pipeline gets its output repo; a commit to one of
-its input repos opens an output commit with the same id (the commit set), which stays open
-until the test says the pipeline's job ran (``run_job``, optionally failing it).
+its input repos opens an output commit with the same id (the commit set) in it and in every
+pipeline downstream, which stays open until the test says the pipeline's job ran
+(``run_job``, optionally failing it).
+
+It refuses what pachd 2.12 refuses (read from its published source, ``src/server/pfs/server``
+and ``src/server/pps/server``), with the same gRPC codes and messages:
+
+- ``CreatePipelineV2``: a spec the server's JSON parser rejects (unknown field, wrong type),
+  no ``pipeline.name``, no ``transform``, an input without repo or glob, two inputs with one
+  name, an input repo that does not exist ("repo default/<repo> not found"), an existing
+  pipeline without ``update``, a new pipeline named like an existing repo. An empty
+  ``transform.image`` is not refused: pachd puts its default image ``ubuntu:20.04`` into the
+  effective spec (``effective``), where the step's imports would fail.
+- ``CreateRepo`` of an existing repo without ``update``.
+- ``StartCommit`` on a missing repo, on a pipeline's output branch, or on a branch whose head
+  is open ("parent commit <repo>@<id> has not been finished").
+- ``FinishCommit`` of a finished commit or of a pipeline's output commit.
+- ``DropCommitSet`` of an unknown commit set or of commits that have children.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import threading
+import typing
 import uuid
 from collections.abc import Iterator
 from concurrent import futures
@@ -41,6 +59,7 @@ class FakeCommit:
 @dataclass
 class FakeRepo:
     description: str = ""
+    output_of: str = ""  # the pipeline whose output repo this is
     branches: dict[str, str] = field(default_factory=dict)
     commits: dict[str, FakeCommit] = field(default_factory=dict)
 
@@ -50,7 +69,8 @@ class FakePachd:
 
     def __init__(self) -> None:
         self.repos: dict[str, FakeRepo] = {}
-        self.pipelines: list[str] = []
+        self.pipelines: list[str] = []  # every accepted CreatePipelineV2 JSON, in order
+        self.effective: dict[str, dict[str, Any]] = {}  # pipeline -> its effective spec
         self.pipeline_inputs: dict[str, set[str]] = {}
         self.fail_on_path: str | None = None
         self.lock = threading.Lock()
@@ -124,7 +144,9 @@ class FakePachd:
     def create_repo(self, request: pfs.CreateRepoRequest, context: Any) -> wkt.Empty:
         with self.lock:
             if request.repo.name in self.repos and not request.update:
-                context.abort(grpc.StatusCode.ALREADY_EXISTS, "repo exists")
+                context.abort(
+                    grpc.StatusCode.ALREADY_EXISTS, f"repo {_repo_str(request.repo)} already exists"
+                )
             self.repos.setdefault(request.repo.name, FakeRepo(request.description))
         return wkt.Empty()
 
@@ -151,21 +173,39 @@ class FakePachd:
 
     def start_commit(self, request: pfs.StartCommitRequest, context: Any) -> pfs.Commit:
         with self.lock:
+            name = request.branch.repo.name
             repo = self._repo(request.branch.repo, context)
+            where = f"{_repo_str(request.branch.repo)}@{request.branch.name}"
+            if repo.output_of:
+                context.abort(
+                    grpc.StatusCode.UNKNOWN, f"cannot start a commit on an output branch: {where}"
+                )
             parent = repo.branches.get(request.branch.name)
+            if parent and not repo.commits[parent].finished:
+                context.abort(
+                    grpc.StatusCode.UNKNOWN,
+                    f"create commit: parent commit {_repo_str(request.branch.repo)}@{parent} "
+                    "has not been finished",
+                )
             files = dict(repo.commits[parent].files) if parent else {}
             commit = FakeCommit(
                 uuid.uuid4().hex, request.branch.name, parent, request.description, files
             )
             repo.commits[commit.id] = commit
             repo.branches[commit.branch] = commit.id
-            for name, inputs in self.pipeline_inputs.items():
-                if request.branch.repo.name in inputs:
-                    self._open_output(name, commit.id)
-        return self._commit_msg(request.branch.repo.name, commit)
+            self._propagate(name, commit.id)
+        return self._commit_msg(name, commit)
+
+    def _propagate(self, repo: str, commit_id: str) -> None:
+        """Open the output commits of commit set ``commit_id`` downstream of ``repo``."""
+        for pipeline, inputs in self.pipeline_inputs.items():
+            if repo in inputs and commit_id not in self.repos[pipeline].commits:
+                self._open_output(pipeline, commit_id)
+                self._propagate(pipeline, commit_id)
 
     def _open_output(self, pipeline: str, commit_id: str) -> None:
-        """The output commit of ``pipeline`` in commit set ``commit_id`` (open: no job ran)."""
+        """The output commit of ``pipeline`` in commit set ``commit_id`` (open: no job ran).
+        Like pachd's propagation it does not need a finished parent."""
         out = self.repos[pipeline]
         parent = out.branches.get("master")
         files = dict(out.commits[parent].files) if parent else {}
@@ -186,7 +226,22 @@ class FakePachd:
         return [commit.id for commit in ran]
 
     def finish_commit(self, request: pfs.FinishCommitRequest, context: Any) -> wkt.Empty:
-        self._commit(request.commit, context).finished = True
+        with self.lock:
+            commit = self._commit(request.commit, context)
+            repo_msg = request.commit.repo
+            if not repo_msg.name:
+                repo_msg = request.commit.branch.repo
+            if commit.finished:
+                context.abort(
+                    grpc.StatusCode.UNKNOWN,
+                    f"commit {_repo_str(repo_msg)}@{commit.id} has already finished",
+                )
+            if self.repos[repo_msg.name].output_of and not request.force:
+                context.abort(
+                    grpc.StatusCode.UNKNOWN,
+                    "cannot finish a pipeline output or meta commit, use 'stop job' instead",
+                )
+            commit.finished = True
         return wkt.Empty()
 
     def inspect_commit(self, request: pfs.InspectCommitRequest, context: Any) -> Any:
@@ -199,7 +254,7 @@ class FakePachd:
             size_bytes_upper_bound=sum(map(len, commit.files.values())),
         )
         if commit.finished:
-            info.finished = commit.started
+            info.finishing = info.finished = commit.started
             info.error = commit.error
         if commit.parent:
             info.parent_commit = pfs.Commit(repo=info.commit.repo, id=commit.parent)
@@ -207,6 +262,16 @@ class FakePachd:
 
     def drop_commit_set(self, request: pfs.DropCommitSetRequest, context: Any) -> wkt.Empty:
         with self.lock:
+            set_id = request.commit_set.id
+            members = {n: r for n, r in self.repos.items() if set_id in r.commits}
+            if not members:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"no commits found for commitset {set_id}")
+            for name, repo in members.items():
+                if any(c.parent == set_id for c in repo.commits.values()):
+                    context.abort(
+                        grpc.StatusCode.UNKNOWN,
+                        f"cannot drop a commit that has children: default/{name}@{set_id}",
+                    )
             for repo in self.repos.values():
                 commit = repo.commits.pop(request.commit_set.id, None)
                 if commit is not None and repo.branches.get(commit.branch) == commit.id:
@@ -260,15 +325,139 @@ class FakePachd:
 
     # ---------------------------------------------------------------- PPS
     def create_pipeline_v2(self, request: pps.CreatePipelineV2Request, context: Any) -> Any:
-        self.pipelines.append(request.create_pipeline_request_json)
-        spec = json.loads(request.create_pipeline_request_json)
-        name = spec["pipeline"]["name"]
+        text = request.create_pipeline_request_json
+        try:
+            spec = json.loads(text)
+            problems = _parse_problems(pps.CreatePipelineRequest, spec, "")
+        except json.JSONDecodeError as exc:
+            spec, problems = None, [f"syntax error: {exc}"]
+        if problems or not isinstance(spec, dict):
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"could not make effective spec: could not parse {text} as Create Pipeline "
+                f"Request message: {'; '.join(problems) or 'not an object'}",
+            )
+        name = (spec.get("pipeline") or {}).get("name") or ""
+        if not name:
+            context.abort(
+                grpc.StatusCode.UNKNOWN,
+                "invalid pipeline spec: request.Pipeline.Name cannot be empty",
+            )
+        transform = spec.get("transform")
+        if transform is None:
+            context.abort(grpc.StatusCode.UNKNOWN, "pipeline must specify a transform")
+        effective = json.loads(text)
+        if not transform.get("image"):
+            effective["transform"]["image"] = DEFAULT_USER_IMAGE
+        problem = _input_problem(effective.get("input"), set())
+        if problem:
+            context.abort(grpc.StatusCode.UNKNOWN, problem)
         with self.lock:
-            self.pipeline_inputs[name] = set(_input_repos(spec.get("input") or {}))
-            self.repos.setdefault(name, FakeRepo(spec.get("description", "")))
+            if name in self.pipeline_inputs and not request.update:
+                context.abort(grpc.StatusCode.ALREADY_EXISTS, f'pipeline "{name}" already exists')
+            inputs = set(_input_repos(effective.get("input") or {}))
+            for repo in sorted(inputs):
+                if repo not in self.repos:
+                    context.abort(grpc.StatusCode.NOT_FOUND, f"repo default/{repo} not found")
+            if name not in self.pipeline_inputs and name in self.repos:
+                context.abort(
+                    grpc.StatusCode.UNKNOWN,
+                    f'pipeline "{name}" cannot be created because a repo with the same name '
+                    "already exists",
+                )
+            self.pipelines.append(text)
+            self.effective[name] = effective
+            self.pipeline_inputs[name] = inputs
+            self.repos.setdefault(
+                name, FakeRepo(f"Output repo for pipeline default/{name}.", output_of=name)
+            )
         return pps.CreatePipelineV2Response(
-            effective_create_pipeline_request_json=request.create_pipeline_request_json
+            effective_create_pipeline_request_json=json.dumps(effective)
         )
+
+
+DEFAULT_USER_IMAGE = "ubuntu:20.04"  # pachd's DefaultUserImage for an empty transform.image
+
+
+def _repo_str(repo: pfs.Repo) -> str:
+    """pachd's rendering of a user repo: ``<project>/<name>``."""
+    return f"{repo.project.name or 'default'}/{repo.name}"
+
+
+def _json_keys(message_cls: type) -> dict[str, dataclasses.Field]:
+    """The JSON keys protojson accepts for a betterproto message: proto and camelCase names."""
+    keys: dict[str, dataclasses.Field] = {}
+    for item in dataclasses.fields(message_cls):
+        if "betterproto" not in item.metadata:
+            continue
+        proto = item.name.rstrip("_")
+        head, *rest = proto.split("_")
+        keys[proto] = keys[head + "".join(part.capitalize() for part in rest)] = item
+    return keys
+
+
+_SCALARS = {"string": str, "bool": bool, "map": dict}
+
+
+def _parse_problems(message_cls: type, value: Any, path: str) -> list[str]:
+    """What protojson would refuse in ``value`` as a ``message_cls``: unknown fields, an
+    object where a scalar belongs (and the reverse), a non-list for a repeated field."""
+    if not isinstance(value, dict):
+        return [f"{path or '(top)'}: expected an object"]
+    hints = typing.get_type_hints(message_cls)
+    keys = _json_keys(message_cls)
+    problems: list[str] = []
+    for key, item in value.items():
+        where = f"{path}.{key}" if path else key
+        field_ = keys.get(key)
+        if field_ is None:
+            problems.append(f'unknown field "{key}" ({where})')
+            continue
+        if item is None:
+            continue
+        meta = field_.metadata["betterproto"]
+        hint = hints[field_.name]
+        items = [item]
+        if typing.get_origin(hint) in (list, typing.List):  # noqa: UP006
+            if not isinstance(item, list):
+                problems.append(f"{where}: expected a list")
+                continue
+            (hint,) = typing.get_args(hint)
+            items = item
+        for element in items:
+            if meta.proto_type == "message" and dataclasses.is_dataclass(hint) and not meta.wraps:
+                problems.extend(_parse_problems(hint, element, where))
+            elif meta.proto_type in _SCALARS and not isinstance(element, _SCALARS[meta.proto_type]):
+                problems.append(f"{where}: expected a {meta.proto_type}")
+    return problems
+
+
+def _input_problem(node: Any, names: set[str]) -> str:
+    """pachd's validateInput/ValidateNames after its defaults (branch master, name = repo)."""
+    if not isinstance(node, dict):
+        return ""
+    kinds = [k for k in ("pfs", "cross", "union", "join", "group", "cron") if node.get(k)]
+    if not kinds:
+        return "no input set"
+    if len(kinds) > 1:
+        return "multiple input types set"
+    if "pfs" in node:
+        pfs_ = node["pfs"]
+        if not pfs_.get("repo"):
+            return "input must specify a repo"
+        if not pfs_.get("glob") and not pfs_.get("s3"):
+            return "input must specify a glob"
+        name = pfs_.get("name") or pfs_["repo"]
+        if name in names:
+            return f'name "{name}" was used more than once'
+        names.add(name)
+        return ""
+    for kind in ("cross", "union", "join", "group"):
+        for child in node.get(kind) or []:
+            problem = _input_problem(child, names if kind != "union" else set(names))
+            if problem:
+                return problem
+    return ""
 
 
 def _input_repos(node: Any) -> Iterator[str]:

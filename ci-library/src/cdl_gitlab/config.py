@@ -200,6 +200,9 @@ class ClusterProfileSection(_Section):
     """Seconds ``cdl data pipeline`` waits for the cluster's pipelines' output commits."""
     namespace: str = "default"
     image_prefix: str = ""
+    image_pull_secret: str = ""
+    """Kubernetes secret (type docker-registry) the cluster pulls the project's registry images
+    with; ``cdl data deploy`` puts it into each spec's ``transform.image_pull_secrets``."""
     postgres_dsn_env: EnvVarName = "CDL_POSTGRES_DSN"
     gitlab_token_env: EnvVarName = "CDL_GITLAB_TOKEN"
 

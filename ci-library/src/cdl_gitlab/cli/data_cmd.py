@@ -101,13 +101,23 @@ def lint_cmd(ctx: click.Context, paths: tuple[Path, ...]) -> None:
 
 @data.command("deploy")
 @click.option("--dry-run", is_flag=True, help="Print the specs that would be sent.")
+@click.option(
+    "--image-digest",
+    default="",
+    help="Pin the specs' image to this digest (sha256:...), the one CI's image build pushed.",
+)
 @pass_app
-def deploy_cmd(app: AppContext, dry_run: bool) -> None:
-    """Create or update the pipelines on Pachyderm, with the image tag from $CDL_IMAGE_TAG."""
+def deploy_cmd(app: AppContext, dry_run: bool, image_digest: str) -> None:
+    """Create the pipelines' input repos, then create or update the pipelines on Pachyderm
+    (image tag from $CDL_IMAGE_TAG, pull secret from cluster.image_pull_secret)."""
     from cdl_gitlab.data.pachyderm.create_pipelines import deploy_pipelines
 
-    for name, spec in deploy_pipelines(app.settings, dry_run=dry_run):
-        click.echo(json.dumps(spec, indent=2) if dry_run else f"{name}: created or updated")
+    specs = deploy_pipelines(
+        app.settings, dry_run=dry_run, image_digest=image_digest.strip(), echo=click.echo
+    )
+    if dry_run:
+        for _name, spec in specs:
+            click.echo(json.dumps(spec, indent=2))
 
 
 @data.command("pipeline")

@@ -5,12 +5,23 @@ file count travel as JSON in the commit description; putting an unchanged tree s
 new commit. A ``put`` writes the whole tree in one ``ModifyFile`` stream (delete ``/``, then
 every file) into an open commit; on any error the open commit is dropped, so no partial commit
 is ever finished and the branch head stays where it was.
+
+A run killed mid-``put`` (a cancelled or timed-out CI job) cannot drop its commit: the branch
+head stays open, and pachd refuses any new commit on it ("parent commit ... has not been
+finished"). The next ``put`` on that branch therefore drops such a head (``DropCommitSet``,
+which also drops the pipelines' open output commits of that commit set) and logs why. It is
+never finished: its files may be partial, and a finished commit would become the input of the
+validate pipelines and then of training. Only an open head that a ``put`` started (its
+description is this store's JSON) is dropped; any other open head is an error naming it.
+The data jobs run one at a time (the component's ``resource_group``), so an open head found
+at the start of a ``put`` belongs to a run that died.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -31,7 +42,10 @@ from cdl_gitlab.data.stores.base import (
 if TYPE_CHECKING:
     from pachyderm_sdk import Client
 
+log = logging.getLogger(__name__)
+
 _CHUNK = 8 * 1024 * 1024
+_META_KEYS = {"message", "provenance", "files"}
 
 
 class PachydermStore(DataStore):
@@ -139,7 +153,59 @@ class PachydermStore(DataStore):
         )
         return Commit(**{**commit.__dict__, "branch": branch})
 
+    def create_pipeline(self, name: str, spec_json: str) -> None:
+        """Create or update pipeline ``name`` from its JSON spec (``CreatePipelineV2``)."""
+        self._call(
+            f"create pipeline {name}",
+            self.client.pps.create_pipeline_v2,
+            create_pipeline_request_json=spec_json,
+            update=True,
+        )
+
     # ---------------------------------------------------------------- writing
+    def drop_open_head(self, repo: str, branch: str) -> str | None:
+        """Drop the head of ``repo@branch`` if a ``put`` left it open; returns its id.
+
+        See the module docstring: an open head holds possibly partial files, so it is
+        dropped, never finished; an open head not started by a ``put`` is an error."""
+        head = self.list_branches(repo).get(branch)
+        if not head:
+            return None
+        info = self._call(
+            f"{repo}@{head}",
+            self.client.pfs.inspect_commit,
+            commit=self.pfs.Commit(repo=self._repo(repo), id=head),
+        )
+        if _is_set(info.finishing) or _is_set(info.finished):
+            return None
+        try:
+            meta = json.loads(info.description or "")
+        except json.JSONDecodeError:
+            meta = None
+        if not (isinstance(meta, dict) and meta.keys() >= _META_KEYS):
+            raise DataError(
+                f"{repo}@{branch}: the head commit {head} is open and was not started by cdl; "
+                f"finish it (`pachctl finish commit {repo}@{head}`) if its files are complete, "
+                f"or drop it (`pachctl delete commit {head}`), then run again"
+            )
+        started = info.started.isoformat() if _is_set(info.started) else "at an unknown time"
+        log.warning(
+            "%s@%s: dropping the open commit %s (%r, started %s): a run that did not finish "
+            "left it; its files may be partial, so it is dropped, never finished, and no "
+            "pipeline or training reads it",
+            repo,
+            branch,
+            head,
+            meta.get("message", ""),
+            started,
+        )
+        self._call(
+            f"drop open commit {repo}@{head}",
+            self.client.pfs.drop_commit_set,
+            commit_set=self.pfs.CommitSet(id=head),
+        )
+        return head
+
     def put(
         self,
         repo: str,
@@ -155,6 +221,8 @@ class PachydermStore(DataStore):
             "provenance": (provenance or Provenance()).to_dict(),
             "files": len(items),
         }
+        if repo in self.list_repos():
+            self.drop_open_head(repo, branch)
         open_commit = self._call(
             f"start commit on {repo}@{branch}",
             self.client.pfs.start_commit,
@@ -234,3 +302,8 @@ class PachydermStore(DataStore):
         while commits[-1].parent:
             commits.append(self.resolve(repo, commits[-1].parent))
         return commits
+
+
+def _is_set(timestamp: Any) -> bool:
+    """Whether a ``Timestamp`` field is set (betterproto decodes an unset one as the epoch)."""
+    return timestamp is not None and timestamp.timestamp() > 0
