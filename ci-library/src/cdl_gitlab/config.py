@@ -201,6 +201,10 @@ class ClusterProfileSection(_Section):
     namespace: str = "default"
     image_prefix: str = ""
     postgres_dsn_env: EnvVarName = "CDL_POSTGRES_DSN"
+    image_pull_secret: str = ""
+    """Name of a Kubernetes image pull Secret (kubernetes.io/dockerconfigjson) for the
+    project's registry images; trials get it as ``environment.pod_spec.spec.imagePullSecrets``.
+    Empty: the cluster pulls without credentials."""
     gitlab_token_env: EnvVarName = "CDL_GITLAB_TOKEN"
 
 
