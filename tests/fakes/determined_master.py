@@ -14,9 +14,10 @@ Experiments advance one step of ``experiment_states`` each time they are fetched
 (default: ACTIVE, ACTIVE, COMPLETED); each has one trial whose batches grow with it.
 
 What the real master refuses, the fake refuses: a model context over the SDK's
-``MAX_CONTEXT_SIZE`` (``context_limit``), ``image``/``env``/``envFrom``/``command`` in the
-containers of ``environment.pod_spec``. Checkpoints without validation metrics are kept and
-sorted last (as the master's ``ORDER BY ... NULLS LAST``).
+``MAX_CONTEXT_SIZE`` (``context_limit``), ``image``/``command``/probes... in the
+``determined-container`` of ``environment.pod_spec`` (its ``env`` is merged into the trial's
+container: ``secretKeyRef`` entries are resolved from ``kube_secrets``). Checkpoints without
+validation metrics are kept and sorted last (as the master's ``ORDER BY ... NULLS LAST``).
 
 Each experiment's trial RUNS: its entrypoint is executed at submission in a clean subprocess,
 in a folder holding the uploaded context, with only the config's
@@ -84,8 +85,28 @@ TRIAL_STATES = {
     "STATE_STARTING",
     "STATE_RUNNING",
 }  # bindings.trialv1State
-# environment.pod_spec container fields the master's schema refuses (disallowProperties)
-POD_CONTAINER_REFUSED = ("image", "command", "args", "env", "envFrom", "workingDir", "ports")
+# fields of the pod_spec container named determined-container that the 0.38 master's schema
+# refuses (disallowProperties, snake_case there; camelCase as Kubernetes specs spell them);
+# its env and envFrom are allowed and merged into the trial's container
+POD_CONTAINER_REFUSED = (
+    "image",
+    "command",
+    "args",
+    "working_dir",
+    "workingDir",
+    "ports",
+    "liveness_probe",
+    "livenessProbe",
+    "readiness_probe",
+    "readinessProbe",
+    "startup_probe",
+    "startupProbe",
+    "lifecycle",
+    "image_pull_policy",
+    "imagePullPolicy",
+    "security_context",
+    "securityContext",
+)
 TRIAL_TIMEOUT = 300
 
 
@@ -159,6 +180,8 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
         self.experiment_states = ["STATE_ACTIVE", "STATE_ACTIVE", "STATE_COMPLETED"]
         self.context_limit = MAX_CONTEXT_SIZE
         self.trial_runs: dict[int, TrialRun] = {}
+        # Kubernetes Secrets of Determined's namespace: name -> {key: value}
+        self.kube_secrets: dict[str, dict[str, str]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
 
@@ -475,10 +498,35 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
     def _refused_pod_spec(config: dict[str, Any]) -> str:
         pod_spec = (config.get("environment") or {}).get("pod_spec") or {}
         for container in (pod_spec.get("spec") or {}).get("containers") or []:
+            if container.get("name") != "determined-container":
+                continue
             for key in POD_CONTAINER_REFUSED:
                 if key in container:
                     return f"environment.pod_spec: container {key} is not configurable"
         return ""
+
+    def _pod_env(self, config: dict[str, Any]) -> tuple[dict[str, str], str]:
+        """The determined-container's ``env`` resolved against ``kube_secrets`` (what the
+        kubelet does), or the error that keeps the pod from starting."""
+        pod_spec = (config.get("environment") or {}).get("pod_spec") or {}
+        env: dict[str, str] = {}
+        for container in (pod_spec.get("spec") or {}).get("containers") or []:
+            if container.get("name") != "determined-container":
+                continue
+            for entry in container.get("env") or []:
+                if "value" in entry:
+                    env[entry["name"]] = str(entry["value"])
+                    continue
+                ref = (entry.get("valueFrom") or {}).get("secretKeyRef") or {}
+                secret = self.kube_secrets.get(ref.get("name", ""))
+                if secret is not None and ref.get("key") in secret:
+                    env[entry["name"]] = secret[ref["key"]]
+                elif not ref.get("optional"):
+                    return env, (
+                        f"CreateContainerConfigError: secret {ref.get('name')!r} or its key "
+                        f"{ref.get('key')!r} not found"
+                    )
+        return env, ""
 
     def _run_trial(self, config: dict[str, Any], files: dict[str, bytes]) -> TrialRun:
         """Run the entrypoint as the cluster would: the context as working directory, only
@@ -489,6 +537,10 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
             variables = variables.get("cpu") or []
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
         env.update(item.partition("=")[::2] for item in variables)
+        pod_env, error = self._pod_env(config)
+        if error:
+            return TrialRun([], env, 1, error)
+        env.update(pod_env)
         # Both images have Python with the determined SDK and the ML libraries (this
         # interpreter's site-packages, without processing .pth files: the editable install
         # of cdl-gitlab is not seen); only the training image adds cdl-gitlab.

@@ -143,8 +143,12 @@ def test_trial_without_its_endpoints_fails_on_the_cluster(
     assert "trial: CDL_POSTGRES_DSN is not set" in run.output
     # and CDL refuses to submit without them
     monkeypatch.setenv("CDL_TRAIN_IMAGE", TRAIN_IMAGE)
-    with pytest.raises(TrialEnvironmentError, match="CDL_POSTGRES_DSN"):
+    with pytest.raises(TrialEnvironmentError, match="PACHD_ADDRESS"):
         _submit(project)
+    monkeypatch.setenv("PACHD_ADDRESS", "pachd.cluster.local:30650")
+    with pytest.raises(TrialEnvironmentError, match="set CDL_POSTGRES_DSN"):
+        _submit(project)
+    assert len(det_master.calls("POST", "/api/v1/experiments")) == 1  # the direct one
 
 
 def _sparse(path: Path, size: int) -> None:
@@ -275,3 +279,51 @@ def test_rendered_detignore_keeps_the_ci_job_files_out(project: Path) -> None:
     text = (project / ".detignore").read_text()
     for pattern in (".cdl-venv/", ".cache/", ".cdl/", ".venv*/", "/image-digest.txt"):
         assert pattern in text.splitlines()
+
+
+def test_secrets_by_reference_to_a_kubernetes_secret(
+    project: Path, det_master: FakeDeterminedMaster, monkeypatch
+) -> None:
+    """Item 3 with cluster.trial_secret: the DSN reaches the trial from the Kubernetes Secret
+    (pod spec secretKeyRef); no secret value is sent to the master."""
+    trial_endpoints(monkeypatch)
+    monkeypatch.delenv("CDL_POSTGRES_DSN")
+    config_file = project / "cdl.yaml"
+    config_file.write_text(config_file.read_text() + "cluster: {trial_secret: cdl-trial}\n")
+    (project / "model/needs_endpoints.py").write_text(NEEDS_ENDPOINTS)
+    overrides = {"entrypoint": "python3 -m model.needs_endpoints"}
+    det_master.kube_secrets["cdl-trial"] = {"CDL_POSTGRES_DSN": TRIAL_DSN}
+
+    experiment_id = _submit(project, overrides=overrides)
+
+    run = det_master.trial_runs[experiment_id]
+    assert run.returncode == 0, run.output
+    assert run.env["CDL_POSTGRES_DSN"] == TRIAL_DSN
+    (create,) = [r for r in det_master.requests if r.path == "/api/v1/experiments"]
+    assert TRIAL_DSN not in create.json["config"]
+    sent = yaml.safe_load(create.json["config"])["environment"]
+    (container,) = sent["pod_spec"]["spec"]["containers"]
+    assert container["name"] == "determined-container"
+    assert container["env"][0] == {
+        "name": "CDL_POSTGRES_DSN",
+        "valueFrom": {"secretKeyRef": {"name": "cdl-trial", "key": "CDL_POSTGRES_DSN"}},
+    }
+    # the Secret missing on the cluster: the pod cannot start, the experiment errors
+    det_master.kube_secrets.clear()
+    with pytest.raises(ClusterError, match="ended ERROR"):
+        _submit(project, overrides=overrides)
+    assert "CreateContainerConfigError" in det_master.trial_runs[experiment_id + 1].output
+
+
+def test_the_fake_master_refuses_what_the_determined_container_owns(
+    project: Path, det_master: FakeDeterminedMaster
+) -> None:
+    from determined.common.api import errors
+
+    config = yaml.safe_load((project / "model/const.yaml").read_text())
+    config["environment"]["pod_spec"] = {
+        "spec": {"containers": [{"name": "determined-container", "image": "python:3.11"}]}
+    }
+    det = connect(det_master.url)
+    with pytest.raises(errors.APIException, match="container image is not configurable"):
+        det.create_experiment(config, model_dir=str(project / "model"))

@@ -205,6 +205,12 @@ class ClusterProfileSection(_Section):
     """Name of a Kubernetes image pull Secret (kubernetes.io/dockerconfigjson) for the
     project's registry images; trials get it as ``environment.pod_spec.spec.imagePullSecrets``.
     Empty: the cluster pulls without credentials."""
+    trial_secret: str = ""
+    """Name of a Kubernetes Secret in Determined's namespace holding the trial's secrets under
+    keys named like their variables (the one of ``postgres_dsn_env``, optionally
+    ``PACH_PYTHON_AUTH_TOKEN``). Set: trials reference it (pod spec ``secretKeyRef``) and no
+    secret value is sent to the master. Empty: the values are sent from the submitting job's
+    environment as ``environment.environment_variables``."""
     gitlab_token_env: EnvVarName = "CDL_GITLAB_TOKEN"
 
 

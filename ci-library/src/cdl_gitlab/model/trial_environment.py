@@ -7,14 +7,19 @@ Applied to the experiment config in memory at submission (never to ``model/*.yam
   CUDA image of its own; without it, the config's own ``environment.image``. Every image must
   be pinned by digest: a tag alone is refused (a tag can move between submission and the
   trial's start, and Determined's default image has no ``cdl_gitlab``).
-- ``environment.environment_variables``: ``CDL_PROFILE=cluster``, the labels DSN (the
-  variable named by ``cluster.postgres_dsn_env``), ``PACHD_ADDRESS`` (from the environment or
-  ``cluster.pachyderm_address``) and Pachyderm's auth token (``PACH_PYTHON_AUTH_TOKEN``) where
-  set. The master refuses ``env``/``envFrom`` in ``environment.pod_spec`` containers
-  ("container Env is not configurable"), so values are the only way a trial gets variables;
-  the master keeps them with the experiment's config (visible to users who can see it).
+- ``environment.environment_variables``: ``CDL_PROFILE=cluster`` and ``PACHD_ADDRESS`` (from
+  the environment or ``cluster.pachyderm_address``).
+- The secrets: the labels DSN (the variable named by ``cluster.postgres_dsn_env``) and
+  Pachyderm's auth token (``PACH_PYTHON_AUTH_TOKEN``, ``PACH_PYTHON_OIDC_TOKEN``) where set.
+  With ``cluster.trial_secret`` (a Kubernetes Secret with keys named like the variables) they
+  are references, ``env[].valueFrom.secretKeyRef`` of the pod spec's ``determined-container``
+  (which Determined 0.38's Kubernetes resource manager merges into the trial's container), and
+  no value leaves CI. Without it the values from the submitting job's environment go into
+  ``environment.environment_variables``, which the master stores with the experiment's config.
 - ``environment.pod_spec.spec.imagePullSecrets``: the Kubernetes Secret named by
   ``cluster.image_pull_secret`` (a name only; the credentials stay in Kubernetes).
+  ``environment.registry_auth`` is not used: the Kubernetes resource manager ignores it, and it
+  would carry the credentials in the config.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ if TYPE_CHECKING:
     from cdl_gitlab.config import Settings
 
 IMAGE_ENV = "CDL_TRAIN_IMAGE"
+DETERMINED_CONTAINER = "determined-container"
 PACH_TOKEN_ENVS = ("PACH_PYTHON_AUTH_TOKEN", "PACH_PYTHON_OIDC_TOKEN")
 DEVICE_TYPES = ("cpu", "cuda", "rocm")
 _PINNED = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}$")
@@ -82,26 +88,54 @@ def trial_image(environment: dict[str, Any]) -> str | dict[str, str]:
 
 
 def trial_variables(settings: Settings) -> dict[str, str]:
-    """The variables a CDL trial reads on the cluster, from this process's environment."""
-    cluster = settings.config.cluster
-    variables = {"CDL_PROFILE": "cluster"}
-    dsn = os.environ.get(cluster.postgres_dsn_env, "")
-    if not dsn:
-        raise TrialEnvironmentError(
-            f"the trial reads its labels from PostgreSQL: set {cluster.postgres_dsn_env} "
-            "(cluster.postgres_dsn_env) as a masked CI/CD variable"
-        )
-    variables[cluster.postgres_dsn_env] = dsn
+    """The plain variables a CDL trial reads on the cluster (no secrets)."""
     if not settings.pachyderm_address:
         raise TrialEnvironmentError(
             "the trial reads its data from Pachyderm: set cluster.pachyderm_address in "
             "cdl.yaml or PACHD_ADDRESS"
         )
-    variables["PACHD_ADDRESS"] = settings.pachyderm_address
-    for name in PACH_TOKEN_ENVS:
-        if os.environ.get(name):
-            variables[name] = os.environ[name]
-    return variables
+    return {"CDL_PROFILE": "cluster", "PACHD_ADDRESS": settings.pachyderm_address}
+
+
+def trial_secret_values(settings: Settings) -> dict[str, str]:
+    """The secret variables' values from this process's environment (no ``trial_secret``)."""
+    env_name = settings.config.cluster.postgres_dsn_env
+    dsn = os.environ.get(env_name, "")
+    if not dsn:
+        raise TrialEnvironmentError(
+            f"the trial reads its labels from PostgreSQL: set {env_name} "
+            "(cluster.postgres_dsn_env) as a masked CI/CD variable, or name a Kubernetes "
+            "Secret holding it in cluster.trial_secret"
+        )
+    values = {env_name: dsn}
+    values.update({name: os.environ[name] for name in PACH_TOKEN_ENVS if os.environ.get(name)})
+    return values
+
+
+def secret_references(settings: Settings, secret: str) -> list[dict[str, Any]]:
+    """``env`` entries of the determined-container that read the secrets from ``secret``."""
+
+    def reference(name: str, optional: bool) -> dict[str, Any]:
+        key_ref: dict[str, Any] = {"name": secret, "key": name}
+        if optional:
+            key_ref["optional"] = True
+        return {"name": name, "valueFrom": {"secretKeyRef": key_ref}}
+
+    dsn = reference(settings.config.cluster.postgres_dsn_env, optional=False)
+    return [dsn, *(reference(name, optional=True) for name in PACH_TOKEN_ENVS)]
+
+
+def _determined_container(pod_spec: dict[str, Any]) -> dict[str, Any]:
+    spec = pod_spec.get("spec") or {}
+    pod_spec["spec"] = spec
+    containers = spec.get("containers") or []
+    spec["containers"] = containers
+    for container in containers:
+        if container.get("name") == DETERMINED_CONTAINER:
+            return container
+    container = {"name": DETERMINED_CONTAINER}
+    containers.append(container)
+    return container
 
 
 def _merge_variables(existing: Any, variables: dict[str, str]) -> Any:
@@ -126,17 +160,28 @@ def apply_trial_environment(settings: Settings, config: dict[str, Any]) -> dict[
     if not isinstance(environment, dict):
         raise TrialEnvironmentError("environment: expected a mapping")
     environment["image"] = trial_image(environment)
+    cluster = settings.config.cluster
+    variables = trial_variables(settings)
+    if not cluster.trial_secret:
+        variables.update(trial_secret_values(settings))
     environment["environment_variables"] = _merge_variables(
-        environment.get("environment_variables"), trial_variables(settings)
+        environment.get("environment_variables"), variables
     )
-    secret = settings.config.cluster.image_pull_secret
-    if secret:
-        pod_spec = environment.setdefault("pod_spec", {}) or {}
+    if cluster.trial_secret or cluster.image_pull_secret:
+        pod_spec = environment.get("pod_spec") or {}
         environment["pod_spec"] = pod_spec
-        spec = pod_spec.setdefault("spec", {}) or {}
-        pod_spec["spec"] = spec
-        pulls = [p for p in spec.get("imagePullSecrets") or [] if p.get("name") != secret]
-        spec["imagePullSecrets"] = [*pulls, {"name": secret}]
+        if cluster.trial_secret:
+            container = _determined_container(pod_spec)
+            references = secret_references(settings, cluster.trial_secret)
+            names = {entry["name"] for entry in references}
+            own = [e for e in container.get("env") or [] if e.get("name") not in names]
+            container["env"] = [*own, *references]
+        if cluster.image_pull_secret:
+            spec = pod_spec.get("spec") or {}
+            pod_spec["spec"] = spec
+            name = cluster.image_pull_secret
+            pulls = [p for p in spec.get("imagePullSecrets") or [] if p.get("name") != name]
+            spec["imagePullSecrets"] = [*pulls, {"name": name}]
     result["environment"] = environment
     return result
 
