@@ -41,7 +41,7 @@ LOCAL_MONITOR = {"monitoring-report": "manual"}
 # ones; the update itself only in CDL_SCHEDULE=template-update schedules
 CONFLICTS = {"template-conflicts": "on_success"}
 TEMPLATE_UPDATE = {"template-update": "on_success"}
-CLUSTER_BUILDS = {"data-build-image": "on_success"}
+CLUSTER_BUILDS = {"data-build-image": "on_success", "model-build-image": "on_success"}
 CLUSTER_DEPLOY = {
     "deploy-package": "on_success",
     "deploy-build-image": "on_success",
@@ -96,7 +96,6 @@ EXPECTED: dict[str, dict[str, dict[str, str]]] = {
         "schedule-main-retrain": {
             **GATES,
             **CLUSTER_BUILDS,
-            "model-build-image": "on_success",  # a schedule's rules:changes are always true
             "deploy-select": "on_success",
             **CLUSTER_DEPLOY,
             "deploy-production": "manual",

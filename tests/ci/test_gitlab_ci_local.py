@@ -186,7 +186,12 @@ def test_cluster_profile_builds_images_and_deploys_from_manifests(
     assert "CDL_SETUP_REQUIREMENT" in train["before_script"][0]  # the one shared setup
     dev = _whens(h.list_jobs(project, *h.branch_vars("dev"), sandbox=sandbox))
     assert dev["data-build-image"] == "on_success"  # data/Dockerfile changed
-    assert dev["model-build-image"] == "never"  # model/ did not
+    # the training image (the trials' environment.image) is built whenever training can run
+    assert dev["model-build-image"] == dev["model-train"] == "on_success"
+    build = expanded["model-build-image"]
+    assert build["variables"]["CDL_BUILD_DOTENV"] == "CDL_TRAIN_IMAGE"
+    assert build["artifacts"]["reports"]["dotenv"] == "build-image.env"
+    assert {"job": "model-build-image", "optional": True, "artifacts": True} in train["needs"]
     assert (
         dev["deploy-package"]
         == dev["deploy-build-image"]

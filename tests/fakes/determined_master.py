@@ -12,6 +12,22 @@ bindings (``determined/common/api/bindings.py``), so the SDK parses the answers 
 
 Experiments advance one step of ``experiment_states`` each time they are fetched
 (default: ACTIVE, ACTIVE, COMPLETED); each has one trial whose batches grow with it.
+
+What the real master refuses, the fake refuses: a model context over the SDK's
+``MAX_CONTEXT_SIZE`` (``context_limit``), ``image``/``command``/probes... in the
+``determined-container`` of ``environment.pod_spec`` (its ``env`` is merged into the trial's
+container: ``secretKeyRef`` entries are resolved from ``kube_secrets``). Checkpoints without
+validation metrics are kept and sorted last (as the master's ``ORDER BY ... NULLS LAST``).
+
+Each experiment's trial RUNS: its entrypoint is executed at submission in a clean subprocess,
+in a folder holding the uploaded context, with only the config's
+``environment.environment_variables`` (plus ``PATH``, ``HOME`` and the image's
+``PYTHONPATH``). The image is modelled: Determined's default image (no ``environment.image``)
+is a python with the determined SDK and the ML libraries but without ``cdl_gitlab`` (this
+interpreter with ``-S`` and its site-packages on the path, so the editable install is not
+seen); the training image (``environment.image`` set) adds the package under test. A trial
+that exits non-zero ends its experiment in STATE_ERROR (``trial_runs`` keeps its exit code
+and output).
 """
 
 from __future__ import annotations
@@ -19,14 +35,22 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import importlib.util
 import io
 import itertools
 import json
+import os
+import shlex
+import subprocess
+import sys
+import sysconfig
 import tarfile
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -36,6 +60,54 @@ from fakes.loopback import LoopbackHTTPFake
 
 PASSWORD_SALT = "GubPEmmotfiK9TMD6Zdw"  # determined.common.api.authentication.PASSWORD_SALT
 VERSION = "0.38.1"
+MAX_CONTEXT_SIZE = 95 * 1024 * 1024  # determined.common.constants.MAX_CONTEXT_SIZE in 0.38
+# bindings.experimentv1State: the states after which an experiment no longer changes
+TERMINAL_STATES = (
+    "STATE_COMPLETED",
+    "STATE_CANCELED",
+    "STATE_ERROR",
+    "STATE_DELETED",
+    "STATE_DELETING",
+    "STATE_DELETE_FAILED",
+)
+TRIAL_STATES = {
+    "STATE_ACTIVE",
+    "STATE_PAUSED",
+    "STATE_STOPPING_CANCELED",
+    "STATE_STOPPING_KILLED",
+    "STATE_STOPPING_COMPLETED",
+    "STATE_STOPPING_ERROR",
+    "STATE_CANCELED",
+    "STATE_COMPLETED",
+    "STATE_ERROR",
+    "STATE_QUEUED",
+    "STATE_PULLING",
+    "STATE_STARTING",
+    "STATE_RUNNING",
+}  # bindings.trialv1State
+# fields of the pod_spec container named determined-container that the 0.38 master's schema
+# refuses (disallowProperties, snake_case there; camelCase as Kubernetes specs spell them);
+# its env and envFrom are allowed and merged into the trial's container
+POD_CONTAINER_REFUSED = (
+    "image",
+    "command",
+    "args",
+    "working_dir",
+    "workingDir",
+    "ports",
+    "liveness_probe",
+    "livenessProbe",
+    "readiness_probe",
+    "readinessProbe",
+    "startup_probe",
+    "startupProbe",
+    "lifecycle",
+    "image_pull_policy",
+    "imagePullPolicy",
+    "security_context",
+    "securityContext",
+)
+TRIAL_TIMEOUT = 300
 
 
 DET_USER = "ci-bot"
@@ -79,7 +151,18 @@ class _State:
     experiments: dict[int, dict[str, Any]] = field(default_factory=dict)
     experiment_files: dict[int, dict[str, bytes]] = field(default_factory=dict)
     experiment_steps: dict[int, int] = field(default_factory=dict)
+    experiment_scripts: dict[int, list[str]] = field(default_factory=dict)
     trials: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+@dataclass
+class TrialRun:
+    """What the trial's entrypoint did in the fake's subprocess."""
+
+    command: list[str]
+    env: dict[str, str]
+    returncode: int
+    output: str
 
 
 class FakeDeterminedMaster(LoopbackHTTPFake):
@@ -95,6 +178,10 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
         self.requests: list[RecordedRequest] = []
         self.state = _State()
         self.experiment_states = ["STATE_ACTIVE", "STATE_ACTIVE", "STATE_COMPLETED"]
+        self.context_limit = MAX_CONTEXT_SIZE
+        self.trial_runs: dict[int, TrialRun] = {}
+        # Kubernetes Secrets of Determined's namespace: name -> {key: value}
+        self.kube_secrets: dict[str, dict[str, str]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
 
@@ -349,11 +436,20 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
             return Reply(400, {"message": f"invalid experiment config: {exc}"})
         if "searcher" not in config:
             return Reply(400, {"message": "invalid experiment config: searcher is required"})
-        experiment_id = next(self._ids)
         files: dict[str, bytes] = {}
         for item in body.get("modelDefinition") or []:
             if item.get("type") == ord(tarfile.REGTYPE):
                 files[item["path"]] = base64.b64decode(item.get("content") or "")
+        size = sum(len(data) for data in files.values())
+        if size > self.context_limit:
+            return Reply(
+                400,
+                {"message": f"model definition is {size} bytes, over {self.context_limit}"},
+            )
+        refused = self._refused_pod_spec(config)
+        if refused:
+            return Reply(400, {"message": f"invalid experiment config: {refused}"})
+        experiment_id = next(self._ids)
         experiment = {
             "id": experiment_id,
             "name": config.get("name") or f"Experiment {experiment_id}",
@@ -388,27 +484,124 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
                 "totalBatchesProcessed": 0,
             }
         ]
+        run = self._run_trial(config, files)
+        self.trial_runs[experiment_id] = run
+        if run.returncode != 0:
+            # the trial fails on the "cluster": the experiment ends in ERROR
+            self.state.experiment_scripts[experiment_id] = [
+                *(s for s in self.experiment_states if s not in TERMINAL_STATES),
+                "STATE_ERROR",
+            ]
         return Reply(200, {"experiment": experiment, "config": config})
+
+    @staticmethod
+    def _refused_pod_spec(config: dict[str, Any]) -> str:
+        pod_spec = (config.get("environment") or {}).get("pod_spec") or {}
+        for container in (pod_spec.get("spec") or {}).get("containers") or []:
+            if container.get("name") != "determined-container":
+                continue
+            for key in POD_CONTAINER_REFUSED:
+                if key in container:
+                    return f"environment.pod_spec: container {key} is not configurable"
+        return ""
+
+    def _pod_env(self, config: dict[str, Any]) -> tuple[dict[str, str], str]:
+        """The determined-container's ``env`` resolved against ``kube_secrets`` (what the
+        kubelet does), or the error that keeps the pod from starting."""
+        pod_spec = (config.get("environment") or {}).get("pod_spec") or {}
+        env: dict[str, str] = {}
+        for container in (pod_spec.get("spec") or {}).get("containers") or []:
+            if container.get("name") != "determined-container":
+                continue
+            for entry in container.get("env") or []:
+                if "value" in entry:
+                    env[entry["name"]] = str(entry["value"])
+                    continue
+                ref = (entry.get("valueFrom") or {}).get("secretKeyRef") or {}
+                secret = self.kube_secrets.get(ref.get("name", ""))
+                if secret is not None and ref.get("key") in secret:
+                    env[entry["name"]] = secret[ref["key"]]
+                elif not ref.get("optional"):
+                    return env, (
+                        f"CreateContainerConfigError: secret {ref.get('name')!r} or its key "
+                        f"{ref.get('key')!r} not found"
+                    )
+        return env, ""
+
+    def _run_trial(self, config: dict[str, Any], files: dict[str, bytes]) -> TrialRun:
+        """Run the entrypoint as the cluster would: the context as working directory, only
+        the config's variables, the image's python (see the module docstring)."""
+        environment = config.get("environment") or {}
+        variables = environment.get("environment_variables") or []
+        if isinstance(variables, dict):
+            variables = variables.get("cpu") or []
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+        env.update(item.partition("=")[::2] for item in variables)
+        pod_env, error = self._pod_env(config)
+        if error:
+            return TrialRun([], env, 1, error)
+        env.update(pod_env)
+        # Both images have Python with the determined SDK and the ML libraries (this
+        # interpreter's site-packages, without processing .pth files: the editable install
+        # of cdl-gitlab is not seen); only the training image adds cdl-gitlab.
+        paths = [sysconfig.get_paths()["purelib"]]
+        if environment.get("image"):
+            spec = importlib.util.find_spec("cdl_gitlab")
+            assert spec is not None and spec.origin is not None
+            paths.insert(0, str(Path(spec.origin).parents[1]))  # the package under test
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        python = [sys.executable, "-S"]
+        entrypoint = config.get("entrypoint") or ""
+        words = shlex.split(entrypoint) if isinstance(entrypoint, str) else list(entrypoint)
+        starts = [i for i, word in enumerate(words) if word in ("python", "python3")]
+        if not starts:
+            return TrialRun(words, env, 1, f"fake master: cannot run entrypoint {entrypoint!r}")
+        command = [*python, *words[starts[-1] + 1 :]]
+        with tempfile.TemporaryDirectory(prefix="fake-det-trial-") as folder:
+            for name, data in files.items():
+                target = Path(folder, name)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            env["HOME"] = folder
+            try:
+                done = subprocess.run(
+                    command,
+                    cwd=folder,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=TRIAL_TIMEOUT,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired as exc:
+                return TrialRun(command, env, -1, f"timed out: {exc}")
+        return TrialRun(command, env, done.returncode, done.stdout + done.stderr)
 
     def _get_experiment(self, experiment_id: int) -> Reply:
         experiment = self.state.experiments.get(experiment_id)
         if experiment is None:
             return Reply(404, {"message": f"experiment {experiment_id} not found"})
-        step = min(self.state.experiment_steps[experiment_id], len(self.experiment_states) - 1)
+        states = self.state.experiment_scripts.get(experiment_id) or self.experiment_states
+        step = min(self.state.experiment_steps[experiment_id], len(states) - 1)
         self.state.experiment_steps[experiment_id] += 1
-        experiment["state"] = self.experiment_states[step]
-        experiment["progress"] = (step + 1) / len(self.experiment_states)
-        finished = experiment["state"] in ("STATE_COMPLETED", "STATE_ERROR", "STATE_CANCELED")
+        experiment["state"] = states[step]
+        experiment["progress"] = (step + 1) / len(states)
+        finished = experiment["state"] in TERMINAL_STATES
         if finished:
             experiment.setdefault("endTime", _now())
         for trial in self.state.trials[experiment_id]:
-            trial["state"] = experiment["state"] if finished else "STATE_RUNNING"
+            # trialv1State has no DELETE* states: a deleted experiment's trials keep theirs
+            if not finished:
+                trial["state"] = "STATE_RUNNING"
+            elif experiment["state"] in TRIAL_STATES:
+                trial["state"] = experiment["state"]
             trial["totalBatchesProcessed"] = 100 * (step + 1)
         return Reply(200, {"experiment": experiment})
 
     def _experiment_checkpoints(self, request: RecordedRequest, experiment_id: int) -> Reply:
-        """Completed checkpoints with a validation, best first by the searcher metric (the
-        master's order when no orderBy is given: ``smaller_is_better``)."""
+        """Completed checkpoints, best first by the searcher metric (the master's order when
+        no orderBy is given: ``smaller_is_better``); those without the metric (never
+        validated) come last, as the master sorts NULLs."""
         experiment = self.state.experiments.get(experiment_id)
         if experiment is None:
             return Reply(404, {"message": f"experiment {experiment_id} not found"})
@@ -419,12 +612,28 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
         found = [
             c
             for c in self.state.checkpoints.values()
-            if c["training"]["experimentId"] == experiment_id
-            and c["state"] == "STATE_COMPLETED"
-            and metric in c["training"].get("validationMetrics", {}).get("avgMetrics", {})
+            if c["training"]["experimentId"] == experiment_id and c["state"] == "STATE_COMPLETED"
         ]
-        found.sort(
-            key=lambda c: c["training"]["validationMetrics"]["avgMetrics"][metric],
-            reverse=not searcher.get("smaller_is_better", True),
-        )
+
+        def value(checkpoint: dict[str, Any]) -> float | None:
+            metrics = checkpoint["training"].get("validationMetrics", {}).get("avgMetrics", {})
+            return metrics.get(metric)
+
+        validated = [c for c in found if value(c) is not None]
+        validated.sort(key=value, reverse=not searcher.get("smaller_is_better", True))  # type: ignore[arg-type]
+        found = validated + [c for c in found if value(c) is None]
         return self._page(request, "checkpoints", found)
+
+
+TRAIN_IMAGE = "registry.example.org/group/project/train@sha256:" + "ab" * 32
+TRIAL_DSN = "postgresql://trial:pw@labels.example.org:5432/labels"
+
+
+def trial_endpoints(monkeypatch: Any, pachd_address: str = "127.0.0.1:30650") -> None:
+    """What a CI job of the cluster profile has in its environment for the trial: the image
+    digest (model-build-image's dotenv report), the labels DSN and Pachyderm's address (kept
+    when a test already set one)."""
+    monkeypatch.setenv("CDL_TRAIN_IMAGE", TRAIN_IMAGE)
+    monkeypatch.setenv("CDL_POSTGRES_DSN", TRIAL_DSN)
+    if not os.environ.get("PACHD_ADDRESS"):
+        monkeypatch.setenv("PACHD_ADDRESS", pachd_address)

@@ -203,3 +203,43 @@ def test_lint_paths_prints_and_returns_exit_code(tmp_path: Path, capsys) -> None
     assert f"{bad}: error: min_checkpoint_period: deprecated" in out
     assert f"{broken}: error: (top level): not valid YAML" in out
     assert f"{bad}: 1 error(s)" in out
+
+
+def test_environment_keys_follow_the_masters_schema() -> None:
+    """environment has ports (and no slurm/pbs: those are top-level, ignored on Kubernetes);
+    the determined-container's image and probes are the master's."""
+    config = yaml.safe_load(ADAPTIVE)
+    config["environment"] = {
+        "ports": {"tensorboard": 6006},
+        "proxy_ports": [{"proxy_port": 8888, "default_service_id": True}],
+        "pod_spec": {
+            "spec": {
+                "imagePullSecrets": [{"name": "registry"}],
+                "containers": [
+                    {
+                        "name": "determined-container",
+                        "env": [
+                            {
+                                "name": "CDL_POSTGRES_DSN",
+                                "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}},
+                            }
+                        ],
+                    }
+                ],
+            }
+        },
+    }
+    assert lint_config(config) == []
+    config["environment"]["slurm"] = ["--time=05:00"]
+    config["environment"]["pbs"] = ["-l walltime=1:00:00"]
+    config["environment"]["pod_spec"]["spec"]["containers"][0]["image"] = "python:3.11"
+    config["environment"]["pod_spec"]["spec"]["containers"][0]["readinessProbe"] = {}
+    config["slurm"] = {"sbatch_args": ["--time=05:00"]}
+    issues = {issue.path: issue for issue in lint_config(config)}
+    assert issues["environment.slurm"].kind == "unknown"
+    assert issues["environment.pbs"].kind == "unknown"
+    image = issues["environment.pod_spec.spec.containers[0].image"]
+    assert image.severity == "error" and "set environment.image" in image.message
+    assert "environment.pod_spec.spec.containers[0].readinessProbe" in issues
+    assert issues["slurm"].severity == "warning"
+    assert "Kubernetes resource manager" in issues["slurm"].message

@@ -29,7 +29,12 @@ from cdl_gitlab.registry import (
     open_registry,
     production_version,
 )
-from fakes.determined_master import DET_PASSWORD, FakeDeterminedMaster, salted_hash
+from fakes.determined_master import (
+    DET_PASSWORD,
+    FakeDeterminedMaster,
+    salted_hash,
+    trial_endpoints,
+)
 from fakes.pachd import FakePachd
 
 PASSWORD = DET_PASSWORD
@@ -43,6 +48,7 @@ def master(det_master: FakeDeterminedMaster) -> FakeDeterminedMaster:
 @pytest.fixture
 def cluster_settings(project: Path, master: FakeDeterminedMaster, monkeypatch):
     monkeypatch.setenv("DET_MASTER", master.url)
+    trial_endpoints(monkeypatch)
     return load_settings(project / "cdl.yaml", profile="cluster")
 
 

@@ -219,6 +219,7 @@ def test_cluster_run_registers_in_mlflow(
     from cdl_gitlab.data.names import validated_repo
     from cdl_gitlab.data.stores import open_store
     from cdl_gitlab.model.cluster import register_best_checkpoint, submit_experiment
+    from fakes.determined_master import trial_endpoints
     from fakes.pachd import FakePachd
 
     config = project / "cdl.yaml"
@@ -230,6 +231,7 @@ def test_cluster_run_registers_in_mlflow(
     pachd = FakePachd().start()
     try:
         monkeypatch.setenv("PACHD_ADDRESS", pachd.address)
+        trial_endpoints(monkeypatch)
         settings = load_settings(config)
         store = open_store(settings)
         store.create_repo(validated_repo(settings, "test"))

@@ -201,9 +201,18 @@ class ClusterProfileSection(_Section):
     namespace: str = "default"
     image_prefix: str = ""
     image_pull_secret: str = ""
-    """Kubernetes secret (type docker-registry) the cluster pulls the project's registry images
-    with; ``cdl data deploy`` puts it into each spec's ``transform.image_pull_secrets``."""
+    """Name of a Kubernetes image pull Secret (kubernetes.io/dockerconfigjson) for the
+    project's registry images: ``cdl data deploy`` puts it into each Pachyderm spec's
+    ``transform.image_pull_secrets``, trials get it as
+    ``environment.pod_spec.spec.imagePullSecrets``. Empty: the cluster pulls without
+    credentials."""
     postgres_dsn_env: EnvVarName = "CDL_POSTGRES_DSN"
+    trial_secret: str = ""
+    """Name of a Kubernetes Secret in Determined's namespace holding the trial's secrets under
+    keys named like their variables (the one of ``postgres_dsn_env``, optionally
+    ``PACH_PYTHON_AUTH_TOKEN``). Set: trials reference it (pod spec ``secretKeyRef``) and no
+    secret value is sent to the master. Empty: the values are sent from the submitting job's
+    environment as ``environment.environment_variables``."""
     gitlab_token_env: EnvVarName = "CDL_GITLAB_TOKEN"
 
 

@@ -1,8 +1,10 @@
 """Submit experiments to the Determined master of the cluster profile and follow them.
 
-``submit_experiment`` lints the config, sends it with the context folder through the
-determined SDK (``Determined.create_experiment``; ``.detignore`` is honoured by the SDK),
-records the id in ``<state_dir>/cluster-experiments.json`` and, by default, polls until the
+``submit_experiment`` lints the config, sets what the trial needs on the cluster (image pinned
+by digest, endpoints and secrets, pull secret: ``cdl_gitlab.model.trial_environment``, in
+memory), checks the context's size against the SDK's limit, sends it with the context folder
+through the determined SDK (``Determined.create_experiment``; ``.detignore`` is honoured by the
+SDK), records the id in ``<state_dir>/cluster-experiments.json`` and, by default, polls until the
 experiment ends, printing progress. ``register_best_checkpoint`` then registers the
 experiment's best checkpoint (by its searcher metric) in the Determined model registry with
 the same metadata and lineage a local run records.
@@ -26,6 +28,8 @@ import yaml
 from cdl_gitlab.errors import CDLError
 from cdl_gitlab.fsutil import atomic_write_json, file_lock
 from cdl_gitlab.model.config_lint import lint_config
+from cdl_gitlab.model.context_size import check_context
+from cdl_gitlab.model.trial_environment import apply_trial_environment, without_secrets
 from cdl_gitlab.registry.base import ModelVersion, merge_metadata
 from cdl_gitlab.registry.determined_backend import DeterminedRegistry, connect, master_errors
 
@@ -33,7 +37,16 @@ if TYPE_CHECKING:
     from cdl_gitlab.config import Settings
 
 RECORD_FILE = "cluster-experiments.json"
-TERMINAL = {"COMPLETED", "CANCELED", "ERROR", "DELETED"}
+# The experiment states after which nothing more happens (bindings.experimentv1State): the
+# STOPPING_* states and the ACTIVE substates (QUEUED, PULLING, STARTING, RUNNING) still move.
+TERMINAL = {"COMPLETED", "CANCELED", "ERROR", "DELETED", "DELETING", "DELETE_FAILED"}
+ENDINGS = {
+    "CANCELED": "was canceled (killed or stopped on the master)",
+    "ERROR": "failed: a trial errored (an import, a missing variable, an exception)",
+    "DELETED": "was deleted on the master",
+    "DELETING": "is being deleted on the master",
+    "DELETE_FAILED": "was deleted on the master, and the deletion failed",
+}
 
 
 class ClusterError(CDLError):
@@ -138,10 +151,11 @@ def submit_experiment(
 ) -> int:
     """Create the experiment on ``settings.determined_master`` and return its id.
 
-    Lint errors stop the submission. With ``wait``, polls until the experiment ends and raises
-    ClusterError unless it COMPLETED (the id is recorded either way).
+    Lint errors, an image not pinned by digest, a missing endpoint or an oversized context stop
+    the submission before anything is sent. With ``wait``, polls until the experiment ends and
+    raises ClusterError unless it COMPLETED (the id is recorded either way).
     """
-    config = load_experiment_config(config_path, overrides)
+    config = apply_trial_environment(settings, load_experiment_config(config_path, overrides))
     if lint:
         errors = [
             i
@@ -150,10 +164,14 @@ def submit_experiment(
         ]
         if errors:
             raise ClusterError("the experiment config has errors:\n" + "\n".join(map(str, errors)))
+    check_context(Path(context_dir))
     master = settings.determined_master
     client = connect(master)
     with master_errors(master, f"submit {config_path}"):
-        experiment = client.create_experiment(config, model_dir=str(context_dir))
+        try:
+            experiment = client.create_experiment(config, model_dir=str(context_dir))
+        except ValueError as exc:  # the SDK's own context checks (size, duplicate paths)
+            raise ClusterError(f"submit {config_path}: the model context: {exc}") from exc
     echo(f"submitted experiment {experiment.id} to {master}")
     record_experiment(
         settings,
@@ -177,7 +195,10 @@ def submit_experiment(
         )
     record_experiment(settings, experiment.id, state=state)
     if state != "COMPLETED":
-        raise ClusterError(f"experiment {experiment.id} ended {state} (see its logs on {master})")
+        raise ClusterError(
+            f"experiment {experiment.id} ended {state}: it {ENDINGS.get(state, 'did not complete')}"
+            f" (see its logs on {master}: det experiment logs {experiment.id})"
+        )
     return int(experiment.id)
 
 
@@ -211,7 +232,7 @@ def register_best_checkpoint(
     logged-in client (``registry``'s) serves the lookups, the download and the registration.
     """
     from cdl_gitlab.model.checkpoint import read_spec
-    from cdl_gitlab.model.expconf import slots_per_trial
+    from cdl_gitlab.model.expconf import searcher_metric, slots_per_trial
     from cdl_gitlab.model.register import register_checkpoint
 
     master = settings.determined_master
@@ -230,6 +251,15 @@ def register_best_checkpoint(
     if training is None:
         raise ClusterError(f"checkpoint {checkpoint.uuid} has no training metadata")
     validation = dict((training.validation_metrics or {}).get("avgMetrics") or {})
+    metric, _ = searcher_metric(exp_conf)
+    if metric not in validation:
+        # the master sorts checkpoints without the searcher metric last: the "best" one has
+        # none only when no checkpoint of the experiment was validated
+        raise ClusterError(
+            f"experiment {experiment_id} has no completed checkpoint with a validation of "
+            f"{metric} (the best one, {checkpoint.uuid}, was never validated): nothing to "
+            "register (validate before each checkpoint, e.g. validation_period in Trainer.fit)"
+        )
     with tempfile.TemporaryDirectory(prefix="cdl-checkpoint-") as tmp:
         folder = Path(tmp) / checkpoint.uuid
         with master_errors(master, f"download checkpoint {checkpoint.uuid}"):
@@ -298,5 +328,5 @@ def register_cluster_experiment(settings: Settings, experiment_id: int) -> Model
     state = experiment.state.value.removeprefix("STATE_")
     if state != "COMPLETED":
         raise ClusterError(f"experiment {experiment_id} is {state}: register it once it completes")
-    config = dict(experiment.config or {})
+    config = without_secrets(settings, dict(experiment.config or {}))
     return register_best_checkpoint(settings, experiment_id, config, registry=registry)

@@ -1,8 +1,13 @@
 """Lint Determined 0.38 experiment configs against the schema shipped in ``cdl/schemas``.
 
-The determined wheel carries no experiment-config schema, so CDL ships one with the current
-0.38 keys only (``determined-experiment-0.38.json``). Every issue names its key path
-(``searcher.max_trials``). Deprecated and removed keys are errors that say what to use instead.
+The determined wheel (0.38.1) carries no experiment-config schema (its bindings do not model
+the config either), so CDL ships one written from the rules of the master's own expconf v0
+schema of the 0.38.1 release, with the current keys only (``determined-experiment-0.38.json``):
+``environment`` has ``ports`` and no ``slurm``/``pbs`` (those are top-level sections, which the
+Kubernetes resource manager ignores: a warning), and the master's refusals inside
+``environment.pod_spec`` (the ``determined-container``'s image, command, probes... are its
+own) are checked here. Every issue names its key path (``searcher.max_trials``). Deprecated
+and removed keys are errors that say what to use instead.
 """
 
 from __future__ import annotations
@@ -65,6 +70,36 @@ REMOVED_SEARCHERS = {
     "sync_halving": "removed: use adaptive_asha",
     "adaptive": "removed: use adaptive_asha",
     "adaptive_simple": "removed: use adaptive_asha",
+}
+DETERMINED_CONTAINER = "determined-container"
+# The master's refusals in a pod_spec container named determined-container (both spellings:
+# the schema names them in snake_case, Kubernetes specs are written in camelCase).
+POD_CONTAINER_FIXED: dict[str, str] = {
+    "image": "set environment.image instead",
+    "command": "the master runs the entrypoint",
+    "args": "the master runs the entrypoint",
+    "working_dir": "the master sets it",
+    "workingDir": "the master sets it",
+    "ports": "use environment.ports or proxy_ports",
+    "liveness_probe": "the master manages the container",
+    "livenessProbe": "the master manages the container",
+    "readiness_probe": "the master manages the container",
+    "readinessProbe": "the master manages the container",
+    "startup_probe": "the master manages the container",
+    "startupProbe": "the master manages the container",
+    "lifecycle": "the master manages the container",
+    "termination_message_path": "the master manages the container",
+    "terminationMessagePath": "the master manages the container",
+    "termination_message_policy": "the master manages the container",
+    "terminationMessagePolicy": "the master manages the container",
+    "image_pull_policy": "set environment.force_pull_image instead",
+    "imagePullPolicy": "set environment.force_pull_image instead",
+    "security_context": "set environment.add_capabilities / drop_capabilities instead",
+    "securityContext": "set environment.add_capabilities / drop_capabilities instead",
+}
+HPC_SECTIONS = {
+    "slurm": "Slurm launcher clusters",
+    "pbs": "PBS launcher clusters",
 }
 _ENTRYPOINT_CLASS = re.compile(r"^([A-Za-z_][\w.]*):([A-Za-z_]\w*)$")
 
@@ -132,6 +167,45 @@ def _deprecations(config: dict[str, Any], source: str, context_dir: Path | None)
             )
     issues += _entrypoint_issues(config.get("entrypoint"), source, context_dir)
     return issues
+
+
+def _pod_spec_issues(config: dict[str, Any], source: str) -> list[LintIssue]:
+    """What the master refuses in ``environment.pod_spec``'s determined-container."""
+    found, containers = _get(config, "environment.pod_spec.spec.containers")
+    if not found or not isinstance(containers, list):
+        return []
+    issues = []
+    for index, container in enumerate(containers):
+        if not isinstance(container, dict) or container.get("name") != DETERMINED_CONTAINER:
+            continue
+        for key in container:
+            if key in POD_CONTAINER_FIXED:
+                issues.append(
+                    LintIssue(
+                        source,
+                        f"environment.pod_spec.spec.containers[{index}].{key}",
+                        f"not configurable in the {DETERMINED_CONTAINER} (the master refuses "
+                        f"it): {POD_CONTAINER_FIXED[key]}",
+                        "invalid",
+                    )
+                )
+    return issues
+
+
+def _hpc_issues(config: dict[str, Any], source: str) -> list[LintIssue]:
+    """``slurm``/``pbs``: valid keys the Kubernetes resource manager ignores."""
+    return [
+        LintIssue(
+            source,
+            key,
+            f"applies to {where} only: the Kubernetes resource manager of the cluster profile "
+            "ignores it (resources.slots_per_trial and resource_pool choose the hardware)",
+            "invalid",
+            "warning",
+        )
+        for key, where in HPC_SECTIONS.items()
+        if key in config
+    ]
 
 
 def _entrypoint_issues(entrypoint: Any, source: str, context_dir: Path | None) -> list[LintIssue]:
@@ -245,6 +319,8 @@ def lint_config(
     skip = {issue.path for issue in issues if issue.kind == "deprecated"}
     issues += list(_schema_issues(config, source, skip))
     issues += _hyperparameter_issues(config, source)
+    issues += _pod_spec_issues(config, source)
+    issues += _hpc_issues(config, source)
     return issues
 
 
