@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,8 +53,14 @@ def json_depth(raw: bytes, at_most: int | None = None) -> int:
     return int(max(np.cumsum(steps).max(), 0))
 
 
-def decode_json(raw: bytes | str, limits: GuardLimits, what: str) -> Any:
-    """``raw`` decoded as UTF-8 JSON, after the size and depth bounds."""
+def decode_json(
+    raw: bytes | str,
+    limits: GuardLimits,
+    what: str,
+    loads: Callable[[str], Any] = json.loads,
+) -> Any:
+    """``raw`` decoded as UTF-8 JSON by ``loads`` (any decoder whose errors are ValueErrors),
+    after the size and depth bounds."""
     data = raw.encode("utf-8", errors="surrogatepass") if isinstance(raw, str) else raw
     if len(data) > limits.max_bytes:
         raise InvalidRequest(
@@ -71,7 +78,7 @@ def decode_json(raw: bytes | str, limits: GuardLimits, what: str) -> Any:
     except UnicodeDecodeError as exc:
         raise InvalidRequest(BAD_ENCODING, f"{what} is not UTF-8 text: {exc}") from None
     try:
-        return json.loads(text)
+        return loads(text)
     except ValueError as exc:
         raise InvalidRequest(BAD_JSON, f"{what} is not valid JSON: {exc}") from None
     except RecursionError:  # cannot pass the depth bound; kept so no decoder error is a 500

@@ -3,7 +3,7 @@
 MLServer (1.7) decodes a body itself: a broken ``Content-Encoding: gzip`` body is a 500, and
 it reads bodies of any size and nesting depth. Before MLServer sees a request, the guard
 answers with a 4xx and a reason (``{"error": "REASON: ..."}``) and stores the rejection with
-the model's runtime (:data:`cdl_gitlab.serving.mlserver_runtime.RUNTIMES`):
+the model's runtime (:data:`cdl_gitlab.serving.mlserver_registry.RUNTIMES`):
 
 - the model-repository API (load/unload a model) and the streaming routes: 404 (not served);
 - a content encoding other than ``identity``: 415; a content type other than JSON: 415;
@@ -25,14 +25,18 @@ import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import orjson
 from mlserver.types import InferenceRequest
 from pydantic import ValidationError
 
 from cdl_gitlab.serving.common import DEFAULT_LIMITS
 from cdl_gitlab.serving.limits import GuardLimits, decode_json
-from cdl_gitlab.serving.mlserver_runtime import FEEDBACK, PREDICT, RUNTIMES, error_text
+from cdl_gitlab.serving.mlserver_registry import RUNTIMES
+from cdl_gitlab.serving.mlserver_runtime import FEEDBACK, PREDICT, error_text
 from cdl_gitlab.serving.validation import (
+    BAD_JSON,
     BAD_PAYLOAD,
+    BAD_VALUE,
     TOO_LARGE,
     UNSUPPORTED_MEDIA,
     InvalidRequest,
@@ -46,6 +50,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _MODEL_ROUTE = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?/([a-z_]+)$")
 _NOT_SERVED = re.compile(r"^/v2/(repository/.*|models/[^/]+(/versions/[^/]+)?/\w+_stream)$")
+_NON_FINITE = re.compile(rb"(?<![\w\"])-?(NaN|Infinity)(?![\w\"])")
 _DEFAULT = GuardLimits(
     max_bytes=int(DEFAULT_LIMITS["max_request_bytes"]),
     max_depth=int(DEFAULT_LIMITS["max_json_depth"]),
@@ -104,8 +109,19 @@ def check_headers(scope: Scope, limits: GuardLimits) -> None:
 
 
 def check_infer_body(body: bytes, limits: GuardLimits) -> None:
-    """A decodable V2 inference request (size, depth, UTF-8, JSON, MLServer's schema)."""
-    payload = decode_json(body, limits, "the request body")
+    """A decodable V2 inference request (size, depth, UTF-8, JSON, MLServer's schema).
+
+    Decoded with ``orjson`` as MLServer decodes it, so what passes here MLServer decodes too
+    (``NaN``/``Infinity``, which Python's json would take, are refused: values must be finite).
+    """
+    try:
+        payload = decode_json(body, limits, "the request body", orjson.loads)
+    except InvalidRequest as exc:
+        if exc.reason == BAD_JSON and _NON_FINITE.search(body):
+            raise InvalidRequest(
+                BAD_VALUE, "the body holds NaN or Infinity: values must be finite JSON numbers"
+            ) from None
+        raise
     if not isinstance(payload, dict):
         raise InvalidRequest(BAD_PAYLOAD, "the request body must be a JSON object")
     try:

@@ -62,6 +62,7 @@ from cdl_gitlab.scoring import (
 )
 from cdl_gitlab.serving.common import limit, summarize_image, summarize_text
 from cdl_gitlab.serving.limits import GuardLimits, decode_json
+from cdl_gitlab.serving.mlserver_registry import RUNTIMES
 from cdl_gitlab.serving.validation import (
     BAD_FEEDBACK,
     BAD_PAYLOAD,
@@ -87,9 +88,6 @@ NUMERIC_TYPES = frozenset(
     | {"FP16", "FP32", "FP64"}
 )
 
-RUNTIMES: dict[str, CDLRuntime] = {}
-"""The loaded runtimes of this process by model name: the guard records rejections with them."""
-
 
 def error_text(exc: InvalidRequest) -> str:
     """The ``error`` of a 4xx answer: the reason first, then what was wrong."""
@@ -104,11 +102,11 @@ def _leaves(value: Any) -> Iterator[Any]:
         yield value
 
 
-def request_items(request_input: RequestInput, task: str) -> list[Any]:
+def request_items(request_input: RequestInput, task: str) -> Any:
     """The raw items of a V2 input for :func:`parse_texts` / :func:`parse_images`."""
     shape = list(request_input.shape)
-    if any(size < 0 for size in shape):
-        raise InvalidRequest(BAD_PAYLOAD, f"input shape {shape} has a negative size")
+    if any(size < 0 or size > 2**31 for size in shape):
+        raise InvalidRequest(BAD_PAYLOAD, f"input shape {shape}: sizes must be 0..2**31")
     values = list(_leaves(request_input.data.root))
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
     if count != len(values):
@@ -139,7 +137,7 @@ def request_items(request_input: RequestInput, task: str) -> list[Any]:
                 WRONG_TYPE,
                 f"value {index} is not a number; this is an image model: expected numbers",
             )
-    return np.asarray(values, dtype=np.float64).reshape(shape).tolist()
+    return np.asarray(values, dtype=np.float64).reshape(shape)
 
 
 class CDLRuntime(MLModel):
@@ -250,7 +248,10 @@ class CDLRuntime(MLModel):
         """The checked items of a request (:class:`InvalidRequest` if it is bad)."""
         if len(payload.inputs) != 1:
             raise InvalidRequest(BAD_PAYLOAD, f"send exactly one input, got {len(payload.inputs)}")
-        values = request_items(payload.inputs[0], self.manifest.task)
+        try:
+            values = request_items(payload.inputs[0], self.manifest.task)
+        except (ValueError, TypeError, OverflowError) as exc:  # numpy on odd values: a 400
+            raise InvalidRequest(BAD_PAYLOAD, f"the input cannot be read: {exc}") from None
         if self.manifest.task == "text":
             return parse_texts(values, self.max_batch, self.max_text_chars)
         return parse_images(values, self.manifest.input_shape, self.max_batch)
