@@ -14,8 +14,10 @@ if str(HERE) not in sys.path:
 from deploy_models import (  # noqa: E402
     keras_image_checkpoint,
     make_project,
+    mlserver_executable,
     register,
     serve_project,
+    torch_image_checkpoint,
     torch_text_checkpoint,
 )
 
@@ -88,3 +90,38 @@ def image_server(tmp_path_factory: pytest.TempPathFactory, image_checkpoint: Pat
     register(settings, image_checkpoint)
     with postgres_server.database() as url:
         yield from serve_project(settings, scoring_url=url)
+
+
+@pytest.fixture(scope="session")
+def torch_image_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return torch_image_checkpoint(tmp_path_factory.mktemp("ckpt") / "torch-image")
+
+
+@pytest.fixture(scope="module")
+def mlserver_text_server(tmp_path_factory: pytest.TempPathFactory, text_checkpoint: Path):
+    """The PyTorch text model served by MLServer with the CDL runtime (SQLite scoring)."""
+    executable = mlserver_executable()
+    settings = make_project(
+        tmp_path_factory.mktemp("mlserved") / "news", "pytorch", "text", "news-demo", "mlserver"
+    )
+    register(settings, text_checkpoint)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CDL_MLSERVER", str(executable))
+        yield from serve_project(settings)
+
+
+@pytest.fixture(scope="module")
+def mlserver_image_server(tmp_path_factory: pytest.TempPathFactory, torch_image_ckpt: Path):
+    """A PyTorch image model served by MLServer with the CDL runtime (SQLite scoring)."""
+    executable = mlserver_executable()
+    settings = make_project(
+        tmp_path_factory.mktemp("mlserved") / "fashion",
+        "pytorch",
+        "image",
+        "fashion-demo",
+        "mlserver",
+    )
+    register(settings, torch_image_ckpt)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CDL_MLSERVER", str(executable))
+        yield from serve_project(settings)

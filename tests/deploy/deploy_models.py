@@ -179,18 +179,48 @@ def keras_image_checkpoint(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def torch_image_checkpoint(folder: Path, seed: int = 0) -> Path:
+    """A PyTorch image MLP trained on the synthetic band images (the MLServer environment has
+    no TensorFlow: MLServer 1.7 needs protobuf>=5, TensorFlow 2.15 protobuf<5)."""
+    import torch
+
+    from cdl_gitlab.model.networks_torch import build_network
+
+    pixels, labels = images(40, seed)
+    features = FeatureState(ImageDecoder(28, 28), LabelEncoder(IMAGE_CLASSES))
+    hparams = {"arch": "mlp", "hidden": 16, "dropout": 0.0}
+    torch.manual_seed(seed)
+    network = build_network("image", [28, 28], len(IMAGE_CLASSES), hparams)
+    x = torch.from_numpy(np.asarray(pixels, dtype=np.float32))
+    y = torch.from_numpy(features.labels.encode(labels))
+    optimizer = torch.optim.Adam(network.parameters(), lr=0.01)
+    for _ in range(80):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(network(x), y)
+        loss.backward()
+        optimizer.step()
+    folder.mkdir(parents=True, exist_ok=True)
+    write_model_files(folder, _spec("pytorch", "image", [28, 28], IMAGE_CLASSES, hparams), features)
+    torch.save(network.eval().state_dict(), folder / WEIGHTS["pytorch"])
+    return folder
+
+
 def render_deployment(root: Path, answers: dict[str, Any]) -> Path:
     """Render the template's deployment/ folder into ``root/deployment`` with Copier."""
     render_subtree("deployment", root, answers)
     return root / "deployment"
 
 
-def make_project(root: Path, framework: str, task: str, model: str) -> Settings:
-    """A project folder: cdl.yaml and the rendered deployment/ folder."""
+def make_project(
+    root: Path, framework: str, task: str, model: str, engine: str = "seldon"
+) -> Settings:
+    """A project folder: cdl.yaml (``serving.engine``: ``engine``) and the rendered
+    deployment/ folder."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "cdl.yaml").write_text(
-        CDL_YAML.format(model=model, framework=framework, task=task), encoding="utf-8"
-    )
+    config = CDL_YAML.format(model=model, framework=framework, task=task)
+    if engine != "seldon":
+        config += f"serving:\n  engine: {engine}\n"
+    (root / "cdl.yaml").write_text(config, encoding="utf-8")
     render_deployment(
         root,
         {
@@ -224,12 +254,12 @@ class Served:
         self.info = info
         self.scoring_url = scoring_url
         self.url = info.url
-        self.predict_url = f"{info.url}/api/v1.0/predictions"
+        self.predict_url = info.predict_url
         self.metrics_url = f"http://127.0.0.1:{info.metrics_port}/metrics"
 
 
 def serve_project(settings: Settings, scoring_url: str | None = None) -> Iterator[Served]:
-    """Serve ``settings``' project with the real microservice until the generator closes."""
+    """Serve ``settings``' project with its engine's real server until the generator closes."""
     from cdl_gitlab.serving import local_server
 
     previous = os.environ.get("CDL_SCORING_URL")
@@ -250,3 +280,22 @@ def serve_project(settings: Settings, scoring_url: str | None = None) -> Iterato
     finally:
         local_server.stop(settings)
         local_server.stop_group(process.pid, grace=5)
+
+
+MLSERVER_VENV = REPO_ROOT / ".venv-mlserver"
+
+
+def mlserver_executable() -> Path:
+    """MLServer's executable for the tests: ``$CDL_MLSERVER``, else the repository's
+    ``.venv-mlserver`` (scripts/install-ci-tools.sh). Missing: a failure under CI, else a
+    skip with the reason."""
+    import pytest
+
+    explicit = os.environ.get("CDL_MLSERVER")
+    path = Path(explicit) if explicit else MLSERVER_VENV / "bin" / "mlserver"
+    if path.is_file():
+        return path
+    reason = f"MLServer not installed ({path}): run scripts/install-ci-tools.sh"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import click
 import pytest
 
 from cdl_gitlab.serving import local_server
@@ -43,12 +44,20 @@ def test_class_name_scheme() -> None:
 def test_predict_payloads(tmp_path: Path) -> None:
     from cdl_gitlab.cli.deploy_cmd import _payload
 
-    assert _payload(("a", "b"), None) == {"data": {"ndarray": ["a", "b"]}}
+    assert _payload(("a", "b"), None, "seldon") == {"data": {"ndarray": ["a", "b"]}}
     raw = tmp_path / "r.json"
     raw.write_text(json.dumps({"strData": "x"}))
-    assert _payload((), raw) == {"strData": "x"}
+    assert _payload((), raw, "seldon") == {"strData": "x"}
     raw.write_text(json.dumps([[0.0, 1.0]]))
-    assert _payload((), raw) == {"data": {"ndarray": [[0.0, 1.0]]}}
+    assert _payload((), raw, "seldon") == {"data": {"ndarray": [[0.0, 1.0]]}}
+    # serving.engine mlserver: V2 inference requests
+    text = {"name": "text", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]}
+    assert _payload(("a", "b"), None, "mlserver") == {"inputs": [text]}
+    image = {"name": "image", "shape": [1, 2], "datatype": "FP64", "data": [0.0, 1.0]}
+    assert _payload((), raw, "mlserver") == {"inputs": [image]}
+    raw.write_text(json.dumps([["a", 1]]))
+    with pytest.raises(click.BadParameter):
+        _payload((), raw, "mlserver")
 
 
 @pytest.mark.slow

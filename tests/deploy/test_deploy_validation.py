@@ -90,7 +90,7 @@ def test_message_types_before_numpy_coerces_them() -> None:
 
 
 def test_json_depth_and_decoding_bounds() -> None:
-    from cdl_gitlab.serving.guard import GuardLimits, decode_json, json_depth
+    from cdl_gitlab.serving.limits import GuardLimits, decode_json, json_depth
 
     assert json_depth(b'{"a": [[1], {"b": "[[[[["}]}') == 3
     assert json_depth(b"[" * 20_000) == 20_000

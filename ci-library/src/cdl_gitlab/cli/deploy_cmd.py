@@ -108,7 +108,8 @@ def serve(
     threads: int,
     foreground: bool,
 ) -> None:
-    """Serve a version with seldon-core-microservice on localhost."""
+    """Serve a version on localhost with the engine of cdl.yaml's ``serving.engine``:
+    seldon-core-microservice, or MLServer (V2; ``--workers``/``--threads`` apply to Seldon)."""
     from cdl_gitlab.serving import local_server
 
     settings = app.settings
@@ -122,7 +123,7 @@ def serve(
         grpc_port=grpc_port,
     )
     click.echo(
-        f"serving {info.model} v{info.version} at {info.url}/api/v1.0/predictions "
+        f"serving {info.model} v{info.version} at {info.predict_url} "
         f"(metrics: http://127.0.0.1:{info.metrics_port}/metrics, log: {info.log})"
     )
     if not foreground:
@@ -155,7 +156,8 @@ def stop(app: AppContext) -> None:
         click.echo(f"stopped {info.model} v{info.version} (pid {info.pid}, {info.url})")
 
 
-def _payload(texts: tuple[str, ...], json_file: Path | None) -> Any:
+def _payload(texts: tuple[str, ...], json_file: Path | None, engine: str) -> Any:
+    """The request body: Seldon's ``data.ndarray`` or a V2 inference request (mlserver)."""
     if texts and json_file:
         raise click.UsageError("give texts or --json FILE, not both")
     if json_file:
@@ -163,10 +165,41 @@ def _payload(texts: tuple[str, ...], json_file: Path | None) -> Any:
             data = json.loads(json_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise click.BadParameter(f"{json_file}: {exc}", param_hint="--json") from exc
-        return data if isinstance(data, dict) else {"data": {"ndarray": data}}
+        if isinstance(data, dict):
+            return data
+        return _v2_inputs(data) if engine == "mlserver" else {"data": {"ndarray": data}}
     if not texts:
-        raise click.UsageError("give one or more texts, or --json FILE with a Seldon payload")
+        raise click.UsageError("give one or more texts, or --json FILE with a request body")
+    if engine == "mlserver":
+        return _v2_inputs(list(texts))
     return {"data": {"ndarray": list(texts)}}
+
+
+def _v2_inputs(items: Any) -> dict[str, Any]:
+    """A V2 inference request for a JSON list of inputs: strings (BYTES) or pixel arrays."""
+    import numpy as np
+
+    values = items if isinstance(items, list) else [items]
+    if all(isinstance(item, str) for item in values):
+        return {
+            "inputs": [
+                {"name": "text", "shape": [len(values)], "datatype": "BYTES", "data": values}
+            ]
+        }
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise click.BadParameter(f"neither texts nor numbers: {exc}", param_hint="--json") from exc
+    return {
+        "inputs": [
+            {
+                "name": "image",
+                "shape": list(array.shape),
+                "datatype": "FP64",
+                "data": array.ravel().tolist(),
+            }
+        ]
+    }
 
 
 @deploy.command("predict")
@@ -175,7 +208,8 @@ def _payload(texts: tuple[str, ...], json_file: Path | None) -> Any:
     "--json",
     "json_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="A Seldon request body (an object), or a JSON list of inputs.",
+    help="A request body (an object: Seldon's, or V2 for serving.engine mlserver), or a JSON "
+    "list of inputs.",
 )
 @click.option("--url", default=None, help="Server base URL (default: the running local server).")
 @click.option("--raw", is_flag=True, help="Print the server's whole JSON answer.")
@@ -183,26 +217,56 @@ def _payload(texts: tuple[str, ...], json_file: Path | None) -> Any:
 def predict(
     app: AppContext, texts: tuple[str, ...], json_file: Path | None, url: str | None, raw: bool
 ) -> None:
-    """POST inputs to the model server and print, per input, the class and its probability."""
+    """POST inputs to the model server and print, per input, the class and its probability.
+
+    Speaks the protocol of ``serving.engine``: Seldon's ``/api/v1.0/predictions`` or MLServer's
+    V2 ``/v2/models/<name>/infer``."""
     from cdl_gitlab.serving import local_server
 
-    payload = _payload(texts, json_file)
+    engine = app.settings.config.serving.engine
+    payload = _payload(texts, json_file, engine)
     if url is None:
         info = local_server.read_server(app.settings)
         port = info.port if info else app.settings.config.deployment.local_port
         url = f"http://127.0.0.1:{port}"
-    status, answer = local_server.post_json(local_server.predictions_url(url), payload)
-    summary = None if raw or status != 200 else _prediction_lines(answer, _shown_inputs(payload))
+    if engine == "mlserver":
+        endpoint = f"{url.rstrip('/')}/v2/models/{app.settings.config.model.name}/infer"
+        status, answer = local_server.post_json(endpoint, payload)
+        summarize = _v2_prediction_lines
+    else:
+        status, answer = local_server.post_json(local_server.predictions_url(url), payload)
+        summarize = _prediction_lines
+    summary = None if raw or status != 200 else summarize(answer, _shown_inputs(payload))
     click.echo(summary or json.dumps(answer, indent=2))
     if status != 200:
         raise local_server.ServeError(f"the model server answered HTTP {status}")
 
 
 def _shown_inputs(payload: Any) -> list[str]:
-    """The text items of a Seldon payload, to show beside their predictions."""
-    data = payload.get("data") if isinstance(payload, dict) else None
-    items = data.get("ndarray") if isinstance(data, dict) else None
-    return [item if isinstance(item, str) else "" for item in items or []]
+    """The text items of a Seldon or V2 payload, to show beside their predictions."""
+    if not isinstance(payload, dict):
+        return []
+    inputs = payload.get("inputs")
+    if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict):
+        items = inputs[0].get("data") if inputs[0].get("datatype") == "BYTES" else None
+    else:
+        data = payload.get("data")
+        items = data.get("ndarray") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return []
+    return [item if isinstance(item, str) else "" for item in items]
+
+
+def _lines(
+    labels: list[str], rows: list[list[float]], names: list[str], texts: list[str]
+) -> list[str]:
+    lines = []
+    for index, (label, probabilities) in enumerate(zip(labels, rows, strict=False)):
+        probability = probabilities[names.index(label)] if label in names else max(probabilities)
+        shown = (texts[index] if index < len(texts) else "") or f"item {index}"
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        lines.append(f"{label}  {probability:.4f}  {shown}")
+    return lines
 
 
 def _prediction_lines(answer: Any, texts: list[str]) -> str | None:
@@ -213,14 +277,25 @@ def _prediction_lines(answer: Any, texts: list[str]) -> str | None:
         labels = answer["meta"]["tags"]["predictions"]
     except (KeyError, TypeError):
         return None
-    lines = []
-    for index, (label, probabilities) in enumerate(zip(labels, rows, strict=False)):
-        probability = probabilities[names.index(label)] if label in names else max(probabilities)
-        shown = (texts[index] if index < len(texts) else "") or f"item {index}"
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        lines.append(f"{label}  {probability:.4f}  {shown}")
+    lines = _lines(labels, rows, names, texts)
     version = answer["meta"]["tags"].get("version")
     lines.append(f"(model {answer['meta']['tags'].get('model')} v{version})")
+    return "\n".join(lines)
+
+
+def _v2_prediction_lines(answer: Any, texts: list[str]) -> str | None:
+    """The same lines from a V2 inference response of the CDL runtime."""
+    try:
+        outputs = {output["name"]: output for output in answer["outputs"]}
+        names = answer["parameters"]["classes"]
+        flat = outputs["probabilities"]["data"]
+        labels = outputs["label"]["data"]
+        width = len(names)
+        rows = [flat[i * width : (i + 1) * width] for i in range(len(labels))]
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
+    lines = _lines(labels, rows, names, texts)
+    lines.append(f"(model {answer['model_name']} v{answer.get('model_version')})")
     return "\n".join(lines)
 
 

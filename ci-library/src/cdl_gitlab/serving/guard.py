@@ -13,21 +13,17 @@ so Seldon does not decode it a second time. The blueprint also puts
 
 from __future__ import annotations
 
-import json
 import logging
-import re
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from cdl_gitlab.serving.limits import GuardLimits, decode_json
 from cdl_gitlab.serving.metrics import BufferedMetrics, buffer_app_metrics
 from cdl_gitlab.serving.validation import (
     BAD_ENCODING,
     BAD_JSON,
-    TOO_DEEP,
     TOO_LARGE,
     UNSUPPORTED_MEDIA,
     InvalidRequest,
@@ -44,16 +40,6 @@ PREDICT = "predict"
 FEEDBACK = "feedback"
 JSON_TYPES = ("application/json",)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
-
-
-@dataclass(frozen=True)
-class GuardLimits:
-    max_bytes: int
-    """Largest request body (bytes); larger gets a 413 before it is read."""
-    max_depth: int
-    """Deepest nesting of JSON arrays and objects; deeper gets a 400 before decoding."""
 
 
 class GuardedModel(Protocol):
@@ -72,50 +58,6 @@ class GuardedModel(Protocol):
 
     def attach_metrics(self, sink: BufferedMetrics) -> None:
         """Send metrics to ``sink`` directly instead of with each response."""
-
-
-def json_depth(raw: bytes, at_most: int | None = None) -> int:
-    """Deepest nesting of ``[`` / ``{`` in a JSON text, strings skipped; cheap (no decoding).
-
-    An unterminated string is not skipped, so its brackets count: never an underestimate.
-    With ``at_most``, a text with no more than that many opening brackets returns their
-    count (an upper bound of the depth) without the exact scan.
-    """
-    opening = len(raw) - len(raw.translate(None, b"[{"))
-    if at_most is not None and opening <= at_most:
-        return opening
-    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
-    codes = np.frombuffer(brackets, dtype=np.uint8)
-    if codes.size == 0:
-        return 0
-    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
-    return int(max(np.cumsum(steps).max(), 0))
-
-
-def decode_json(raw: bytes | str, limits: GuardLimits, what: str) -> Any:
-    """``raw`` decoded as UTF-8 JSON, after the size and depth bounds."""
-    data = raw.encode("utf-8", errors="surrogatepass") if isinstance(raw, str) else raw
-    if len(data) > limits.max_bytes:
-        raise InvalidRequest(
-            TOO_LARGE, f"{what}: {len(data)} bytes; at most {limits.max_bytes} are allowed", 413
-        )
-    depth = json_depth(data, at_most=limits.max_depth)
-    if depth > limits.max_depth:
-        raise InvalidRequest(
-            TOO_DEEP,
-            f"{what}: JSON nested at least {depth} levels deep; at most "
-            f"{limits.max_depth} are allowed",
-        )
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest(BAD_ENCODING, f"{what} is not UTF-8 text: {exc}") from None
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise InvalidRequest(BAD_JSON, f"{what} is not valid JSON: {exc}") from None
-    except RecursionError:  # cannot pass the depth bound; kept so no decoder error is a 500
-        raise InvalidRequest(TOO_DEEP, f"{what}: JSON nested too deeply") from None
 
 
 def read_payload(limits: GuardLimits) -> Any:

@@ -53,10 +53,17 @@ class ServerInfo:
     artifact: str
     log: str
     started: float
+    engine: str = "seldon"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def predict_url(self) -> str:
+        if self.engine == "mlserver":
+            return f"{self.url}/v2/models/{self.model}/infer"
+        return predictions_url(self.url)
 
 
 # Gunicorn processes, not threads, are what use a second core: the GIL and Seldon's metrics
@@ -192,10 +199,74 @@ def start_server(
         )
 
 
-def wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float, log_path: Path) -> None:
-    """Poll ``/health/ping`` until it answers; ServeError with the log tail if the server dies."""
+def start_mlserver(
+    settings: Settings,
+    model: str,
+    version: int,
+    artifact_dir: Path,
+    *,
+    port: int,
+    metrics_port: int,
+    log_path: Path,
+    scoring_url: str | None,
+    grpc_port: int | None = None,
+) -> subprocess.Popen[bytes]:
+    """Write MLServer's settings under the state folder and start it with the CDL guard in a
+    new session (its own process group). Its gRPC port is ``grpc_port`` or a free one (MLServer
+    always serves gRPC); its metrics are served on ``metrics_port``."""
+    from cdl_gitlab.serving import mlserver_local
+
+    grpc = grpc_port or free_port()
+    for wanted in (port, metrics_port, grpc):
+        if not port_free(wanted):
+            raise ServeError(
+                f"port {wanted} is in use (another model server? try `cdl deploy stop`, "
+                "or choose --port)"
+            )
+    try:
+        command_line = mlserver_local.server_command(
+            mlserver_local.find_mlserver(settings.root), settings.state_dir / "mlserver"
+        )
+    except mlserver_local.MLServerNotFound as exc:
+        raise ServeError(str(exc)) from None
+    folder = settings.state_dir / "mlserver"
+    mlserver_local.write_settings(
+        folder,
+        model=model,
+        version=version,
+        artifact=artifact_dir,
+        port=port,
+        grpc_port=grpc,
+        metrics_port=metrics_port,
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop(SCORING_URL_ENV, None)
+    if scoring_url:
+        env[SCORING_URL_ENV] = scoring_url
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command_line,
+            cwd=folder,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def wait_ready(
+    process: subprocess.Popen[bytes],
+    port: int,
+    timeout: float,
+    log_path: Path,
+    path: str = "/health/ping",
+) -> None:
+    """Poll ``path`` (Seldon's ``/health/ping``, MLServer's ``/v2/models/<name>/ready``) until
+    it answers 200; ServeError with the log tail if the server dies."""
     deadline = time.monotonic() + timeout
-    url = f"http://127.0.0.1:{port}/health/ping"
+    url = f"http://127.0.0.1:{port}{path}"
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise ServeError(
@@ -313,27 +384,43 @@ def serve(
             f"a model server is already running ({running.model} v{running.version} on "
             f"{running.url}, pid {running.pid}): `cdl deploy stop` first"
         )
-    folder = wrapper_dir(settings)
+    engine = settings.config.serving.engine
+    folder = wrapper_dir(settings) if engine == "seldon" else None
     artifact, manifest = ensure_packaged(settings, version)
     deployment = settings.config.deployment
     port = port or deployment.local_port
     metrics_port = metrics_port or deployment.metrics_port
     log_path = settings.state_dir / "logs" / f"serve-{port}.log"
     url = os.environ.get(SCORING_URL_ENV) or scoring_url(settings)
-    process = start_server(
-        model_class_name(manifest.name),
-        folder,
-        artifact,
-        port=port,
-        metrics_port=metrics_port,
-        log_path=log_path,
-        scoring_url=url,
-        workers=workers,
-        threads=threads,
-        grpc_port=grpc_port,
-    )
+    if folder is not None:
+        process = start_server(
+            model_class_name(manifest.name),
+            folder,
+            artifact,
+            port=port,
+            metrics_port=metrics_port,
+            log_path=log_path,
+            scoring_url=url,
+            workers=workers,
+            threads=threads,
+            grpc_port=grpc_port,
+        )
+        ready_path = "/health/ping"
+    else:
+        process = start_mlserver(
+            settings,
+            manifest.name,
+            manifest.version,
+            artifact,
+            port=port,
+            metrics_port=metrics_port,
+            log_path=log_path,
+            scoring_url=url,
+            grpc_port=grpc_port,
+        )
+        ready_path = f"/v2/models/{manifest.name}/ready"
     try:
-        wait_ready(process, port, deployment.startup_timeout, log_path)
+        wait_ready(process, port, deployment.startup_timeout, log_path, ready_path)
     except BaseException:
         stop_group(process.pid)
         raise
@@ -346,6 +433,7 @@ def serve(
         artifact=str(artifact),
         log=str(log_path),
         started=time.time(),
+        engine=engine,
     )
     atomic_write_json(server_file(settings), asdict(info))
     return info, process

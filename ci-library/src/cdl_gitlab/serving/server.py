@@ -20,13 +20,12 @@ metrics.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Container, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,9 +35,9 @@ from seldon_core.flask_utils import SeldonMicroserviceException
 from seldon_core.metrics import PREDICT_METRIC_METHOD_TAG
 from seldon_core.user_model import SeldonResponse
 
-from cdl_gitlab.deploy.artifact import ArtifactManifest, read_manifest
+from cdl_gitlab.deploy.artifact import read_manifest
 from cdl_gitlab.deploy.loading import Predictor, load_artifact
-from cdl_gitlab.features.input_stats import image_stats, text_stats, vocabulary_set
+from cdl_gitlab.features.input_stats import vocabulary_set
 from cdl_gitlab.scoring import (
     SCORING_URL_ENV,
     STATUS_OK,
@@ -48,7 +47,14 @@ from cdl_gitlab.scoring import (
     ScoringWriter,
     redact,
 )
-from cdl_gitlab.serving.guard import FEEDBACK, GuardLimits, make_guard
+from cdl_gitlab.serving.common import (
+    limit,
+    resolve_artifact_dir,
+    summarize_image,
+    summarize_text,
+)
+from cdl_gitlab.serving.guard import FEEDBACK, make_guard
+from cdl_gitlab.serving.limits import GuardLimits
 from cdl_gitlab.serving.metrics import BufferedMetrics
 from cdl_gitlab.serving.validation import (
     InvalidRequest,
@@ -61,16 +67,6 @@ from cdl_gitlab.serving.validation import (
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_ENV = "CDL_ARTIFACT_DIR"
-MOUNTED_ARTIFACT = Path("/mnt/models")
-DEFAULT_LIMITS = {
-    "max_batch": 64,
-    "max_text_chars": 100_000,
-    "scoring_text_chars": 200,
-    "max_request_bytes": 8_000_000,
-    "max_json_depth": 32,
-}
-
 REQUESTS = "cdl_prediction_requests"
 ITEMS = "cdl_prediction_items"
 LATENCY = "cdl_prediction_latency"
@@ -78,43 +74,6 @@ PREDICTED = "cdl_predicted_class"
 REJECTED = "cdl_rejected_requests"
 SCORING_FAILURES = "cdl_scoring_failures"
 NO_FEEDBACK_TOKEN = "NO_FEEDBACK_TOKEN"
-
-
-def resolve_artifact_dir(default: Path | None) -> Path:
-    """``$CDL_ARTIFACT_DIR``, else ``/mnt/models`` if it holds a model, else ``default``."""
-    explicit = os.environ.get(ARTIFACT_ENV)
-    if explicit:
-        return Path(explicit)
-    if (MOUNTED_ARTIFACT / "model.json").is_file() or default is None:
-        return MOUNTED_ARTIFACT
-    return default
-
-
-def _limit(manifest: ArtifactManifest, name: str) -> int:
-    value = os.environ.get(f"CDL_{name.upper()}")
-    if value:
-        return int(value)
-    return int(manifest.serving.get(name, DEFAULT_LIMITS[name]))
-
-
-def summarize_text(text: str, keep: int, vocabulary: Container[str]) -> dict[str, Any]:
-    """Hash, leading characters and monitoring's input statistics of one text."""
-    return {
-        "input_kind": "text",
-        "input_hash": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        "input_text": text[:keep],
-        "input_stats": text_stats(text, vocabulary),
-    }
-
-
-def summarize_image(image: Any) -> dict[str, Any]:
-    """Hash and monitoring's pixel statistics (0..1 scale) of one image array."""
-    pixels = np.ascontiguousarray(image, dtype=np.float32)
-    return {
-        "input_kind": "image",
-        "input_hash": hashlib.sha256(pixels.tobytes()).hexdigest(),
-        "input_stats": image_stats(pixels),
-    }
 
 
 class CDLModel:
@@ -128,12 +87,12 @@ class CDLModel:
             Path(artifact_dir) if artifact_dir else resolve_artifact_dir(self.default_artifact_dir)
         )
         self.manifest = read_manifest(self.artifact_dir)
-        self.max_batch = _limit(self.manifest, "max_batch")
-        self.max_text_chars = _limit(self.manifest, "max_text_chars")
-        self.scoring_text_chars = _limit(self.manifest, "scoring_text_chars")
+        self.max_batch = limit(self.manifest, "max_batch")
+        self.max_text_chars = limit(self.manifest, "max_text_chars")
+        self.scoring_text_chars = limit(self.manifest, "scoring_text_chars")
         self.guard_limits = GuardLimits(
-            max_bytes=_limit(self.manifest, "max_request_bytes"),
-            max_depth=_limit(self.manifest, "max_json_depth"),
+            max_bytes=limit(self.manifest, "max_request_bytes"),
+            max_depth=limit(self.manifest, "max_json_depth"),
         )
         token_env = self.manifest.serving.get("feedback_token_env")
         self.feedback_token_env: str | None = str(token_env) if token_env else None
