@@ -299,6 +299,8 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
                 return self._get_experiment(int(number))
             case ("GET", "api", "v1", "experiments", number, "checkpoints"):
                 return self._experiment_checkpoints(request, int(number))
+            case ("GET", "api", "v1", "trials", number, "logs"):
+                return self._trial_logs(request, int(number))
             case ("GET", "api", "v1", "experiments", number, "trials"):
                 trials = self.state.trials.get(int(number))
                 if trials is None:
@@ -493,6 +495,31 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
                 "STATE_ERROR",
             ]
         return Reply(200, {"experiment": experiment, "config": config})
+
+    def _trial_logs(self, request: RecordedRequest, trial_id: int) -> Reply:
+        """The trial's output as the master streams it: one ``{"result": ...}`` JSON object
+        per line; ``limit`` with ``orderBy=ORDER_BY_DESC`` gives the tail, newest first."""
+        run = self.trial_runs.get(trial_id // 100)
+        if run is None or trial_id % 100 != 1:
+            return Reply(404, {"message": f"trial {trial_id} not found"})
+        lines = run.output.splitlines()
+        entries = [
+            {
+                "id": str(index),
+                "level": "LOG_LEVEL_INFO",
+                "message": line + "\n",
+                "timestamp": _now(),
+                "trialId": trial_id,
+            }
+            for index, line in enumerate(lines, 1)
+        ]
+        if request.query.get("orderBy", [""])[0] == "ORDER_BY_DESC":
+            entries.reverse()
+        limit = int(request.query.get("limit", ["0"])[0] or 0)
+        if limit:
+            entries = entries[:limit]
+        body = b"".join(json.dumps({"result": entry}).encode() + b"\n" for entry in entries)
+        return Reply(200, raw=body, content_type="application/json")
 
     @staticmethod
     def _refused_pod_spec(config: dict[str, Any]) -> str:

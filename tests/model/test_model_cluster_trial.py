@@ -327,3 +327,18 @@ def test_the_fake_master_refuses_what_the_determined_container_owns(
     det = connect(det_master.url)
     with pytest.raises(errors.APIException, match="container image is not configurable"):
         det.create_experiment(config, model_dir=str(project / "model"))
+
+
+def test_a_failed_trial_shows_its_log_in_the_error(
+    project: Path, det_master: FakeDeterminedMaster, monkeypatch
+) -> None:
+    """A trial that fails on the cluster: the job's error ends with the trial's last lines."""
+    trial_endpoints(monkeypatch)
+    (project / "model/broken.py").write_text(
+        "import cdl_gitlab\nraise RuntimeError('trial: cannot find the data')\n"
+    )
+    with pytest.raises(ClusterError) as failed:
+        _submit(project, overrides={"entrypoint": "python3 -m model.broken"})
+    message = str(failed.value)
+    assert "ended ERROR" in message
+    assert "log:\n" in message and message.endswith("RuntimeError: trial: cannot find the data")

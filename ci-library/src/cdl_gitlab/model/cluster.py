@@ -103,6 +103,38 @@ def _trial_summary(session: Any, experiment_id: int) -> str:
     return f"trials: {states}; batches: {batches}"
 
 
+def _failed_trial_logs(session: Any, experiment_id: int, lines: int = 20) -> str:
+    """The last ``lines`` log lines of each errored trial (best effort: the reason a trial
+    failed, such as an import error, belongs in the CI job's output)."""
+    from determined.common import api
+    from determined.common.api import bindings, errors, logs
+
+    def page(offset: int) -> bindings.v1GetExperimentTrialsResponse:
+        return bindings.get_GetExperimentTrials(session, experimentId=experiment_id, offset=offset)
+
+    parts = []
+    try:
+        trials = [t for resp in api.read_paginated(page) for t in resp.trials]
+        for trial in trials:
+            if trial.state != bindings.trialv1State.ERROR:
+                continue
+            tail = [
+                entry.message.rstrip("\n")
+                for entry in logs.trial_logs(session, trial.id, tail=lines)
+            ]
+            if tail:
+                parts.append(f"last lines of trial {trial.id}'s log:\n" + "\n".join(tail))
+    except (
+        errors.BadRequestException,
+        errors.BadResponseException,
+        bindings.APIHttpError,
+        OSError,
+        ValueError,
+    ) as exc:
+        return f"(its trial logs could not be read: {exc})"
+    return "\n".join(parts)
+
+
 def wait_for_experiment(
     experiment: Any,
     session: Any,
@@ -195,10 +227,13 @@ def submit_experiment(
         )
     record_experiment(settings, experiment.id, state=state)
     if state != "COMPLETED":
-        raise ClusterError(
+        message = (
             f"experiment {experiment.id} ended {state}: it {ENDINGS.get(state, 'did not complete')}"
             f" (see its logs on {master}: det experiment logs {experiment.id})"
         )
+        if state == "ERROR":
+            message += "\n" + _failed_trial_logs(client._session, experiment.id)
+        raise ClusterError(message.rstrip("\n"))
     return int(experiment.id)
 
 
