@@ -268,6 +268,7 @@ POD = ["spec", "predictors", 0, "componentSpecs", 0, "spec"]
         ),
         (_set(["spec", "predictors", 0, "graph", "endpoint", "port"], 9000), "port"),
         (_set(["metadata", "label"], {"a": "b"}), "label"),
+        (_set([*CONTAINER, "resources", "limits", "Memory Size"], "1Gi"), "Memory Size"),
     ],
 )
 def test_linter_refuses_what_the_crd_refuses(text_project, mutate, expected: str) -> None:
@@ -284,6 +285,7 @@ def test_accepted_pod_spec_additions(text_project) -> None:
     pod["nodeSelector"] = {"pool": "cpu"}
     pod["tolerations"] = [{"key": "k", "operator": "Exists"}]
     _container(doc)["resources"]["limits"]["memory"] = 2147483648  # a plain integer quantity
+    _container(doc)["resources"]["limits"]["hugepages-2Mi"] = "64Mi"
     _container(doc)["startupProbe"] = {"httpGet": {"path": "/health/status", "port": 9000}}
     validate_document(doc)
 
