@@ -203,5 +203,5 @@ def test_cli_apply_needs_cluster_profile_and_prints_no_secret(
     assert result.exit_code == 0, result.output
     assert "deployed news-demo v1 to staging" in result.output
     encoded = base64.b64encode(KUBECONFIG.encode()).decode()
-    for secret in ("hunter2", "s3cr3t", encoded, "scorer"):
+    for secret in ("hunter2", "s3cr3t", encoded, "scorer", DEPLOY_PASSWORD):
         assert secret not in result.output
