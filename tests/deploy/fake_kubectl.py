@@ -1,7 +1,11 @@
 """A stand-in for ``kubectl``: records argv, stdin and KUBECONFIG, answers like kubectl.
 
 Each call appends one JSON line to ``$FAKE_KUBECTL_LOG``. ``$FAKE_KUBECTL_FAIL=<verb>``
-makes that verb fail, echoing its stdin to stderr (to check that callers scrub secrets).
+(or ``<verb>:<name>``: only for the JSON object of that name) makes that verb fail, echoing
+its stdin to stderr (to check that callers scrub secrets).
+``get secret <name>`` finds a Secret applied earlier (in the log) or named in
+``$FAKE_KUBECTL_SECRETS`` (comma-separated, the cluster's existing Secrets); ``get deployment``
+finds any name (the operator created it).
 """
 
 from __future__ import annotations
@@ -10,6 +14,19 @@ import json
 import os
 import sys
 from pathlib import Path
+
+
+def secret_exists(name: str, log_path: str) -> bool:
+    existing = [s for s in os.environ.get("FAKE_KUBECTL_SECRETS", "").split(",") if s]
+    if name in existing:
+        return True
+    for line in Path(log_path).read_text(encoding="utf-8").splitlines():
+        call = json.loads(line)
+        if call["argv"][:1] == ["apply"] and call["stdin"].lstrip().startswith("{"):
+            applied = json.loads(call["stdin"])
+            if applied["kind"] == "Secret" and applied["metadata"]["name"] == name:
+                return True
+    return False
 
 
 def main() -> int:
@@ -28,12 +45,19 @@ def main() -> int:
     with open(os.environ["FAKE_KUBECTL_LOG"], "a", encoding="utf-8") as log:
         log.write(json.dumps(record) + "\n")
     verb = args[0] if args else ""
-    if os.environ.get("FAKE_KUBECTL_FAIL") == verb:
+    failing = os.environ.get("FAKE_KUBECTL_FAIL", "")
+    named = ""
+    if stdin.lstrip().startswith("{"):
+        named = json.loads(stdin)["metadata"]["name"]
+    if failing in (verb, f"{verb}:{named}"):
         sys.stderr.write(f"error: {verb} failed for input: {stdin}\n")
         return 1
     if verb == "apply":
         kind = json.loads(stdin)["kind"] if stdin.lstrip().startswith("{") else "seldondeployment"
         print(f"{kind.lower()}/applied configured")
+    elif verb == "get" and args[1] == "secret":
+        if secret_exists(args[2], os.environ["FAKE_KUBECTL_LOG"]):
+            print(f"secret/{args[2]}")
     elif verb == "get":
         print(f"deployment.apps/{args[2]}")
     elif verb == "rollout":

@@ -21,6 +21,8 @@ from cdl_gitlab.registry import LocalRegistry, production_version
 SHA1 = "1111111111111111111111111111111111111111"
 SHA2 = "2222222222222222222222222222222222222222"
 DSN = "postgresql://scorer:hunter2@db.example.org:5432/scoring"
+DEPLOY_USER = "gitlab+deploy-token-7"
+DEPLOY_PASSWORD = "gldt-pullS3cret"
 KUBECONFIG = "apiVersion: v1\nclusters: [{name: c, cluster: {server: https://k8s}}]\n# s3cr3t\n"
 HERE = Path(__file__).resolve().parent
 
@@ -40,6 +42,8 @@ def kubectl_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("KUBECONFIG_B64", base64.b64encode(KUBECONFIG.encode()).decode())
     monkeypatch.setenv("CI_COMMIT_BRANCH", "release")
     monkeypatch.setenv("CDL_PRODUCTION_BRANCH", "release")  # the component's input, any name
+    monkeypatch.setenv("CI_DEPLOY_USER", DEPLOY_USER)  # GitLab's gitlab-deploy-token
+    monkeypatch.setenv("CI_DEPLOY_PASSWORD", DEPLOY_PASSWORD)
     monkeypatch.setattr(kube, "APPEAR_POLL", 0.01)
     return log
 
@@ -58,19 +62,32 @@ def test_apply_applies_waits_and_records(text_project, kubectl_log: Path) -> Non
     result = kube.apply(text_project, registry, "production", image)
     calls = _calls(kubectl_log)
     verbs = [call["argv"][0] for call in calls]
-    assert verbs == ["apply", "apply", "get", "rollout"]
+    assert verbs == ["apply", "apply", "apply", "get", "rollout"]
     secret = json.loads(calls[0]["stdin"])
     assert secret["kind"] == "Secret" and secret["metadata"]["name"] == "news-demo-scoring"
     assert secret["stringData"]["CDL_SCORING_URL"].startswith("postgresql+psycopg://scorer:")
-    assert "kind: SeldonDeployment" in calls[1]["stdin"] and image in calls[1]["stdin"]
-    assert calls[3]["argv"][:3] == [
+    pull = json.loads(calls[1]["stdin"])
+    assert pull["metadata"] == {
+        "name": "news-demo-registry",
+        "namespace": "demo-ns",
+        "labels": {"app.kubernetes.io/managed-by": "cdl"},
+    }
+    assert pull["type"] == "kubernetes.io/dockerconfigjson"
+    config = json.loads(base64.b64decode(pull["data"][".dockerconfigjson"]))
+    login = config["auths"]["registry.example.org"]
+    assert (login["username"], login["password"]) == (DEPLOY_USER, DEPLOY_PASSWORD)
+    assert base64.b64decode(login["auth"]).decode() == f"{DEPLOY_USER}:{DEPLOY_PASSWORD}"
+    assert "kind: SeldonDeployment" in calls[2]["stdin"] and image in calls[2]["stdin"]
+    assert '- name: "news-demo-registry"' in calls[2]["stdin"]
+    assert calls[4]["argv"][:3] == [
         "rollout",
         "status",
         "deployment/news-demo-production-default-0-classifier",
     ]
-    assert "-n" in calls[3]["argv"] and "demo-ns" in calls[3]["argv"]
+    assert "-n" in calls[4]["argv"] and "demo-ns" in calls[4]["argv"]
     for call in calls:  # secrets only ever travel through stdin and a private file
         assert "hunter2" not in " ".join(call["argv"])
+        assert DEPLOY_PASSWORD not in " ".join(call["argv"])
         assert call["kubeconfig_text"] == KUBECONFIG and call["kubeconfig_mode"] == "0o600"
     assert not Path(calls[0]["kubeconfig"]).exists()  # the temporary kubeconfig is gone
     record = registry.get_version("news-demo", 1).metadata["deployments"]["production"]
@@ -92,7 +109,7 @@ def test_rollback_reapplies_the_previous_version(
     kubectl_log.unlink()
     result = kube.rollback(text_project, registry, "production")
     assert result.version == 1 and result.image == image1
-    applied = _calls(kubectl_log)[1]["stdin"]
+    applied = _calls(kubectl_log)[2]["stdin"]
     assert image1 in applied and image2 not in applied
     assert production_version(registry, "news-demo").version == 1
     retired = registry.get_version("news-demo", 2).metadata["deployments"]
@@ -111,6 +128,42 @@ def test_failures_never_leak_secrets(
     message = str(info.value)
     assert "failed" in message and "hunter2" not in message and "***" in message
     assert "deployments" not in _registry(text_project).get_version("news-demo", 1).metadata
+
+
+def test_pull_secret_without_deploy_token_must_exist(
+    text_project, kubectl_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CI_DEPLOY_USER")
+    monkeypatch.delenv("CI_DEPLOY_PASSWORD")
+    monkeypatch.setenv("CI_REGISTRY_PASSWORD", "job-token-expires")  # never used
+    image = f"registry.example.org/group/demo/news-demo:{SHA1}"
+    registry = _registry(text_project)
+    with pytest.raises(kube.KubeError, match=r"news-demo-registry does not exist.*CI_DEPLOY_USER"):
+        kube.apply(text_project, registry, "staging", image)
+    assert "deployments" not in registry.get_version("news-demo", 1).metadata
+    kubectl_log.unlink()
+    monkeypatch.setenv("FAKE_KUBECTL_SECRETS", "news-demo-registry")  # made by an admin
+    kube.apply(text_project, registry, "staging", image)
+    calls = _calls(kubectl_log)
+    assert [c["argv"][:2] for c in calls[:3]] == [
+        ["apply", "-f"],
+        ["get", "secret"],
+        ["apply", "-f"],
+    ]
+    assert all("job-token-expires" not in c["stdin"] for c in calls)
+
+
+def test_pull_secret_failure_never_leaks_the_token(
+    text_project, kubectl_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_KUBECTL_FAIL", "apply:news-demo-registry")
+    image = f"registry.example.org/group/demo/news-demo:{SHA1}"
+    with pytest.raises(kube.KubeError) as info:
+        kube.apply(text_project, _registry(text_project), "staging", image)
+    message = str(info.value)
+    assert "failed" in message and "***" in message
+    encoded = base64.b64encode(f"{DEPLOY_USER}:{DEPLOY_PASSWORD}".encode()).decode()
+    assert DEPLOY_PASSWORD not in message and encoded not in message
 
 
 def test_production_only_from_the_production_branch(
@@ -150,5 +203,5 @@ def test_cli_apply_needs_cluster_profile_and_prints_no_secret(
     assert result.exit_code == 0, result.output
     assert "deployed news-demo v1 to staging" in result.output
     encoded = base64.b64encode(KUBECONFIG.encode()).decode()
-    for secret in ("hunter2", "s3cr3t", encoded, "scorer"):
+    for secret in ("hunter2", "s3cr3t", encoded, "scorer", DEPLOY_PASSWORD):
         assert secret not in result.output

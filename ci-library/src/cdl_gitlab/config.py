@@ -33,6 +33,8 @@ Task = Literal["text", "image"]
 Slug = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*[a-z0-9]$", max_length=63)]
 EnvVarName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+DnsName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+MEMORY_PATTERN = r"^(auto|[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?)$"
 
 
 class _Section(BaseModel):
@@ -127,7 +129,17 @@ class CompressionSection(_Section):
 class DeploymentSection(_Section):
     replicas: Annotated[int, Field(ge=1)] = 1
     cpu: str = "500m"
-    memory: str = "1Gi"
+    memory: Annotated[str, Field(pattern=MEMORY_PATTERN)] = "auto"
+    """Memory request and limit of the serving container: ``auto`` derives it from the memory
+    ``cdl deploy package`` measured for the version (:mod:`cdl_gitlab.deploy.memory`); an
+    explicit quantity (``1536Mi``) wins but is refused below the measured need."""
+    workers: Annotated[int, Field(ge=1, le=16)] = 1
+    """Gunicorn REST workers of the serving container (``GUNICORN_WORKERS``); each loads its
+    own copy of the model, so the derived memory grows with them."""
+    image_pull_secret: DnsName | None = None
+    """Secret (``kubernetes.io/dockerconfigjson``) the pods pull the serving image with;
+    default ``<model.name>-registry``, which ``cdl deploy apply`` creates or updates from the
+    GitLab deploy token (``$CI_DEPLOY_USER`` / ``$CI_DEPLOY_PASSWORD``)."""
     local_port: Annotated[int, Field(ge=1, le=65535)] = 9000
     metrics_port: Annotated[int, Field(ge=1, le=65535)] = 6000
     """Local Prometheus metrics port of ``cdl deploy serve`` (the container uses 6000)."""

@@ -50,16 +50,35 @@ def deploy() -> None:
     help="Artifact folder (default: <state_dir>/artifacts/<model>-v<N>); the image copies "
     "deployment/artifact.",
 )
+@click.option(
+    "--measure-memory/--no-measure-memory",
+    default=True,
+    show_default=True,
+    help="Measure the serving memory of the model in a fresh process (recorded in model.json "
+    "and the registry; deployment.memory: auto derives the pods' limit from it).",
+)
 @pass_app
-def package(app: AppContext, version: int | None, out: Path | None) -> None:
+def package(app: AppContext, version: int | None, out: Path | None, measure_memory: bool) -> None:
     """Export a registered version into a self-contained artifact folder."""
+    from cdl_gitlab.deploy.memory import METADATA_KEY, MI, MemoryMeasurement, memory_limit
     from cdl_gitlab.deploy.package import package_version
+    from cdl_gitlab.serving.memory_probe import measure_artifact
 
-    folder, manifest = package_version(app.settings, version, out)
+    measure = measure_artifact if measure_memory else None
+    folder, manifest = package_version(app.settings, version, out, measure)
     click.echo(
         f"packaged {manifest.name} v{manifest.version} ({manifest.format}) into {folder}\n"
         f"checksum {manifest.checksum}"
     )
+    if METADATA_KEY in manifest.data:
+        measured = MemoryMeasurement.from_dict(manifest.data[METADATA_KEY])
+        workers = app.settings.config.deployment.workers
+        click.echo(
+            f"serving memory: main process {measured.base_rss / MI:.0f} Mi, per worker "
+            f"{measured.worker_private / MI:.0f} Mi private ({measured.worker_peak_rss / MI:.0f}"
+            f" Mi peak RSS); limit with {workers} worker(s): "
+            f"{memory_limit(measured, workers) // MI}Mi"
+        )
 
 
 @deploy.command("serve")
@@ -382,12 +401,21 @@ def manifest(
     out: Path | None,
 ) -> None:
     """Render and validate the SeldonDeployment of an environment."""
-    from cdl_gitlab.deploy.manifest import render_manifest, resolve_image
+    from cdl_gitlab.deploy.manifest import render_manifest, resolve_image, serving_memory_of
     from cdl_gitlab.fsutil import atomic_write_text
+    from cdl_gitlab.registry import RegistryError, open_registry
 
     settings = app.settings
+    resolved = resolve_image(settings, image, tag)
+    measured = None
+    try:
+        found = open_registry(settings).get_version(settings.config.model.name, version)
+        version, measured = found.version, serving_memory_of(found.metadata)
+    except RegistryError:
+        if settings.config.deployment.memory == "auto":
+            raise
     rendered = render_manifest(
-        settings, environment, resolve_image(settings, image, tag), model_version=version
+        settings, environment, resolved, model_version=version, serving_memory=measured
     )
     if out:
         atomic_write_text(out, rendered.text)

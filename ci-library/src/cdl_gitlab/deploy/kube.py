@@ -2,8 +2,14 @@
 
 The kubeconfig comes from ``$KUBECONFIG`` (a path) or ``$KUBECONFIG_B64`` (a masked CI/CD
 variable, decoded into a private temporary file). The scoring DSN goes into a Secret through
-``kubectl``'s standard input, never its arguments. Neither is ever printed: every line of
-``kubectl`` output shown to the user is scrubbed of both.
+``kubectl``'s standard input, never its arguments. So does the image pull secret
+(``deployment.image_pull_secret``, default ``<model>-registry``, a
+``kubernetes.io/dockerconfigjson`` Secret for the image's registry), created or updated from
+GitLab's deploy token ``$CI_DEPLOY_USER`` / ``$CI_DEPLOY_PASSWORD`` (a project deploy token
+named ``gitlab-deploy-token`` with ``read_registry``); without it, the Secret must already
+exist in the namespace. The job token (``$CI_REGISTRY_PASSWORD``) is never used: it expires
+with the job, so a pod rescheduled later could not pull. None of these is ever printed: every
+line of ``kubectl`` output shown to the user is scrubbed of them.
 
 Each apply records ``deployments.<env> = {image, at, namespace, name}`` on the model version;
 ``rollback`` re-applies the previously recorded version and retires the current record.
@@ -29,9 +35,11 @@ from typing import TYPE_CHECKING, Any
 from cdl_gitlab.deploy.manifest import (
     Manifest,
     ManifestError,
+    image_pull_secret_name,
     render_manifest,
     scoring_secret_name,
     seldon_deployment_names,
+    serving_memory_of,
 )
 from cdl_gitlab.errors import CDLError
 from cdl_gitlab.scoring import SCORING_URL_ENV, normalize_url
@@ -184,6 +192,96 @@ def secret_manifest(name: str, namespace: str, scoring_url: str) -> str:
     )
 
 
+DEPLOY_USER_ENV = "CI_DEPLOY_USER"
+DEPLOY_PASSWORD_ENV = "CI_DEPLOY_PASSWORD"
+
+
+def registry_server(image: str) -> str:
+    """The registry host of ``image`` (``host[:port]``), else ``$CI_REGISTRY``."""
+    first = image.split("/", 1)[0]
+    if "/" in image and ("." in first or ":" in first or first == "localhost"):
+        return first
+    server = os.environ.get("CI_REGISTRY", "")
+    if not server:
+        raise KubeError(
+            f"image {image!r} names no registry host and $CI_REGISTRY is not set: cannot "
+            "tell which registry the pull secret is for"
+        )
+    return server
+
+
+def docker_config(server: str, user: str, password: str) -> str:
+    """The ``.dockerconfigjson`` of one registry login."""
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return json.dumps({"auths": {server: {"username": user, "password": password, "auth": auth}}})
+
+
+def pull_secret_manifest(name: str, namespace: str, config: str) -> str:
+    """The image pull Secret, as JSON for ``kubectl apply -f -``."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/managed-by": "cdl"},
+            },
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": base64.b64encode(config.encode()).decode()},
+        }
+    )
+
+
+def pull_secret_names(document: dict[str, Any]) -> list[str]:
+    """The image pull secrets the manifest's pod specs name, in order, without repeats."""
+    names: list[str] = []
+    for predictor in document["spec"]["predictors"]:
+        for component in predictor.get("componentSpecs", []):
+            for item in component["spec"].get("imagePullSecrets", []):
+                if item["name"] not in names:
+                    names.append(item["name"])
+    return names
+
+
+def ensure_pull_secrets(kubectl: Kubectl, settings: Settings, manifest: Manifest) -> list[str]:
+    """Create or update the configured pull secret from the deploy token; check the others
+    (and the configured one when there is no deploy token) exist."""
+    user = os.environ.get(DEPLOY_USER_ENV, "")
+    password = os.environ.get(DEPLOY_PASSWORD_ENV, "")
+    namespace = manifest.namespace
+    managed = image_pull_secret_name(settings)
+    output = []
+    for name in pull_secret_names(manifest.document):
+        if name == managed and user and password:
+            config = docker_config(registry_server(manifest.image), user, password)
+            kubectl.secrets += [
+                password,
+                base64.b64encode(f"{user}:{password}".encode()).decode(),
+                base64.b64encode(config.encode()).decode(),
+            ]
+            stdin = pull_secret_manifest(name, namespace, config)
+            output.append(kubectl.run(["apply", "-f", "-"], stdin=stdin))
+            continue
+        found = kubectl.run(
+            ["get", "secret", name, "-n", namespace, "--ignore-not-found", "-o", "name"]
+        )
+        if not found:
+            hint = (
+                f"set {DEPLOY_USER_ENV}/{DEPLOY_PASSWORD_ENV} (a GitLab deploy token named "
+                "gitlab-deploy-token with read_registry; GitLab passes it to every job) so "
+                "`cdl deploy apply` creates it, or create it yourself (kubectl create secret "
+                "docker-registry)"
+                if name == managed
+                else "create it (kubectl create secret docker-registry) or remove it from "
+                "deployment/seldondeployment.yaml"
+            )
+            raise KubeError(
+                f"the image pull secret {name} does not exist in namespace {namespace}: {hint}"
+            )
+    return output
+
+
 def _wait_for_deployment(kubectl: Kubectl, name: str, namespace: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -215,6 +313,7 @@ def apply_manifest(settings: Settings, manifest: Manifest) -> list[str]:
                 stdin=secret_manifest(scoring_secret_name(settings), namespace, dsn),
             )
         )
+        output.extend(ensure_pull_secrets(kubectl, settings, manifest))
         output.append(kubectl.run(["apply", "-f", "-"], stdin=manifest.text))
         for name in seldon_deployment_names(manifest.document):
             _wait_for_deployment(kubectl, name, namespace, timeout)
@@ -260,7 +359,13 @@ def apply(
     check_branch(settings, environment)
     name = settings.config.model.name
     found = registry.get_version(name, version)
-    manifest = render_manifest(settings, environment, image, model_version=found.version)
+    manifest = render_manifest(
+        settings,
+        environment,
+        image,
+        model_version=found.version,
+        serving_memory=serving_memory_of(found.metadata),
+    )
     output = applier(settings, manifest)
     _record(registry, name, found.version, environment, deployment_entry(manifest))
     return Deployed(environment, found.version, image, manifest.namespace, manifest.name, output)
@@ -294,7 +399,11 @@ def rollback(
     previous_version, previous = history[-2]
     try:
         manifest = render_manifest(
-            settings, environment, previous["image"], model_version=previous_version
+            settings,
+            environment,
+            previous["image"],
+            model_version=previous_version,
+            serving_memory=serving_memory_of(registry.get_version(name, previous_version).metadata),
         )
     except ManifestError as exc:
         raise KubeError(f"cannot roll back to {name} v{previous_version}: {exc}") from exc

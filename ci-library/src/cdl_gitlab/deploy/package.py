@@ -20,6 +20,8 @@ from cdl_gitlab.deploy.artifact import (
     write_manifest,
 )
 from cdl_gitlab.deploy.loading import load_format, predict_labels
+from cdl_gitlab.deploy.memory import METADATA_KEY as MEMORY_KEY
+from cdl_gitlab.deploy.memory import MI, MemoryMeasurement
 from cdl_gitlab.fsutil import atomic_write_json
 
 if TYPE_CHECKING:
@@ -144,13 +146,20 @@ def build_artifact(
 
 
 def package_version(
-    settings: Settings, version: int | None = None, out: Path | None = None
+    settings: Settings,
+    version: int | None = None,
+    out: Path | None = None,
+    measure: Callable[[Path], MemoryMeasurement] | None = None,
 ) -> tuple[Path, ArtifactManifest]:
     """Export ``version`` (default: the latest) of the project's model into ``out``.
 
     The folder is built beside ``out`` and renamed into place only when complete. With
     ``monitoring.enabled``, the test split's reference statistics go into the artifact
-    (``reference.json``) and the registry (``monitoring.reference``).
+    (``reference.json``) and the registry (``monitoring.reference``). ``measure(folder)``
+    (``cdl deploy package`` passes :func:`cdl_gitlab.serving.memory_probe.measure_artifact`)
+    measures the finished artifact's serving memory, recorded in ``model.json`` and the
+    registry (``serving_memory``), where ``cdl deploy manifest`` reads it for
+    ``deployment.memory: auto``.
     """
     from cdl_gitlab.registry import open_registry
 
@@ -180,6 +189,16 @@ def package_version(
             serving=serving_limits(settings),
             reference=_reference_hook(settings, captured),
         )
+        if measure is not None:
+            manifest = record_memory(staging, manifest, measure(staging))
+            measured = MemoryMeasurement.from_dict(manifest.data[MEMORY_KEY])
+            log.info(
+                "serving memory of %s v%s: main process %.0f Mi, %.0f Mi private per worker",
+                name,
+                found.version,
+                measured.base_rss / MI,
+                measured.worker_private / MI,
+            )
         replace_directory(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -188,8 +207,23 @@ def package_version(
         from cdl_gitlab.monitor.reference import attach_reference
 
         attach_reference(registry, name, found.version, captured[0])
+    if MEMORY_KEY in manifest.data:
+        registry.add_metadata(
+            name, found.version, {MEMORY_KEY: manifest.data[MEMORY_KEY]}, overwrite=True
+        )
     log.info("packaged %s v%s into %s (%s)", name, found.version, target, manifest.checksum)
     return target, manifest
+
+
+COMPUTED_FIELDS = ("schema", "files", "checksum", "packaged", "cdl_version")
+
+
+def record_memory(
+    folder: Path, manifest: ArtifactManifest, measured: MemoryMeasurement
+) -> ArtifactManifest:
+    """Rewrite ``folder``'s ``model.json`` with the serving memory measured for it."""
+    fields = {k: v for k, v in manifest.data.items() if k not in COMPUTED_FIELDS}
+    return write_manifest(folder, {**fields, MEMORY_KEY: measured.to_dict()})
 
 
 def _reference_hook(
