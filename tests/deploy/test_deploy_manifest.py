@@ -178,7 +178,11 @@ def test_probes_pull_secret_and_workers_are_rendered(text_project) -> None:
     assert liveness["initialDelaySeconds"] >= 30 and liveness["failureThreshold"] >= 3
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["GUNICORN_WORKERS"] == "1" and env["GRPC_WORKERS"] == "0"
-    custom = _with_config(text_project, image_pull_secret="shared-pull", workers="3")
+    config = text_project.root / "cdl.yaml"
+    config.write_text(
+        config.read_text().replace("cluster:\n", "cluster:\n  image_pull_secret: shared-pull\n", 1)
+    )
+    custom = _with_config(text_project, workers="3")
     doc = render_manifest(custom, "staging", DIGEST).document
     pod = doc["spec"]["predictors"][0]["componentSpecs"][0]["spec"]
     assert pod["imagePullSecrets"] == [{"name": "shared-pull"}]

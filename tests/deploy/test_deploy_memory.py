@@ -38,7 +38,8 @@ def test_package_measures_and_manifest_derives_the_limit(text_project, tmp_path:
     settings = _auto(text_project)
     app = AppContext(settings.root / "cdl.yaml", None)
     out = tmp_path / "artifact"
-    result = CliRunner().invoke(deploy, ["package", "--version", "1", "--out", str(out)], obj=app)
+    args = ["package", "--version", "1", "--out", str(out), "--measure-memory"]
+    result = CliRunner().invoke(deploy, args, obj=app)
     assert result.exit_code == 0, result.output
     measured = MemoryMeasurement.from_dict(read_manifest(out, verify=True).data["serving_memory"])
     # the main process imports Seldon and the component; a worker adds the model privately
@@ -60,9 +61,8 @@ def test_unmeasured_version_with_memory_auto_is_refused(text_project, tmp_path: 
     app = AppContext(settings.root / "cdl.yaml", None)
     out = tmp_path / "artifact"
     runner = CliRunner()
-    done = runner.invoke(
-        deploy, ["package", "--version", "1", "--out", str(out), "--no-measure-memory"], obj=app
-    )
+    # the local profile does not measure by default (only the cluster's manifest reads it)
+    done = runner.invoke(deploy, ["package", "--version", "1", "--out", str(out)], obj=app)
     assert done.exit_code == 0, done.output
     assert "serving_memory" not in json.loads((out / "model.json").read_text())
     refused = runner.invoke(deploy, ["manifest", "--env", "staging", "--tag", SHA], obj=app)

@@ -136,10 +136,6 @@ class DeploymentSection(_Section):
     workers: Annotated[int, Field(ge=1, le=16)] = 1
     """Gunicorn REST workers of the serving container (``GUNICORN_WORKERS``); each loads its
     own copy of the model, so the derived memory grows with them."""
-    image_pull_secret: DnsName | None = None
-    """Secret (``kubernetes.io/dockerconfigjson``) the pods pull the serving image with;
-    default ``<model.name>-registry``, which ``cdl deploy apply`` creates or updates from the
-    GitLab deploy token (``$CI_DEPLOY_USER`` / ``$CI_DEPLOY_PASSWORD``)."""
     local_port: Annotated[int, Field(ge=1, le=65535)] = 9000
     metrics_port: Annotated[int, Field(ge=1, le=65535)] = 6000
     """Local Prometheus metrics port of ``cdl deploy serve`` (the container uses 6000)."""
@@ -216,8 +212,10 @@ class ClusterProfileSection(_Section):
     """Name of a Kubernetes image pull Secret (kubernetes.io/dockerconfigjson) for the
     project's registry images: ``cdl data deploy`` puts it into each Pachyderm spec's
     ``transform.image_pull_secrets``, trials get it as
-    ``environment.pod_spec.spec.imagePullSecrets``. Empty: the cluster pulls without
-    credentials."""
+    ``environment.pod_spec.spec.imagePullSecrets``; empty: they pull without credentials.
+    The serving pods always pull with it (empty: ``<model.name>-registry``), and
+    ``cdl deploy apply`` creates or updates it in the deployment's namespace from the GitLab
+    deploy token (``$CI_DEPLOY_USER`` / ``$CI_DEPLOY_PASSWORD``)."""
     postgres_dsn_env: EnvVarName = "CDL_POSTGRES_DSN"
     trial_secret: str = ""
     """Name of a Kubernetes Secret in Determined's namespace holding the trial's secrets under

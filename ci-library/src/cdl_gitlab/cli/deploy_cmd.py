@@ -52,18 +52,26 @@ def deploy() -> None:
 )
 @click.option(
     "--measure-memory/--no-measure-memory",
-    default=True,
-    show_default=True,
+    default=None,
     help="Measure the serving memory of the model in a fresh process (recorded in model.json "
-    "and the registry; deployment.memory: auto derives the pods' limit from it).",
+    "and the registry; deployment.memory: auto derives the pods' limit from it). Default: on "
+    "the cluster profile with deployment.memory: auto, the one place that reads it (it costs a "
+    "model load, 20-30 s).",
 )
 @pass_app
-def package(app: AppContext, version: int | None, out: Path | None, measure_memory: bool) -> None:
+def package(
+    app: AppContext, version: int | None, out: Path | None, measure_memory: bool | None
+) -> None:
     """Export a registered version into a self-contained artifact folder."""
     from cdl_gitlab.deploy.memory import METADATA_KEY, MI, MemoryMeasurement, memory_limit
     from cdl_gitlab.deploy.package import package_version
     from cdl_gitlab.serving.memory_probe import measure_artifact
 
+    if measure_memory is None:
+        settings = app.settings
+        measure_memory = (
+            settings.profile == "cluster" and settings.config.deployment.memory == "auto"
+        )
     measure = measure_artifact if measure_memory else None
     folder, manifest = package_version(app.settings, version, out, measure)
     click.echo(

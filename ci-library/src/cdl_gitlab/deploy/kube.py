@@ -3,7 +3,7 @@
 The kubeconfig comes from ``$KUBECONFIG`` (a path) or ``$KUBECONFIG_B64`` (a masked CI/CD
 variable, decoded into a private temporary file). The scoring DSN goes into a Secret through
 ``kubectl``'s standard input, never its arguments. So does the image pull secret
-(``deployment.image_pull_secret``, default ``<model>-registry``, a
+(``cluster.image_pull_secret``, default ``<model>-registry``, a
 ``kubernetes.io/dockerconfigjson`` Secret for the image's registry), created or updated from
 GitLab's deploy token ``$CI_DEPLOY_USER`` / ``$CI_DEPLOY_PASSWORD`` (a project deploy token
 named ``gitlab-deploy-token`` with ``read_registry``); without it, the Secret must already

@@ -139,8 +139,8 @@ def scoring_secret_name(settings: Settings) -> str:
 
 
 def image_pull_secret_name(settings: Settings) -> str:
-    """``deployment.image_pull_secret``, default ``<model name>-registry``."""
-    return settings.config.deployment.image_pull_secret or f"{settings.config.model.name}-registry"
+    """``cluster.image_pull_secret``, default ``<model name>-registry``."""
+    return settings.config.cluster.image_pull_secret or f"{settings.config.model.name}-registry"
 
 
 FEEDBACK_TOKEN_ENV = "CDL_FEEDBACK_TOKEN"
@@ -176,7 +176,7 @@ def validate_document(document: Any, measurement: MemoryMeasurement | None = Non
                 raise ManifestError(
                     f"predictor {predictor['name']}: the pod spec has no imagePullSecrets, so "
                     "the serving image cannot be pulled from a private registry (set "
-                    "deployment.image_pull_secret, keep imagePullSecrets in the template)"
+                    "cluster.image_pull_secret, keep imagePullSecrets in the template)"
                 )
             for container in pod["containers"]:
                 check_image(container.get("image", ""))
