@@ -147,7 +147,7 @@ def run_sequence(
     archive = h.make_news_archive(tmp_path / "mirror" / "bbc-fulltext.zip")
     secrets = {f"{SLUG}-postgres": {"dsn": dsn}, f"{SLUG}-registry": {}}
     worker_env = {**image_env(), "CDL_CONFIG": str(project / "cdl.yaml")}
-    pachd = FakePachd().start()
+    pachd = FakePachd(kube_secrets=secrets).start()
     try:
         with (
             FakeDeterminedMaster(username=DET_USER, password=DET_PASSWORD) as master,

@@ -247,6 +247,23 @@ def test_fake_pachd_pipeline_rules(pach: PachydermStore, pachd: FakePachd) -> No
         pach.client.pfs.finish_commit(commit=pfs.Commit(repo=pach.repo_message("p"), id=output.id))
 
 
+def test_fake_pachd_requires_the_specs_kubernetes_secrets(
+    project: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CDL_IMAGE_TAG", "feedbeef")
+    monkeypatch.setenv("CI_REGISTRY_IMAGE", "registry.example.org/demo")
+    server = FakePachd(kube_secrets={"demo-postgres": {"password": "x"}}).start()
+    try:
+        store = PachydermStore.from_address(server.address)
+        with pytest.raises(DataError, match="Kubernetes secret demo-postgres missing key dsn"):
+            deploy_pipelines(project, store)
+        server.kube_secrets = {"demo-postgres": {"dsn": "postgresql://db/labels"}}
+        deploy_pipelines(project, store)
+        assert len(server.effective) == 4
+    finally:
+        server.stop()
+
+
 def _killed_put(pach: PachydermStore, repo: str, files: dict[str, bytes], meta: bool) -> str:
     """A put killed after part of its files: the commit stays open (as a SIGKILL leaves it)."""
     description = json.dumps({"message": "split", "provenance": {}, "files": 9}) if meta else ""
