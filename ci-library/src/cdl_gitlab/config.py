@@ -200,10 +200,11 @@ class ClusterProfileSection(_Section):
     """Seconds ``cdl data pipeline`` waits for the cluster's pipelines' output commits."""
     namespace: str = "default"
     image_prefix: str = ""
-    image_pull_secret: str = ""
-    """Kubernetes secret (type docker-registry) the cluster pulls the project's registry images
-    with; ``cdl data deploy`` puts it into each spec's ``transform.image_pull_secrets``."""
     postgres_dsn_env: EnvVarName = "CDL_POSTGRES_DSN"
+    image_pull_secret: str = ""
+    """Name of a Kubernetes image pull Secret (kubernetes.io/dockerconfigjson) for the
+    project's registry images; Pachyderm specs get it as ``transform.image_pull_secrets``
+    (``cdl data deploy``). Empty: the cluster pulls without credentials."""
     gitlab_token_env: EnvVarName = "CDL_GITLAB_TOKEN"
 
 
