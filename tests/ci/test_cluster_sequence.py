@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -148,9 +149,10 @@ DATA_JOBS = SEQUENCE[: SEQUENCE.index("data-labels") + 1]
 
 def run_sequence(
     project: Path, sandbox: h.Sandbox, jobs: tuple[str, ...], dsn: str, tmp_path: Path
-) -> tuple[FakePachd, FakeWorkers]:
+) -> tuple[FakePachd, FakeWorkers, dict[str, str]]:
     """Run ``jobs`` of the expanded dev pipeline in order against fresh fakes; returns the
-    (stopped) fake pachd and its workers for inspection."""
+    (stopped) fake pachd, its workers and each job's output, for inspection."""
+    outputs: dict[str, str] = {}
     listed = h.list_jobs(project, *h.branch_vars("dev"), sandbox=sandbox)
     whens = {name: job["when"] for name, job in listed.items()}
     required = [job for job in SEQUENCE if job not in OPTIONAL]
@@ -186,12 +188,13 @@ def run_sequence(
                     f"{job} failed on the cluster fakes:\n{script}\n"
                     f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
                 )
+                outputs[job] = result.stdout + result.stderr
                 reports = (expanded[job].get("artifacts") or {}).get("reports") or {}
                 if reports.get("dotenv") and (project / reports["dotenv"]).is_file():
                     env.update(_dotenv(project / reports["dotenv"]))
     finally:
         pachd.stop()
-    return pachd, workers
+    return pachd, workers, outputs
 
 
 @pytest.mark.slow
@@ -201,7 +204,15 @@ def test_cluster_data_jobs_run_against_fresh_fakes(
 ) -> None:
     """data-lint, data-pipeline, data-labels: repos before pipelines, pinned pullable images,
     every pipeline job run without error, the labels in the PostgreSQL table."""
-    pachd, workers = run_sequence(cluster_project, sandbox, DATA_JOBS, postgres_url, tmp_path)
+    pachd, workers, outputs = run_sequence(
+        cluster_project, sandbox, DATA_JOBS, postgres_url, tmp_path
+    )
+    deployed = outputs["data-pipeline"]
+    for repo in ("train", "test", "train-labels", "test-labels"):
+        assert f"{SLUG}-{repo}: input repo created" in deployed
+    # the job waited for each pipeline's output commit of the data it put (wait.py)
+    for pipeline in pachd.effective:
+        assert re.search(rf"^{pipeline}: output commit \w{{12}} finished$", deployed, re.M)
     steps = ("validate", "store-labels")
     expected = {f"{SLUG}-{split}-{step}" for split in ("train", "test") for step in steps}
     assert set(pachd.effective) == expected
