@@ -6,14 +6,15 @@ lines of its data, model and deploy jobs, in pipeline order, are run as the jobs
 against an empty fake pachd with its pipeline workers (``fakes.pachd_worker``), the fake
 Determined master and a throw-away PostgreSQL database: data -> train -> register -> gate ->
 package -> manifest. The image builds (buildah, a registry) are the only jobs not run: each
-leaves the ``image-digest.txt`` its push would. The job setup (``before_script``: the install
-of cdl-gitlab) is this interpreter's environment.
+leaves the ``image-digest.txt`` (and dotenv report) its push would. The job setup
+(``before_script``: the install of cdl-gitlab) is this interpreter's environment.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,16 +31,13 @@ from fakes.pachd_worker import FakeWorkers, image_env
 
 REGISTRY_IMAGE = "registry.example.org/ml/news-cluster"
 SLUG = "news-cluster"
-BUILDS = {  # image build job -> the digest its push writes to image-digest.txt
-    "data-build-image": "sha256:" + hashlib.sha256(b"data image").hexdigest(),
-    "deploy-build-image": "sha256:" + hashlib.sha256(b"serving image").hexdigest(),
-}
 SEQUENCE = (  # the dev pipeline's jobs on the cluster profile, in the order of their needs
     "data-lint",
     "data-build-image",
     "data-pipeline",
     "data-labels",
     "model-lint",
+    "model-build-image",
     "model-train",
     "model-evaluate",
     "deploy-select",
@@ -47,6 +45,11 @@ SEQUENCE = (  # the dev pipeline's jobs on the cluster profile, in the order of 
     "deploy-build-image",
     "deploy-manifests",
 )
+OPTIONAL = {"model-build-image"}  # runs only when its rules say so; the rest always
+BUILDS = {  # image build job -> the digest its push reports
+    job: "sha256:" + hashlib.sha256(job.encode()).hexdigest()
+    for job in ("data-build-image", "model-build-image", "deploy-build-image")
+}
 
 
 def job_env(
@@ -80,7 +83,6 @@ def job_env(
         "DET_USER": DET_USER,
         "DET_PASS": DET_PASSWORD,
         "CDL_POSTGRES_DSN": dsn,
-        "CDL_TRAIN_IMAGE": f"{REGISTRY_IMAGE}/train@{BUILDS['data-build-image']}",
         "CDL_DATA_MIRROR": str(archive),
         "CDL_DATA_SHA256": hashlib.sha256(archive.read_bytes()).hexdigest(),
     }
@@ -93,10 +95,24 @@ def _variables(job: dict[str, Any]) -> dict[str, str]:
     return values
 
 
-def _script(job: dict[str, Any]) -> str:
+def _script(job: dict[str, Any], lines: list[str] | None = None) -> str:
     """The job's script as its shell runs it: variables exported, then each line."""
     exports = [f'export {name}="{value}"' for name, value in _variables(job).items()]
-    return "\n".join(["set -eo pipefail", *exports, *job["script"]])
+    return "\n".join(["set -eo pipefail", *exports, *(job["script"] if lines is None else lines)])
+
+
+def _build(name: str, job: dict[str, Any]) -> str:
+    """What an image build job leaves (no registry here): ``image-digest.txt`` and, when the
+    job hands the image on (``CDL_BUILD_DOTENV``), its dotenv ``NAME=<repository>@<digest>``."""
+    digest = BUILDS[name]
+    lines = [f"printf '%s\\n' {digest} > image-digest.txt"]
+    dotenv = ((job.get("artifacts") or {}).get("reports") or {}).get("dotenv")
+    if dotenv:
+        lines.append(
+            'if [ -n "${CDL_BUILD_DOTENV:-}" ]; then printf \'%s=%s@%s\\n\' "$CDL_BUILD_DOTENV" '
+            f'"$CDL_BUILD_REPOSITORY" {digest} > {dotenv}; fi'
+        )
+    return _script(job, lines)
 
 
 def _dotenv(path: Path) -> dict[str, str]:
@@ -133,12 +149,15 @@ DATA_JOBS = SEQUENCE[: SEQUENCE.index("data-labels") + 1]
 
 def run_sequence(
     project: Path, sandbox: h.Sandbox, jobs: tuple[str, ...], dsn: str, tmp_path: Path
-) -> tuple[FakePachd, FakeWorkers]:
+) -> tuple[FakePachd, FakeWorkers, dict[str, str]]:
     """Run ``jobs`` of the expanded dev pipeline in order against fresh fakes; returns the
-    (stopped) fake pachd and its workers for inspection."""
+    (stopped) fake pachd, its workers and each job's output, for inspection."""
+    outputs: dict[str, str] = {}
     listed = h.list_jobs(project, *h.branch_vars("dev"), sandbox=sandbox)
     whens = {name: job["when"] for name, job in listed.items()}
-    assert {job: whens.get(job) for job in SEQUENCE} == dict.fromkeys(SEQUENCE, "on_success")
+    required = [job for job in SEQUENCE if job not in OPTIONAL]
+    assert {job: whens.get(job) for job in required} == dict.fromkeys(required, "on_success")
+    jobs = tuple(job for job in jobs if whens.get(job) == "on_success")
     expanded = yaml.safe_load(h.expanded_ci(project))
     for index, job in enumerate(SEQUENCE):  # each job's needs come before it
         needs = [n["job"] if isinstance(n, dict) else n for n in expanded[job].get("needs") or []]
@@ -147,7 +166,7 @@ def run_sequence(
     archive = h.make_news_archive(tmp_path / "mirror" / "bbc-fulltext.zip")
     secrets = {f"{SLUG}-postgres": {"dsn": dsn}, f"{SLUG}-registry": {}}
     worker_env = {**image_env(), "CDL_CONFIG": str(project / "cdl.yaml")}
-    pachd = FakePachd().start()
+    pachd = FakePachd(kube_secrets=secrets).start()
     try:
         with (
             FakeDeterminedMaster(username=DET_USER, password=DET_PASSWORD) as master,
@@ -155,11 +174,9 @@ def run_sequence(
         ):
             env = job_env(project, pachd, master, dsn, archive)
             for job in jobs:
-                if job in BUILDS:
-                    (project / "image-digest.txt").write_text(BUILDS[job] + "\n")
-                    continue
+                script = _build(job, expanded[job]) if job in BUILDS else _script(expanded[job])
                 result = subprocess.run(
-                    ["bash", "-c", _script(expanded[job])],
+                    ["bash", "-c", script],
                     cwd=project,
                     env=env,
                     capture_output=True,
@@ -168,15 +185,16 @@ def run_sequence(
                     check=False,
                 )
                 assert result.returncode == 0, (
-                    f"{job} failed on the cluster fakes:\n{_script(expanded[job])}\n"
+                    f"{job} failed on the cluster fakes:\n{script}\n"
                     f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
                 )
+                outputs[job] = result.stdout + result.stderr
                 reports = (expanded[job].get("artifacts") or {}).get("reports") or {}
-                if reports.get("dotenv"):
+                if reports.get("dotenv") and (project / reports["dotenv"]).is_file():
                     env.update(_dotenv(project / reports["dotenv"]))
     finally:
         pachd.stop()
-    return pachd, workers
+    return pachd, workers, outputs
 
 
 @pytest.mark.slow
@@ -186,7 +204,15 @@ def test_cluster_data_jobs_run_against_fresh_fakes(
 ) -> None:
     """data-lint, data-pipeline, data-labels: repos before pipelines, pinned pullable images,
     every pipeline job run without error, the labels in the PostgreSQL table."""
-    pachd, workers = run_sequence(cluster_project, sandbox, DATA_JOBS, postgres_url, tmp_path)
+    pachd, workers, outputs = run_sequence(
+        cluster_project, sandbox, DATA_JOBS, postgres_url, tmp_path
+    )
+    deployed = outputs["data-pipeline"]
+    for repo in ("train", "test", "train-labels", "test-labels"):
+        assert f"{SLUG}-{repo}: input repo created" in deployed
+    # the job waited for each pipeline's output commit of the data it put (wait.py)
+    for pipeline in pachd.effective:
+        assert re.search(rf"^{pipeline}: output commit \w{{12}} finished$", deployed, re.M)
     steps = ("validate", "store-labels")
     expected = {f"{SLUG}-{split}-{step}" for split in ("train", "test") for step in steps}
     assert set(pachd.effective) == expected

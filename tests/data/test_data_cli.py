@@ -20,7 +20,7 @@ from cdl_gitlab.cli import cli, main
 from cdl_gitlab.cli.data_cmd import data
 from cdl_gitlab.config import Settings, parse_config
 from cdl_gitlab.data.dataset import load_split, require_items
-from cdl_gitlab.data.errors import DataError, MissingDataError
+from cdl_gitlab.data.errors import DataError, MissingDataError, SpecError
 from cdl_gitlab.data.steps.pipeline import check_min_items
 from cdl_gitlab.data.stores.local_store import LocalStore
 from cdl_gitlab.errors import ConfigError
@@ -153,6 +153,12 @@ def test_deploy_dry_run_fills_the_image_tag(
     result = invoke(project, "deploy", "--dry-run")
     assert result.exit_code == 0
     assert '"image": "registry.example.org/ml/demo/data:0123abcd"' in result.stdout
+    digest = "sha256:" + "0f" * 32
+    pinned = invoke(project, "deploy", "--dry-run", "--image-digest", f"{digest}\n")
+    assert pinned.exit_code == 0
+    assert f'"image": "registry.example.org/ml/demo/data:0123abcd@{digest}"' in pinned.stdout
+    with pytest.raises(SpecError, match="not of the form sha256:<64 hex digits>"):
+        invoke(project, "deploy", "--dry-run", "--image-digest", "latest")
 
 
 def test_training_data_is_required_before_training(ran: tuple[Settings, Result]) -> None:

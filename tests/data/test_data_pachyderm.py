@@ -14,12 +14,13 @@ from pachyderm_sdk.api import pfs
 from cdl_gitlab.config import Settings, load_settings
 from cdl_gitlab.data.commits import CommitRef, Provenance
 from cdl_gitlab.data.errors import DataError, NotFoundError, SpecError
-from cdl_gitlab.data.pachyderm import create_pipelines
+from cdl_gitlab.data.pachyderm import create_pipelines, wait
 from cdl_gitlab.data.pachyderm.create_pipelines import deploy_pipelines
 from cdl_gitlab.data.pachyderm.spec import lint_spec
 from cdl_gitlab.data.stores import open_store
 from cdl_gitlab.data.stores.pachyderm_store import PachydermStore
 from fakes.pachd import FakePachd
+from fakes.pachd_worker import FakeWorkers, image_env
 
 
 @pytest.fixture(scope="module")
@@ -247,6 +248,23 @@ def test_fake_pachd_pipeline_rules(pach: PachydermStore, pachd: FakePachd) -> No
         pach.client.pfs.finish_commit(commit=pfs.Commit(repo=pach.repo_message("p"), id=output.id))
 
 
+def test_fake_pachd_requires_the_specs_kubernetes_secrets(
+    project: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CDL_IMAGE_TAG", "feedbeef")
+    monkeypatch.setenv("CI_REGISTRY_IMAGE", "registry.example.org/demo")
+    server = FakePachd(kube_secrets={"demo-postgres": {"password": "x"}}).start()
+    try:
+        store = PachydermStore.from_address(server.address)
+        with pytest.raises(DataError, match="Kubernetes secret demo-postgres missing key dsn"):
+            deploy_pipelines(project, store)
+        server.kube_secrets = {"demo-postgres": {"dsn": "postgresql://db/labels"}}
+        deploy_pipelines(project, store)
+        assert len(server.effective) == 4
+    finally:
+        server.stop()
+
+
 def _killed_put(pach: PachydermStore, repo: str, files: dict[str, bytes], meta: bool) -> str:
     """A put killed after part of its files: the commit stays open (as a SIGKILL leaves it)."""
     description = json.dumps({"message": "split", "provenance": {}, "files": 9}) if meta else ""
@@ -295,3 +313,34 @@ def test_an_open_commit_someone_else_started_is_an_error(pach: PachydermStore) -
     with pytest.raises(DataError, match=f"head commit {open_id} is open and was not started by"):
         pach.put("r", "master", {"f": b"3"})
     assert pach.list_branches("r")["master"] == open_id  # left as it was
+
+
+def test_fake_workers_run_a_job_as_a_pod_would(pach: PachydermStore, pachd: FakePachd) -> None:
+    """The job sees only the spec's env and /pfs; a private image needs its pull secret."""
+    step = (
+        "import os, pathlib; root = pathlib.Path(os.environ['CDL_PFS_ROOT']); "
+        "text = (root / 'data' / 'a.txt').read_text(); "
+        "(root / 'out' / 'b.txt').write_text(text.upper() + os.environ.get('HOME', '-'))"
+    )
+    private = "registry.example.org/demo"
+    spec = _spec(
+        pipeline={"name": "upper"},
+        input={"pfs": {"name": "data", "repo": "in", "glob": "/"}},
+        transform={"image": f"{private}/data:1", "cmd": ["python", "-c", step]},
+    )
+    pach.create_repo("in")
+    pach.create_pipeline("upper", json.dumps(spec))
+    with FakeWorkers(pachd, Path.cwd(), image_env(), {"reg": {}}, private) as workers:
+        refused = pach.put("in", "master", {"a.txt": b"one"})
+        with pytest.raises(DataError, match=f"failed on commit {refused.id}: ErrImagePull"):
+            wait.wait_for_outputs(pach, ["upper"], refused.id, 10, lambda line: None, poll=0.05)
+    (_, _, error), *_ = workers.ran
+    assert error.startswith(f"ErrImagePull: {private}/data:1")
+
+    spec["transform"]["image_pull_secrets"] = ["reg"]
+    pach.create_pipeline("upper", json.dumps(spec))
+    with FakeWorkers(pachd, Path.cwd(), image_env(), {"reg": {}}, private) as workers:
+        commit = pach.put("in", "master", {"a.txt": b"two"})
+        wait.wait_for_outputs(pach, ["upper"], commit.id, 10, lambda line: None, poll=0.05)
+    assert workers.ran == [("upper", commit.id, "")]
+    assert pach.read("upper", commit.id, "b.txt") == b"TWO-"  # no HOME: not the test's env

@@ -14,7 +14,9 @@ and ``src/server/pps/server``), with the same gRPC codes and messages:
 
 - ``CreatePipelineV2``: a spec the server's JSON parser rejects (unknown field, wrong type),
   no ``pipeline.name``, no ``transform``, an input without repo or glob, two inputs with one
-  name, an input repo that does not exist ("repo default/<repo> not found"), an existing
+  name, a ``transform.secrets`` entry whose Kubernetes secret or key does not exist (when the
+  test declares ``kube_secrets``), an input repo that does not exist
+  ("repo default/<repo> not found"), an existing
   pipeline without ``update``, a new pipeline named like an existing repo. An empty
   ``transform.image`` is not refused: pachd puts its default image ``ubuntu:20.04`` into the
   effective spec (``effective``), where the step's imports would fail.
@@ -67,7 +69,9 @@ class FakeRepo:
 class FakePachd:
     """State + handlers; ``address`` is ``grpc://127.0.0.1:<port>``."""
 
-    def __init__(self) -> None:
+    def __init__(self, kube_secrets: dict[str, dict[str, str]] | None = None) -> None:
+        # the Kubernetes secrets of pachd's namespace (name -> key -> value); None: unchecked
+        self.kube_secrets = kube_secrets
         self.repos: dict[str, FakeRepo] = {}
         self.pipelines: list[str] = []  # every accepted CreatePipelineV2 JSON, in order
         self.effective: dict[str, dict[str, Any]] = {}  # pipeline -> its effective spec
@@ -346,6 +350,10 @@ class FakePachd:
         transform = spec.get("transform")
         if transform is None:
             context.abort(grpc.StatusCode.UNKNOWN, "pipeline must specify a transform")
+        for secret in transform.get("secrets") or []:
+            problem = self._secret_problem(secret)
+            if problem:
+                context.abort(grpc.StatusCode.UNKNOWN, problem)
         effective = json.loads(text)
         if not transform.get("image"):
             effective["transform"]["image"] = DEFAULT_USER_IMAGE
@@ -374,6 +382,19 @@ class FakePachd:
         return pps.CreatePipelineV2Response(
             effective_create_pipeline_request_json=json.dumps(effective)
         )
+
+    def _secret_problem(self, secret: dict[str, Any]) -> str:
+        """pachd's validateSecret: an env_var needs a key; the secret and key must exist."""
+        name, key = secret.get("name", ""), secret.get("key", "")
+        if secret.get("env_var") and not key:
+            return f"secret {name} has env_var set but is missing key"
+        if self.kube_secrets is None:
+            return ""
+        if name not in self.kube_secrets:
+            return f"missing Kubernetes secret {name}"
+        if secret.get("env_var") and key not in self.kube_secrets[name]:
+            return f"Kubernetes secret {name} missing key {key}"
+        return ""
 
 
 DEFAULT_USER_IMAGE = "ubuntu:20.04"  # pachd's DefaultUserImage for an empty transform.image
