@@ -547,3 +547,53 @@ def test_v2_feedback_needs_the_token_when_cdl_yaml_names_it(mlserver_token_serve
         time.sleep(0.2)
     with contextlib.suppress(KeyError):
         os.environ.pop(TOKEN_ENV)
+
+
+def test_keras_models_are_refused_by_the_mlserver_engine(tmp_path) -> None:
+    from deploy_models import make_project
+
+    from cdl_gitlab.serving import local_server
+
+    settings = make_project(tmp_path / "fashion", "keras", "image", "fashion-demo", "mlserver")
+    with pytest.raises(local_server.ServeError, match="protobuf"):
+        local_server.serve(settings, 1, local_server.free_port(), local_server.free_port())
+    assert local_server.read_server(settings) is None
+
+
+def test_mlserver_settings_files(tmp_path) -> None:
+    from cdl_gitlab.serving import mlserver_local
+
+    mlserver_local.write_settings(
+        tmp_path,
+        model="m",
+        version=3,
+        artifact=tmp_path / "a",
+        port=9,
+        grpc_port=8,
+        metrics_port=None,
+    )
+    settings = json.loads((tmp_path / "settings.json").read_text())
+    assert settings["http_port"] == 9 and settings["grpc_port"] == 8
+    assert settings["metrics_endpoint"] is None and settings["parallel_workers"] == 0
+    model = json.loads((tmp_path / "m" / "model-settings.json").read_text())
+    assert model["implementation"] == "cdl_gitlab.serving.mlserver_runtime.CDLRuntime"
+    assert model["parameters"] == {"uri": str(tmp_path / "a"), "version": "3"}
+
+
+def test_find_mlserver_order(tmp_path, monkeypatch) -> None:
+    from cdl_gitlab.serving import mlserver_local
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("CDL_MLSERVER", raising=False)
+    with pytest.raises(mlserver_local.MLServerNotFound, match="make setup"):
+        mlserver_local.find_mlserver(tmp_path)
+    local = tmp_path / ".venv-mlserver" / "bin" / "mlserver"
+    local.parent.mkdir(parents=True)
+    local.write_text("#!/bin/sh\n")
+    local.chmod(0o755)
+    assert mlserver_local.find_mlserver(tmp_path) == local
+    monkeypatch.setenv("CDL_MLSERVER", str(tmp_path / "nothing"))
+    with pytest.raises(mlserver_local.MLServerNotFound, match="not an executable"):
+        mlserver_local.find_mlserver(tmp_path)
+    monkeypatch.setenv("CDL_MLSERVER", str(local))
+    assert mlserver_local.find_mlserver(tmp_path) == local

@@ -385,6 +385,11 @@ def serve(
             f"{running.url}, pid {running.pid}): `cdl deploy stop` first"
         )
     engine = settings.config.serving.engine
+    if engine == "mlserver" and settings.config.model.framework == "keras":
+        raise ServeError(
+            "serving.engine mlserver serves PyTorch models: MLServer 1.7 needs protobuf>=5, "
+            "TensorFlow 2.15 protobuf<5 (use serving.engine seldon for Keras models)"
+        )
     folder = wrapper_dir(settings) if engine == "seldon" else None
     artifact, manifest = ensure_packaged(settings, version)
     deployment = settings.config.deployment
