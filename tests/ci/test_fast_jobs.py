@@ -66,10 +66,14 @@ def test_role_images_are_built_from_the_library_alone() -> None:
     assert "ARG CDL_CONSTRAINTS=constraints.txt" in dockerfile
     # the known-good sets of the template (MLServer's environment has its own), shipped with
     # the library (which builds alone)
-    for name in ("constraints.txt", "constraints-mlserver.txt"):
+    mlserver = "{% if serving_engine == 'mlserver' %}constraints-mlserver.txt{% endif %}"
+    for name, template in (
+        ("constraints.txt", "constraints.txt"),
+        ("constraints-mlserver.txt", mlserver),
+    ):
         assert f"COPY {name} /opt/cdl/{name}" in dockerfile
         shipped = (h.LIBRARY_DIR / "images" / name).read_text(encoding="utf-8")
-        assert shipped == (h.REPO_ROOT / "template" / name).read_text(encoding="utf-8")
+        assert shipped == (h.REPO_ROOT / "template" / template).read_text(encoding="utf-8")
 
 
 def test_release_pipeline_builds_the_role_images_on_a_tag(
