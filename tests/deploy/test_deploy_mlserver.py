@@ -597,3 +597,15 @@ def test_find_mlserver_order(tmp_path, monkeypatch) -> None:
         mlserver_local.find_mlserver(tmp_path)
     monkeypatch.setenv("CDL_MLSERVER", str(local))
     assert mlserver_local.find_mlserver(tmp_path) == local
+
+
+def test_missing_mlserver_fails_under_ci_and_skips_elsewhere(tmp_path, monkeypatch) -> None:
+    from deploy_models import mlserver_executable
+
+    monkeypatch.setenv("CDL_MLSERVER", str(tmp_path / "no-mlserver"))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="install-ci-tools"):
+        mlserver_executable()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="install-ci-tools"):
+        mlserver_executable()
