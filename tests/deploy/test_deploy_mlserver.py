@@ -30,6 +30,7 @@ from test_deploy_serving import (
     _deep,
     _get,
     _group_members,
+    _metric,
     _raw,
     _rows,
 )
@@ -140,6 +141,21 @@ def test_v2_ready_health_and_metadata_routes(mlserver_text_server) -> None:
     assert status == 200 and metadata["name"] == "news-demo"
     assert metadata["inputs"][0]["datatype"] == "BYTES"
     assert [o["name"] for o in metadata["outputs"]] == ["probabilities", "label"]
+
+
+def test_v2_cdl_metrics_on_the_metrics_endpoint(mlserver_text_server) -> None:
+    server = mlserver_text_server
+    post_json(server.predict_url, _texts(["football goal", "chip data"]))
+    post_json(server.predict_url, _texts([3], "INT64"))  # rejected: NOT_TEXT
+    _raw(server.url, "POST", _infer_path(server), b"{broken", JSON)  # the guard: BAD_JSON
+    status, text = _get(server.metrics_url)
+    assert status == 200
+    assert _metric(text, "cdl_prediction_requests_total", model="news-demo") >= 1
+    assert _metric(text, "cdl_prediction_items_total", version="1") >= 2
+    assert _metric(text, "cdl_prediction_latency_count") >= 1
+    assert _metric(text, "cdl_predicted_class_total", **{"class": "sport"}) >= 1
+    assert _metric(text, "cdl_rejected_requests_total", reason="NOT_TEXT") >= 1
+    assert _metric(text, "cdl_rejected_requests_total", reason="BAD_JSON") >= 1
 
 
 # -- the bad-input corpus ----------------------------------------------------------------------
