@@ -198,6 +198,22 @@ V2_TEXT_CASES = [
     (
         "POST",
         f"{V2}/infer",
+        json.dumps({**_texts(["a"]), "id": "x" * 100_000}).encode(),
+        JSON,
+        400,
+        "BAD_PAYLOAD",
+    ),
+    (
+        "POST",
+        f"{V2}/infer",
+        json.dumps(_texts(["a"], shape=[10**20])).encode(),
+        JSON,
+        400,
+        "BAD_PAYLOAD",
+    ),
+    (
+        "POST",
+        f"{V2}/infer",
         json.dumps(_texts(["a"], datatype="NOT_A_TYPE")).encode(),
         JSON,
         400,
