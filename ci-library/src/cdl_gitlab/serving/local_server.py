@@ -1,8 +1,10 @@
-"""Local serving: the real ``seldon-core-microservice`` on localhost, in its own process group.
+"""Local serving: the real model server on localhost, in its own process group.
 
-``serve`` packages the version if needed, starts the server with the artifact and the scoring
-store in its environment, waits for ``/health/ping`` and records a pid file under the state
-folder; ``stop`` ends the whole process group (SIGTERM, then SIGKILL).
+``serve`` packages the version if needed, starts the server of ``serving.engine`` with the
+artifact and the scoring store in its environment (``seldon-core-microservice``; or MLServer
+with the CDL runtime, see :mod:`cdl_gitlab.serving.mlserver_local`), waits for its readiness
+route (``/health/ping``; ``/v2/models/<name>/ready``) and records a pid file under the state
+folder; ``stop`` ends the whole process group (SIGINT, SIGTERM, then SIGKILL).
 """
 
 from __future__ import annotations
