@@ -1,18 +1,22 @@
-"""Serving figures: the local Seldon server under bounded loopback load vs raw ``predict``.
+"""Serving figures: the local model servers (Seldon, MLServer) under bounded loopback load vs
+raw ``predict``.
 
 Usage: python benchmarks/serving.py [--requests 2000] [--seconds 30] [--clients 1,2]
                                     [--threads 2] [--workers 2] [--project DIR --version N]
+                                    [--engines seldon,mlserver]
 
 Without ``--project`` it builds a news-sized PyTorch text baseline (10,000-stem vocabulary,
 widths 512/256/128/64, untrained weights cost the same as trained ones) in a temporary
-project. It packages and serves the model with the real ``seldon-core-microservice`` on
-127.0.0.1 (scoring data into the project's SQLite store, as ``cdl deploy serve`` does), then
+project. For each of ``--engines`` it packages and serves the model with the real server on
+127.0.0.1 (``seldon-core-microservice``; MLServer 1.7.1 with the CDL runtime, from
+``$CDL_MLSERVER`` or ``.venv-mlserver``; scoring data into the project's SQLite store, as
+``cdl deploy serve`` does), then
 sends single-item requests of article-length texts from ``--clients`` keep-alive clients (one
 load per count in the list; the clients share the 2 cores with the server) until
 ``--requests`` are done or ``--seconds`` have passed, and prints requests/s, p50/p99 latency
 and errors for each; then the same model's in-process ``predict_proba`` on the same inputs (p50/p99)
-and the overhead ratio, and how long ``cdl deploy stop`` took (and whether any process of the
-server's group was left). Only loopback traffic; the server is always stopped.
+and the overhead ratio, and per engine how long ``cdl deploy stop`` took (and whether any
+process of the server's group was left). Only loopback traffic; the servers are always stopped.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "deploy")]
 
 from deploy_models import (  # noqa: E402
+    MLSERVER_VENV,
     make_project,
     news_sized_texts,
     register,
@@ -47,6 +52,7 @@ from cdl_gitlab.serving import local_server  # noqa: E402
 
 def client(
     port: int,
+    path: str,
     bodies: list[bytes],
     deadline: float,
     budget: list[int],
@@ -65,9 +71,7 @@ def client(
         index += 1
         started = time.perf_counter()
         try:
-            connection.request(
-                "POST", "/api/v1.0/predictions", body, {"Content-Type": "application/json"}
-            )
+            connection.request("POST", path, body, {"Content-Type": "application/json"})
             response = connection.getresponse()
             payload = response.read()
             elapsed = time.perf_counter() - started
@@ -82,8 +86,15 @@ def client(
     connection.close()
 
 
-def load_test(port: int, texts: list[str], requests: int, seconds: float, clients: int) -> dict:
-    bodies = [json.dumps({"data": {"ndarray": [text]}}).encode() for text in texts]
+def request_body(engine: str, text: str) -> dict:
+    if engine == "mlserver":
+        return {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]}
+    return {"data": {"ndarray": [text]}}
+
+
+def load_test(
+    port: int, path: str, bodies: list[bytes], requests: int, seconds: float, clients: int
+) -> dict:
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -93,7 +104,16 @@ def load_test(port: int, texts: list[str], requests: int, seconds: float, client
     threads = [
         threading.Thread(
             target=client,
-            args=(port, bodies[i::clients] or bodies, deadline, budget, lock, latencies, errors),
+            args=(
+                port,
+                path,
+                bodies[i::clients] or bodies,
+                deadline,
+                budget,
+                lock,
+                latencies,
+                errors,
+            ),
         )
         for i in range(clients)
     ]
@@ -156,72 +176,98 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=local_server.DEFAULT_WORKERS)
     parser.add_argument("--project", type=Path, help="A trained CDL project (cdl.yaml folder).")
     parser.add_argument("--version", type=int, default=None)
+    parser.add_argument(
+        "--engines",
+        type=lambda text: text.split(","),
+        default=["seldon", "mlserver"],
+        help="Comma-separated serving engines (default: seldon,mlserver).",
+    )
     args = parser.parse_args()
     args.requests = min(args.requests, 20_000)
     args.seconds = min(args.seconds, 120.0)
+    if "mlserver" in args.engines and not os.environ.get("CDL_MLSERVER"):
+        os.environ["CDL_MLSERVER"] = str(MLSERVER_VENV / "bin" / "mlserver")
 
+    texts = news_sized_texts(200, seed=3)
+    os.environ["CDL_MAX_TEXT_CHARS"] = "100000"  # article-length inputs (server override)
+    results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="cdl-bench-serving-") as scratch:
-        if args.project:
-            settings = load_settings(args.project / "cdl.yaml")
-            version = args.version
-            what = f"{settings.config.model.name} from {args.project}"
-        else:
-            settings = make_project(Path(scratch) / "news", "pytorch", "text", "news-bench")
+        checkpoint = None
+        if not args.project:
             checkpoint = torch_text_checkpoint(Path(scratch) / "ckpt", news_sized=True)
-            version = register(settings, checkpoint)
-            what = "news-sized PyTorch text baseline (synthetic)"
-        texts = news_sized_texts(200, seed=3)
-        os.environ["CDL_MAX_TEXT_CHARS"] = "100000"  # article-length inputs (server override)
-        info, process = local_server.serve(
-            settings,
-            version,
-            local_server.free_port(),
-            local_server.free_port(),
-            workers=args.workers,
-            threads=args.threads,
-        )
-        try:
-            for text in texts[:20]:  # warm-up
-                local_server.post_json(
-                    local_server.predictions_url(info.url), {"data": {"ndarray": [text]}}
+        for engine in args.engines:
+            if args.project:
+                settings = load_settings(args.project / "cdl.yaml")
+                version = args.version
+                what = f"{settings.config.model.name} from {args.project}"
+            else:
+                settings = make_project(
+                    Path(scratch) / engine / "news", "pytorch", "text", "news-bench", engine
                 )
-            loads = {
-                clients: load_test(info.port, texts, args.requests, args.seconds, clients)
-                for clients in args.clients
-            }
-        finally:
-            stop_started = time.perf_counter()
-            local_server.stop(settings)
-            stop_s = time.perf_counter() - stop_started
-            left = group_members(info.pid)
-            local_server.stop_group(process.pid, grace=5)
+                version = register(settings, checkpoint)
+                what = "news-sized PyTorch text baseline (synthetic)"
+            results[engine] = serve_and_load(settings, version, engine, texts, args)
+            results[engine]["what"] = what
+        info = results[args.engines[0]]["info"]
         _, predictor = load_artifact(Path(info.artifact))
         predictor.predict_proba(texts[:5])
         raw = raw_predict(predictor, texts, args.requests, args.seconds)
 
-    print(f"model: {what}, v{info.version}")
-    print(
-        f"server: seldon-core-microservice, {args.workers} worker(s) x {args.threads} threads; "
-        "keep-alive clients on 127.0.0.1"
-    )
+    print(f"model: {results[args.engines[0]]['what']}, v{info.version}")
     print(
         f"raw     {raw['calls']} predict_proba calls in-process: p50 {raw['p50_ms']:.2f} ms, "
         f"p99 {raw['p99_ms']:.2f} ms, {raw['per_s']:.1f} calls/s (one thread)"
     )
-    print(
-        f"stop    cdl deploy stop (local_server.stop) took {stop_s:.3f} s; "
-        f"processes of the group left: {len(left)}"
-    )
-    for clients, served in loads.items():
-        print(
-            f"served  {clients} clients: {served['requests']} requests in "
-            f"{served['wall_s']:.1f} s: {served['rps']:.1f} requests/s, "
-            f"p50 {served['p50_ms']:.2f} ms, p99 {served['p99_ms']:.2f} ms, "
-            f"errors {served['errors']}; overhead ratio (p50 / raw p50) "
-            f"{served['p50_ms'] / raw['p50_ms']:.1f}x"
+    for engine in args.engines:
+        result = results[engine]
+        server = (
+            f"seldon-core-microservice, {args.workers} worker(s) x {args.threads} threads"
+            if engine == "seldon"
+            else "MLServer 1.7.1 + CDL runtime and guard, 1 process (parallel_workers 0)"
         )
-        if served["first_error"]:
-            print(f"        first error: {served['first_error']}")
+        print(f"{engine}: {server}; keep-alive clients on 127.0.0.1")
+        print(
+            f"  stop    cdl deploy stop (local_server.stop) took {result['stop_s']:.3f} s; "
+            f"processes of the group left: {len(result['left'])}"
+        )
+        for clients, served in result["loads"].items():
+            print(
+                f"  served  {clients} clients: {served['requests']} requests in "
+                f"{served['wall_s']:.1f} s: {served['rps']:.1f} requests/s, "
+                f"p50 {served['p50_ms']:.2f} ms, p99 {served['p99_ms']:.2f} ms, "
+                f"errors {served['errors']}; overhead ratio (p50 / raw p50) "
+                f"{served['p50_ms'] / raw['p50_ms']:.1f}x"
+            )
+            if served["first_error"]:
+                print(f"          first error: {served['first_error']}")
+
+
+def serve_and_load(settings, version, engine: str, texts: list[str], args) -> dict:
+    """Serve with ``engine``, run the loads, stop (timed); the figures."""
+    info, process = local_server.serve(
+        settings,
+        version,
+        local_server.free_port(),
+        local_server.free_port(),
+        workers=args.workers,
+        threads=args.threads,
+    )
+    path = info.predict_url.removeprefix(info.url)
+    bodies = [json.dumps(request_body(engine, text)).encode() for text in texts]
+    try:
+        for text in texts[:20]:  # warm-up
+            local_server.post_json(info.predict_url, request_body(engine, text))
+        loads = {
+            clients: load_test(info.port, path, bodies, args.requests, args.seconds, clients)
+            for clients in args.clients
+        }
+    finally:
+        stop_started = time.perf_counter()
+        local_server.stop(settings)
+        stop_s = time.perf_counter() - stop_started
+        left = group_members(info.pid)
+        local_server.stop_group(process.pid, grace=5)
+    return {"info": info, "loads": loads, "stop_s": stop_s, "left": left}
 
 
 if __name__ == "__main__":

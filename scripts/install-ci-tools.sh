@@ -11,6 +11,10 @@
 #     conflict with the training stack; the main venv has only the mlflow-skinny client) and
 #     psycopg 3 for a PostgreSQL backend store (SQLAlchemy 2.1 maps postgresql:// to it);
 #     the mlflow registry tests start it on 127.0.0.1
+#   - MLServer (.venv-mlserver, python3.11): serving.engine mlserver. torch 2.13.0 (CPU) first,
+#     then mlserver 1.7.1 and this checkout's ci-library with its serve-mlserver extra
+#     (editable); its pins conflict with seldon-core's (see ci-library/pyproject.toml), so it
+#     cannot share the main venv. The MLServer tests start it on 127.0.0.1.
 # Usage: scripts/install-ci-tools.sh [--check]   (--check: report, install nothing)
 set -euo pipefail
 
@@ -26,6 +30,9 @@ MLFLOW_VENV="${CDL_MLFLOW_VENV:-$ROOT/.venv-mlflow}"
 # the server matches the client pin in template/constraints.txt
 MLFLOW_VERSION="$(sed -n 's/^mlflow-skinny==//p' "$ROOT/template/constraints.txt")"
 MLFLOW_TOOLS="mlflow==$MLFLOW_VERSION psycopg==3.3.9 psycopg-binary==3.3.9"
+MLSERVER_VENV="${CDL_MLSERVER_VENV:-$ROOT/.venv-mlserver}"
+MLSERVER_PINS="torch==2.13.0 mlserver==1.7.1"
+MLSERVER_PYTHON="${MLSERVER_PYTHON:-python3.11}"
 PYTHON="${PYTHON:-python3}"
 CHECK_ONLY=0
 [[ "${1:-}" == "--check" ]] && CHECK_ONLY=1
@@ -89,7 +96,7 @@ from importlib.metadata import PackageNotFoundError, version
 for pin in sys.argv[1:]:
     name, _, wanted = pin.partition("==")
     try:
-        if version(name) != wanted:
+        if version(name).split("+")[0] != wanted:  # 2.13.0+cpu is 2.13.0
             sys.exit(1)
     except PackageNotFoundError:
         sys.exit(1)
@@ -117,5 +124,27 @@ pinned_venv "release tools" "$RELEASE_VENV" $RELEASE_TOOLS
 # -- MLflow tracking server -------------------------------------------------------------
 pinned_venv "MLflow server" "$MLFLOW_VENV" $MLFLOW_TOOLS
 
+# -- MLServer (serving.engine mlserver) -----------------------------------------------------
+# the stamp records what was installed: the pins and the ci-library's extra (rerun when they
+# change); cdl-gitlab must import in it too
+MLSERVER_STAMP="$MLSERVER_VENV/.cdl-stamp"
+mlserver_want="$MLSERVER_PINS -e $ROOT/ci-library[serve-mlserver] $(sed -n '/^serve-mlserver = \[/,/^]/p' "$ROOT/ci-library/pyproject.toml" | tr -d ' \n')"
+if venv_has "$MLSERVER_VENV" $MLSERVER_PINS && [[ "$(cat "$MLSERVER_STAMP" 2>/dev/null)" == "$mlserver_want" ]] \
+    && "$MLSERVER_VENV/bin/python" -c "import cdl_gitlab, mlserver" 2>/dev/null; then
+  log "MLServer ($MLSERVER_PINS): $MLSERVER_VENV"
+elif (( CHECK_ONLY )); then
+  log "MLServer ($MLSERVER_PINS): missing in $MLSERVER_VENV"; missing=1
+else
+  log "MLServer: installing $MLSERVER_PINS and ci-library[serve-mlserver] into $MLSERVER_VENV"
+  [[ -x "$MLSERVER_VENV/bin/pip" ]] || "$MLSERVER_PYTHON" -m venv "$MLSERVER_VENV"
+  # torch first: pip takes the CPU wheel (from the local wheel folder where there is one)
+  "$MLSERVER_VENV/bin/pip" install --quiet --disable-pip-version-check "torch==2.13.0" \
+    2> >(grep -v "^WARNING: Location" >&2)
+  "$MLSERVER_VENV/bin/pip" install --quiet --disable-pip-version-check "mlserver==1.7.1" \
+    -e "$ROOT/ci-library[serve-mlserver]" 2> >(grep -v "^WARNING: Location" >&2)
+  venv_has "$MLSERVER_VENV" $MLSERVER_PINS || { log "MLServer install failed"; exit 1; }
+  printf '%s' "$mlserver_want" > "$MLSERVER_STAMP"
+fi
+
 if (( CHECK_ONLY )); then exit "$missing"; fi
-log "done: gitlab-ci-local=$GCL check-jsonschema=$CJS release tools=$RELEASE_VENV mlflow=$MLFLOW_VENV"
+log "done: gitlab-ci-local=$GCL check-jsonschema=$CJS release tools=$RELEASE_VENV mlflow=$MLFLOW_VENV mlserver=$MLSERVER_VENV"

@@ -19,7 +19,7 @@ import package_index as pi
 import pytest
 import yaml
 
-ROLES = ("data", "train-torch", "train-keras", "serve")
+ROLES = ("data", "train-torch", "train-keras", "serve", "serve-mlserver")
 IMAGE_JOBS = tuple(f"image-{role}" for role in ROLES)
 PIPELINES = ("data-pipeline", "model-pipeline", "deployment-pipeline")
 BUILD_JOBS = ("data-build-image", "model-build-image", "deploy-build-image")
@@ -62,11 +62,18 @@ def test_role_images_are_built_from_the_library_alone() -> None:
     dockerfile = (h.LIBRARY_DIR / "images" / "Dockerfile").read_text(encoding="utf-8")
     # cdl-gitlab alone from the registry (no other index), then the deps under constraints
     assert '--no-deps --only-binary=:all: \\\n       --index-url "$CDL_INDEX_URL"' in dockerfile
-    assert "-c /opt/cdl/constraints.txt" in dockerfile
-    assert "COPY constraints.txt /opt/cdl/constraints.txt" in dockerfile
-    # the known-good set of the template, shipped with the library (which builds alone)
-    shipped = (h.LIBRARY_DIR / "images" / "constraints.txt").read_text(encoding="utf-8")
-    assert shipped == (h.REPO_ROOT / "template" / "constraints.txt").read_text(encoding="utf-8")
+    assert '-c "/opt/cdl/$CDL_CONSTRAINTS"' in dockerfile
+    assert "ARG CDL_CONSTRAINTS=constraints.txt" in dockerfile
+    # the known-good sets of the template (MLServer's environment has its own), shipped with
+    # the library (which builds alone)
+    mlserver = "{% if serving_engine == 'mlserver' %}constraints-mlserver.txt{% endif %}"
+    for name, template in (
+        ("constraints.txt", "constraints.txt"),
+        ("constraints-mlserver.txt", mlserver),
+    ):
+        assert f"COPY {name} /opt/cdl/{name}" in dockerfile
+        shipped = (h.LIBRARY_DIR / "images" / name).read_text(encoding="utf-8")
+        assert shipped == (h.REPO_ROOT / "template" / template).read_text(encoding="utf-8")
 
 
 def test_release_pipeline_builds_the_role_images_on_a_tag(
@@ -102,6 +109,7 @@ def test_release_pipeline_builds_the_role_images_on_a_tag(
         "train-torch": "cluster,train-torch",
         "train-keras": "cluster,train-keras",
         "serve": "cluster,serve,train-torch",
+        "serve-mlserver": "serve-mlserver",
     }
     for role, job in zip(ROLES, IMAGE_JOBS, strict=True):
         definition = preview[job]
@@ -114,6 +122,9 @@ def test_release_pipeline_builds_the_role_images_on_a_tag(
         args = variables["CDL_BUILD_ARGS"].split()
         assert f"CDL_EXTRAS={extras[role]}" in args and "CDL_VERSION=$CI_COMMIT_TAG" in args
         assert "CDL_INDEX_URL=$PACKAGE_REGISTRY_URL/simple" in args
+        if role == "serve-mlserver":  # its own known-good set; torch beside the extra
+            assert "CDL_CONSTRAINTS=constraints-mlserver.txt" in args
+            assert "CDL_PACKAGES=torch==2.13.0" in args
     assert re.fullmatch(
         r"quay\.io/buildah/stable:v\d+\.\d+\.\d+", preview["variables"]["BUILDAH_IMAGE"]
     )

@@ -282,13 +282,14 @@ def serve_project(settings: Settings, scoring_url: str | None = None) -> Iterato
         local_server.stop_group(process.pid, grace=5)
 
 
-MLSERVER_VENV = REPO_ROOT / ".venv-mlserver"
+MLSERVER_VENV = Path(os.environ.get("CDL_MLSERVER_VENV", REPO_ROOT / ".venv-mlserver"))
 
 
 def mlserver_executable() -> Path:
-    """MLServer's executable for the tests: ``$CDL_MLSERVER``, else the repository's
-    ``.venv-mlserver`` (scripts/install-ci-tools.sh). Missing: a failure under CI, else a
-    skip with the reason."""
+    """MLServer's executable for the tests: ``$CDL_MLSERVER``, else ``bin/mlserver`` of
+    ``$CDL_MLSERVER_VENV`` or the repository's ``.venv-mlserver`` (a worktree's may be a
+    symlink to the main checkout's; scripts/install-ci-tools.sh creates it). Missing: a
+    failure under CI, else a skip with the reason."""
     import pytest
 
     explicit = os.environ.get("CDL_MLSERVER")

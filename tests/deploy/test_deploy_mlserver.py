@@ -30,6 +30,7 @@ from test_deploy_serving import (
     _deep,
     _get,
     _group_members,
+    _metric,
     _raw,
     _rows,
 )
@@ -142,6 +143,21 @@ def test_v2_ready_health_and_metadata_routes(mlserver_text_server) -> None:
     assert [o["name"] for o in metadata["outputs"]] == ["probabilities", "label"]
 
 
+def test_v2_cdl_metrics_on_the_metrics_endpoint(mlserver_text_server) -> None:
+    server = mlserver_text_server
+    post_json(server.predict_url, _texts(["football goal", "chip data"]))
+    post_json(server.predict_url, _texts([3], "INT64"))  # rejected: NOT_TEXT
+    _raw(server.url, "POST", _infer_path(server), b"{broken", JSON)  # the guard: BAD_JSON
+    status, text = _get(server.metrics_url)
+    assert status == 200
+    assert _metric(text, "cdl_prediction_requests_total", model="news-demo") >= 1
+    assert _metric(text, "cdl_prediction_items_total", version="1") >= 2
+    assert _metric(text, "cdl_prediction_latency_count") >= 1
+    assert _metric(text, "cdl_predicted_class_total", **{"class": "sport"}) >= 1
+    assert _metric(text, "cdl_rejected_requests_total", reason="NOT_TEXT") >= 1
+    assert _metric(text, "cdl_rejected_requests_total", reason="BAD_JSON") >= 1
+
+
 # -- the bad-input corpus ----------------------------------------------------------------------
 
 # the Seldon corpus' cases about the body itself (encoding, size, depth): same answers
@@ -179,6 +195,22 @@ V2_TEXT_CASES = [
     ("POST", f"{V2}/infer", b"[1, 2]", JSON, 400, "BAD_PAYLOAD"),
     ("POST", f"{V2}/infer", b"NaN", JSON, 400, "BAD_VALUE"),
     ("POST", f"{V2}/infer", b'{"inputs": [{"name": "t"}]}', JSON, 400, "BAD_PAYLOAD"),
+    (
+        "POST",
+        f"{V2}/infer",
+        json.dumps({**_texts(["a"]), "id": "x" * 100_000}).encode(),
+        JSON,
+        400,
+        "BAD_PAYLOAD",
+    ),
+    (
+        "POST",
+        f"{V2}/infer",
+        json.dumps(_texts(["a"], shape=[10**20])).encode(),
+        JSON,
+        400,
+        "BAD_PAYLOAD",
+    ),
     (
         "POST",
         f"{V2}/infer",
@@ -547,3 +579,65 @@ def test_v2_feedback_needs_the_token_when_cdl_yaml_names_it(mlserver_token_serve
         time.sleep(0.2)
     with contextlib.suppress(KeyError):
         os.environ.pop(TOKEN_ENV)
+
+
+def test_keras_models_are_refused_by_the_mlserver_engine(tmp_path) -> None:
+    from deploy_models import make_project
+
+    from cdl_gitlab.serving import local_server
+
+    settings = make_project(tmp_path / "fashion", "keras", "image", "fashion-demo", "mlserver")
+    with pytest.raises(local_server.ServeError, match="protobuf"):
+        local_server.serve(settings, 1, local_server.free_port(), local_server.free_port())
+    assert local_server.read_server(settings) is None
+
+
+def test_mlserver_settings_files(tmp_path) -> None:
+    from cdl_gitlab.serving import mlserver_local
+
+    mlserver_local.write_settings(
+        tmp_path,
+        model="m",
+        version=3,
+        artifact=tmp_path / "a",
+        port=9,
+        grpc_port=8,
+        metrics_port=None,
+    )
+    settings = json.loads((tmp_path / "settings.json").read_text())
+    assert settings["http_port"] == 9 and settings["grpc_port"] == 8
+    assert settings["metrics_endpoint"] is None and settings["parallel_workers"] == 0
+    model = json.loads((tmp_path / "m" / "model-settings.json").read_text())
+    assert model["implementation"] == "cdl_gitlab.serving.mlserver_runtime.CDLRuntime"
+    assert model["parameters"] == {"uri": str(tmp_path / "a"), "version": "3"}
+
+
+def test_find_mlserver_order(tmp_path, monkeypatch) -> None:
+    from cdl_gitlab.serving import mlserver_local
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("CDL_MLSERVER", raising=False)
+    with pytest.raises(mlserver_local.MLServerNotFound, match="make setup"):
+        mlserver_local.find_mlserver(tmp_path)
+    local = tmp_path / ".venv-mlserver" / "bin" / "mlserver"
+    local.parent.mkdir(parents=True)
+    local.write_text("#!/bin/sh\n")
+    local.chmod(0o755)
+    assert mlserver_local.find_mlserver(tmp_path) == local
+    monkeypatch.setenv("CDL_MLSERVER", str(tmp_path / "nothing"))
+    with pytest.raises(mlserver_local.MLServerNotFound, match="not an executable"):
+        mlserver_local.find_mlserver(tmp_path)
+    monkeypatch.setenv("CDL_MLSERVER", str(local))
+    assert mlserver_local.find_mlserver(tmp_path) == local
+
+
+def test_missing_mlserver_fails_under_ci_and_skips_elsewhere(tmp_path, monkeypatch) -> None:
+    from deploy_models import mlserver_executable
+
+    monkeypatch.setenv("CDL_MLSERVER", str(tmp_path / "no-mlserver"))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="install-ci-tools"):
+        mlserver_executable()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="install-ci-tools"):
+        mlserver_executable()

@@ -1,8 +1,10 @@
-"""Local serving: the real ``seldon-core-microservice`` on localhost, in its own process group.
+"""Local serving: the real model server on localhost, in its own process group.
 
-``serve`` packages the version if needed, starts the server with the artifact and the scoring
-store in its environment, waits for ``/health/ping`` and records a pid file under the state
-folder; ``stop`` ends the whole process group (SIGTERM, then SIGKILL).
+``serve`` packages the version if needed, starts the server of ``serving.engine`` with the
+artifact and the scoring store in its environment (``seldon-core-microservice``; or MLServer
+with the CDL runtime, see :mod:`cdl_gitlab.serving.mlserver_local`), waits for its readiness
+route (``/health/ping``; ``/v2/models/<name>/ready``) and records a pid file under the state
+folder; ``stop`` ends the whole process group (SIGINT, SIGTERM, then SIGKILL).
 """
 
 from __future__ import annotations
@@ -385,6 +387,11 @@ def serve(
             f"{running.url}, pid {running.pid}): `cdl deploy stop` first"
         )
     engine = settings.config.serving.engine
+    if engine == "mlserver" and settings.config.model.framework == "keras":
+        raise ServeError(
+            "serving.engine mlserver serves PyTorch models: MLServer 1.7 needs protobuf>=5, "
+            "TensorFlow 2.15 protobuf<5 (use serving.engine seldon for Keras models)"
+        )
     folder = wrapper_dir(settings) if engine == "seldon" else None
     artifact, manifest = ensure_packaged(settings, version)
     deployment = settings.config.deployment

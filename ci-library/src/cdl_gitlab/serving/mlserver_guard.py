@@ -51,6 +51,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _MODEL_ROUTE = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?/([a-z_]+)$")
 _NOT_SERVED = re.compile(r"^/v2/(repository/.*|models/[^/]+(/versions/[^/]+)?/\w+_stream)$")
 _NON_FINITE = re.compile(rb"(?<![\w\"])-?(NaN|Infinity)(?![\w\"])")
+MAX_ID_CHARS = 256
 _DEFAULT = GuardLimits(
     max_bytes=int(DEFAULT_LIMITS["max_request_bytes"]),
     max_depth=int(DEFAULT_LIMITS["max_json_depth"]),
@@ -124,6 +125,10 @@ def check_infer_body(body: bytes, limits: GuardLimits) -> None:
         raise
     if not isinstance(payload, dict):
         raise InvalidRequest(BAD_PAYLOAD, "the request body must be a JSON object")
+    request_id = payload.get("id")
+    if isinstance(request_id, str) and len(request_id) > MAX_ID_CHARS:
+        # MLServer sends the id back as a response header
+        raise InvalidRequest(BAD_PAYLOAD, f"'id' is longer than {MAX_ID_CHARS} characters")
     try:
         InferenceRequest.model_validate(payload)
     except ValidationError as exc:

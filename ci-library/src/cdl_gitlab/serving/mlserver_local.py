@@ -118,3 +118,38 @@ def infer_url(base: str, model: str) -> str:
 
 def ready_url(base: str, model: str) -> str:
     return f"{base.rstrip('/')}/v2/models/{model}/ready"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cdl_gitlab.serving.mlserver_local <folder> <artifact>``: write the settings
+    of a serving image (all interfaces, MLServer's ports 8080/8081, metrics on 8082) for the
+    artifact's model; the image then runs ``python -m cdl_gitlab.serving.mlserver_guard
+    <folder>``."""
+    import argparse
+
+    from cdl_gitlab.deploy.artifact import read_manifest
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("artifact", type=Path)
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--grpc-port", type=int, default=8081)
+    parser.add_argument("--metrics-port", type=int, default=8082)
+    args = parser.parse_args(argv)
+    manifest = read_manifest(args.artifact)
+    write_settings(
+        args.folder,
+        model=manifest.name,
+        version=manifest.version,
+        artifact=args.artifact,
+        port=args.port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port or None,
+        host=args.host,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

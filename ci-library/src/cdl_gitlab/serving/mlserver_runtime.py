@@ -62,6 +62,7 @@ from cdl_gitlab.scoring import (
 )
 from cdl_gitlab.serving.common import limit, summarize_image, summarize_text
 from cdl_gitlab.serving.limits import GuardLimits, decode_json
+from cdl_gitlab.serving.mlserver_metrics import cdl_metrics
 from cdl_gitlab.serving.mlserver_registry import RUNTIMES
 from cdl_gitlab.serving.validation import (
     BAD_FEEDBACK,
@@ -173,7 +174,9 @@ class CDLRuntime(MLModel):
         self.writer: ScoringWriter | None = None
         url = os.environ.get(SCORING_URL_ENV)
         if url:
-            self.writer = ScoringWriter(lambda: ScoringStore(url))
+            self.writer = ScoringWriter(
+                lambda: ScoringStore(url), on_failure=self._count_scoring_failure
+            )
             atexit.register(self.writer.close, 5.0)
             log.info("scoring data goes to %s", redact(url))
         else:
@@ -224,6 +227,12 @@ class CDLRuntime(MLModel):
         request_id = uuid.uuid4().hex
         self._score(request_id, items, labels, probabilities, latency_ms)
         count = len(labels)
+        metrics, tags = cdl_metrics(), self._tags()
+        metrics.requests.labels(**tags).inc()
+        metrics.items.labels(**tags).inc(count)
+        metrics.latency.labels(**tags).observe(latency_ms / 1000.0)
+        for label in labels:
+            metrics.predicted.labels(**{"class": label}).inc()
         return InferenceResponse(
             model_name=self.name,
             model_version=str(self.manifest.version),
@@ -331,8 +340,9 @@ class CDLRuntime(MLModel):
     def record_rejection(
         self, kind: str, exc: InvalidRequest, started: float | None = None
     ) -> None:
-        """Store one refused request as a rejected scoring row (never raises)."""
+        """Count one refused request and store it as a rejected scoring row (never raises)."""
         log.info("rejected %s request: %s: %s", kind, exc.reason, exc.message)
+        cdl_metrics().rejected.labels(reason=exc.reason).inc()
         if self.writer is None:
             return
         error = error_text(exc) if kind != FEEDBACK else f"{exc.reason}: feedback: {exc.message}"
@@ -350,6 +360,12 @@ class CDLRuntime(MLModel):
                 )
             ]
         )
+
+    def _tags(self) -> dict[str, str]:
+        return {"model": self.manifest.name, "version": str(self.manifest.version)}
+
+    def _count_scoring_failure(self, count: int) -> None:
+        cdl_metrics().scoring_failures.labels(**self._tags()).inc(count)
 
     def _score(
         self,
