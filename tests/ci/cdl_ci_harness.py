@@ -541,6 +541,9 @@ def cdl_version() -> str:
 _JOB_DONE = re.compile(
     r"^(?P<job>\S+)\s+finished in (?P<dur>[\d.]+ ?(?:ms|min|s|m|h)\b(?: [\d.]+ ?(?:ms|s)\b)?)"
 )
+_TIMESTAMP = re.compile(r"^\[\d\d:\d\d:\d\d\s+(?P<elapsed>[^\]]*)\]\s*")
+"""gitlab-ci-local's ``--timestamps`` prefix: ``[HH:MM:SS <time since the job started>]``."""
+_SETUP_LINE = "$ # Install cdl-gitlab"
 
 
 def timed(fn, *args, **kwargs) -> tuple[Any, float]:
@@ -553,11 +556,31 @@ def job_durations(output: str) -> dict[str, float]:
     """Per-job wall time in seconds from gitlab-ci-local's '<job> finished in <t>' lines."""
     durations: dict[str, float] = {}
     for line in output.splitlines():
-        match = _JOB_DONE.match(line.strip())
+        match = _JOB_DONE.match(_TIMESTAMP.sub("", line.strip()))
         if not match:
             continue
         durations[match.group("job")] = _seconds(match.group("dur"))
     return durations
+
+
+def setup_durations(output: str) -> dict[str, float]:
+    """Per-job time of the cdl setup (the shared ``before_script``) from a ``--timestamps``
+    log: from its ``$ # Install cdl-gitlab ...`` line to the job's next command line."""
+    started: dict[str, float] = {}
+    setup: dict[str, float] = {}
+    for line in output.splitlines():
+        stamp = _TIMESTAMP.match(line.strip())
+        if not stamp:
+            continue
+        job, _, rest = line.strip()[stamp.end() :].partition(" ")
+        if not rest.startswith("$ ") or job in setup:
+            continue
+        elapsed = _seconds(stamp.group("elapsed"))
+        if job in started:
+            setup[job] = elapsed - started[job]
+        elif rest.startswith(_SETUP_LINE):
+            started[job] = elapsed
+    return setup
 
 
 def _seconds(text: str) -> float:
@@ -579,7 +602,7 @@ def job_summary(output: str) -> dict[str, str]:
     status: dict[str, str] = {}
     for line in output.splitlines():
         line = line.strip()
-        match = re.match(r"^(PASS|FAIL|WARN)\s+(\S+)", line)
+        match = re.match(r"^(PASS|FAIL|WARN)\s+(?:\[[^\]]*\]\s*)?(\S+)", line)
         if match:
             status[match.group(2)] = {"PASS": "success", "FAIL": "failed", "WARN": "warning"}[
                 match.group(1)

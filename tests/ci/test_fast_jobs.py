@@ -19,7 +19,7 @@ import package_index as pi
 import pytest
 import yaml
 
-ROLES = ("data", "train-torch", "train-keras", "serve")
+ROLES = ("data", "train-torch", "train-keras", "serve-torch", "serve-keras")
 IMAGE_JOBS = tuple(f"image-{role}" for role in ROLES)
 PIPELINES = ("data-pipeline", "model-pipeline", "deployment-pipeline")
 BUILD_JOBS = ("data-build-image", "model-build-image", "deploy-build-image")
@@ -101,7 +101,8 @@ def test_release_pipeline_builds_the_role_images_on_a_tag(
         "data": "cluster",
         "train-torch": "cluster,train-torch",
         "train-keras": "cluster,train-keras",
-        "serve": "cluster,serve,train-torch",
+        "serve-torch": "cluster,serve,train-torch",
+        "serve-keras": "cluster,serve,train-keras",
     }
     for role, job in zip(ROLES, IMAGE_JOBS, strict=True):
         definition = preview[job]
@@ -168,12 +169,16 @@ def test_component_jobs_run_in_the_role_image_of_their_version(
         "data-labels": "data",
         "model-train": f"train-{framework}",
         "model-evaluate": f"train-{framework}",
-        "deploy-package": "serve",
+        "deploy-package": f"serve-{framework}",
+        "deploy-select": f"serve-{framework}",
     }
     for job, role in roles.items():
         assert _image(preview[job]) == f"{registry}/{role}:{library_version}", job
         assert preview[job]["variables"]["CDL_SETUP_INSTALL"] == "image", job
-        assert "cache" not in preview[job], f"{job}: nothing to cache in a role image"
+        # no pip cache in a role image; only the virtual environment of a job that takes the
+        # pip path anyway (a cdl_source) is kept
+        [cache] = preview[job]["cache"]
+        assert cache["paths"] == [".cache/cdl-venv"], job
     # monitoring has no role image: the pip path, with the cache
     report = preview["monitoring-report"]
     assert report["variables"]["CDL_SETUP_INSTALL"] == "pip"
@@ -194,8 +199,15 @@ def test_install_pip_keeps_the_pip_path_with_a_cache_keyed_on_the_constraints(
         assert _image(definition) == "python:3.11.11-slim-bookworm", job
         assert definition["variables"]["CDL_SETUP_INSTALL"] == "pip", job
         assert definition["variables"]["PIP_CACHE_DIR"] == "$CI_PROJECT_DIR/.cache/pip", job
-        [cache] = definition["cache"]  # (expanded: a list of caches)
-        assert cache["key"]["files"] == ["constraints.txt"] and cache["paths"] == [".cache/pip"]
+        pip_cache, venv_cache = definition["cache"]  # (expanded: a list of caches)
+        assert pip_cache["key"] == {"files": ["constraints.txt"], "prefix": "cdl-pip"}
+        assert pip_cache["paths"] == [".cache/pip"]
+        # the jobs' virtual environments: one cache per requirement (the component's jobs)
+        assert venv_cache["key"] == {
+            "files": ["constraints.txt"],
+            "prefix": "cdl-venv-$CDL_SETUP_REQUIREMENT",
+        }
+        assert venv_cache["paths"] == [".cache/cdl-venv"]
 
 
 # -------------------------------------------------- the setup's choice, run for real
@@ -212,7 +224,8 @@ def _setup_job(sandbox: h.Sandbox, project: Path, version: str, inputs: str) -> 
         "  stage: data\n"
         "  script:\n"
         "    - cdl --version\n"
-        '    - "if [ -d .cdl-venv ]; then echo setup-pip-path; else echo setup-no-venv; fi"\n'
+        '    - "if [ -d .cdl-venv ] || [ -d .cache/cdl-venv ]; then echo setup-pip-path;'
+        ' else echo setup-no-venv; fi"\n'
     )
     h.new_project(sandbox, project, "ml/consumer", {".gitlab-ci.yml": config})
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -276,3 +289,72 @@ def test_a_version_bump_that_forgets_the_role_images_fails_the_check(
     assert h.job_summary(output).get("check-version") == "failed", output[-3000:]
     stale = ", ".join(f"{name}.yml: {library_version}" for name in sorted(PIPELINES))
     assert f"install another version by default: {stale}\n" in output, output[-3000:]
+
+
+def test_the_pip_path_reuses_the_virtual_environment_of_an_earlier_job(
+    sandbox: h.Sandbox, tmp_path: Path, library_version: str
+) -> None:
+    """Three jobs on the pip path, one after the other, each in its own work tree (shell
+    isolation) with GitLab's cache between them: the first installs the wheel into a virtual
+    environment, the second takes that environment from the cache (its scripts moved to the
+    second work tree, so `cdl` runs), the third has an extra requirement and installs its own."""
+    wheel = h.build_cdl_wheel(tmp_path / "wheel")
+    inputs = (
+        f"{{constraints_file: '', cdl_source: '{wheel}', pip_install_args: --no-index,"
+        " install: pip}"
+    )
+
+    def job(name: str, needs: str | None, extra: str = "") -> str:
+        return (
+            f"{name}:\n"
+            "  extends: .data-setup\n"
+            "  stage: data\n"
+            f"  needs: [{needs or ''}]\n"
+            + (f"  variables: {{CDL_EXTRA_REQUIREMENTS: '{extra}'}}\n" if extra else "")
+            + "  script:\n"
+            "    - cdl --version\n"
+            "    - python -c \"import cdl_gitlab; print('cdl_gitlab from', cdl_gitlab.__file__)\"\n"
+        )
+
+    config = (
+        "stages: [data]\n"
+        "include:\n"
+        f"  - component: $CI_SERVER_FQDN/{h.LIBRARY_PROJECT}/data-pipeline@{library_version}\n"
+        f"    inputs: {inputs}\n"
+        + job("first", None)
+        + job("second", "first")
+        + job("third", "second", "pytest>=8")
+    )
+    project = tmp_path / "project"
+    h.new_project(sandbox, project, "ml/consumer", {".gitlab-ci.yml": config})
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    result = h.run_gcl(
+        project,
+        "--force-shell-executor",
+        "--shell-isolation",
+        "--max-job-name-padding",
+        "0",
+        "first",
+        "second",
+        "third",
+        sandbox=sandbox,
+        extra_env={"PATH": path, "PYTHONPATH": ""},  # the job's cdl_gitlab: the installed one
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+
+    def lines(name: str) -> str:
+        return "\n".join(line for line in output.splitlines() if line.startswith(f"{name} "))
+
+    cached = "cdl: cdl-gitlab from the cached virtual environment .cache/cdl-venv/"
+    builds = project / ".gitlab-ci-local" / "builds"
+    venv = r"/\.cache/cdl-venv/([0-9a-f]{16})/lib/python3\.11/site-packages/cdl_gitlab/"
+    keys = {}
+    for name, reused in (("first", False), ("second", True), ("third", False)):
+        log = lines(name)
+        assert (cached in log) is reused, log[-3000:]
+        assert f"cdl, version {library_version}" in log, log[-3000:]
+        found = re.search("cdl_gitlab from " + re.escape(str(builds / name)) + venv, log)
+        assert found, log[-3000:]
+        keys[name] = found.group(1)
+    assert keys["first"] == keys["second"] != keys["third"]

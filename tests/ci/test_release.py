@@ -282,5 +282,5 @@ def _component_installs_from_the_registry(
     assert f"cdl, version {version}" in output, output[-3000:]
     # imported from the job's virtual environment, where the registry's wheel was installed
     builds = project / ".gitlab-ci-local" / "builds" / "cdl-installed"
-    site = r"/\.cdl-venv/\d+/lib/python3\.11/site-packages/cdl_gitlab/__init__\.py"
+    site = r"/\.cache/cdl-venv/[0-9a-f]{16}/lib/python3\.11/site-packages/cdl_gitlab/__init__\.py"
     assert re.search("cdl_gitlab from " + re.escape(str(builds)) + site, output), output[-3000:]
