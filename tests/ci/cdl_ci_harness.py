@@ -26,6 +26,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -392,12 +393,36 @@ def expanded_ci(cwd: Path) -> str:
     return (cwd / ".gitlab-ci-local" / "expanded-gitlab-ci.yml").read_text(encoding="utf-8")
 
 
-def list_jobs(cwd: Path, *args: str, sandbox: Sandbox) -> dict[str, dict[str, Any]]:
-    """``gitlab-ci-local --list-json``: job name -> its description (when, stage, needs ...)."""
-    result = run_gcl(cwd, "--list-json", *args, sandbox=sandbox)
-    if result.returncode != 0:
-        raise RuntimeError(f"gitlab-ci-local --list-json failed:\n{result.stdout}\n{result.stderr}")
-    return {job["name"]: job for job in parse_json_array(result.stdout)}
+def list_jobs(
+    cwd: Path, *args: str, sandbox: Sandbox, attempts: int = 3
+) -> dict[str, dict[str, Any]]:
+    """``gitlab-ci-local --list-json``: job name -> its description (when, stage, needs ...).
+
+    gitlab-ci-local writes no file for the list, so its stdout goes to a file rather than a
+    pipe (Node may exit before a large piped stdout is read: seen cut short once under load),
+    and an output that still does not parse is listed again, up to ``attempts`` times."""
+    prime_component_includes(cwd)
+    failure = ""
+    for _ in range(attempts):
+        with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as out:
+            result = subprocess.run(
+                [str(GCL), "--list-json", *args],
+                cwd=cwd,
+                env=sandbox.env(),
+                stdout=out,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=900,
+            )
+            out.seek(0)
+            stdout = out.read()
+        if result.returncode != 0:
+            raise RuntimeError(f"gitlab-ci-local --list-json failed:\n{stdout}\n{result.stderr}")
+        try:
+            return {job["name"]: job for job in parse_json_array(stdout)}
+        except ValueError as exc:  # (json.JSONDecodeError is one)
+            failure = f"{exc}\n{stdout[-2000:]}"
+    raise RuntimeError(f"gitlab-ci-local --list-json: no complete JSON list:\n{failure}")
 
 
 def parse_json_array(output: str) -> list[Any]:
@@ -436,6 +461,31 @@ def branch_vars(branch: str, source: str = "push", target: str = "") -> tuple[st
     if source == "schedule":
         args.append("--no-evaluate-rule-changes")
     return tuple(args)
+
+
+WHERE_IS_CDL = "python -c \"import cdl_gitlab; print('cdl_gitlab from', cdl_gitlab.__file__)\""
+"""A job script line that prints where the job's Python imports cdl_gitlab from."""
+
+
+def setup_consumer(
+    version: str, inputs: Mapping[str, Any], jobs: Mapping[str, Mapping[str, Any]]
+) -> str:
+    """A consumer project's ``.gitlab-ci.yml``: the data-pipeline component of the fake
+    instance at ``version`` with ``inputs``, and ``jobs`` (name -> keys such as ``script``,
+    ``needs``, ``variables``) that extend its setup job ``.data-setup`` in stage ``data``:
+    a job that runs the components' shared install of cdl-gitlab and then its own script."""
+    config: dict[str, Any] = {
+        "stages": ["data"],
+        "include": [
+            {
+                "component": f"$CI_SERVER_FQDN/{LIBRARY_PROJECT}/data-pipeline@{version}",
+                "inputs": dict(inputs),
+            }
+        ],
+    }
+    for name, job in jobs.items():
+        config[name] = {"extends": ".data-setup", "stage": "data", **job}
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 def write_consumer(project_dir: Path, config: Mapping[str, Any] | str, message: str = "ci") -> None:

@@ -211,22 +211,15 @@ def test_install_pip_keeps_the_pip_path_with_a_cache_keyed_on_the_constraints(
 
 
 # -------------------------------------------------- the setup's choice, run for real
-def _setup_job(sandbox: h.Sandbox, project: Path, version: str, inputs: str) -> str:
+def _setup_job(sandbox: h.Sandbox, project: Path, version: str, inputs: dict[str, Any]) -> str:
     """One job extending the data component's setup, run with the shell executor; this
     machine's Python (cdl-gitlab of this checkout installed) stands in for the role image."""
-    config = (
-        "stages: [data]\n"
-        "include:\n"
-        f"  - component: $CI_SERVER_FQDN/{h.LIBRARY_PROJECT}/data-pipeline@{version}\n"
-        f"    inputs: {inputs}\n"
-        "cdl-installed:\n"
-        "  extends: .data-setup\n"
-        "  stage: data\n"
-        "  script:\n"
-        "    - cdl --version\n"
-        '    - "if [ -d .cdl-venv ] || [ -d .cache/cdl-venv ]; then echo setup-pip-path;'
-        ' else echo setup-no-venv; fi"\n'
-    )
+    script = [
+        "cdl --version",
+        "if [ -d .cdl-venv ] || [ -d .cache/cdl-venv ]; then echo setup-pip-path;"
+        " else echo setup-no-venv; fi",
+    ]
+    config = h.setup_consumer(version, inputs, {"cdl-installed": {"script": script}})
     h.new_project(sandbox, project, "ml/consumer", {".gitlab-ci.yml": config})
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     result = h.run_gcl(
@@ -245,7 +238,7 @@ def _setup_job(sandbox: h.Sandbox, project: Path, version: str, inputs: str) -> 
 def test_the_role_image_installs_nothing(
     sandbox: h.Sandbox, tmp_path: Path, library_version: str
 ) -> None:
-    output = _setup_job(sandbox, tmp_path / "project", library_version, "{constraints_file: ''}")
+    output = _setup_job(sandbox, tmp_path / "project", library_version, {"constraints_file": ""})
     assert "cdl: cdl-gitlab from the job image" in output, output[-3000:]
     assert f"cdl, version {library_version}" in output, output[-3000:]
     assert "setup-no-venv" in output, output[-3000:]
@@ -259,8 +252,11 @@ def test_an_image_of_another_version_takes_the_pip_path(
         sandbox,
         tmp_path / "project",
         library_version,
-        "{constraints_file: '', cdl_requirement: cdl-gitlab==9.9.9,"
-        " cdl_index_url: 'http://127.0.0.1:9/simple'}",
+        {
+            "constraints_file": "",
+            "cdl_requirement": "cdl-gitlab==9.9.9",
+            "cdl_index_url": "http://127.0.0.1:9/simple",
+        },
     )
     message = (
         f"cdl: the job image has cdl-gitlab {library_version}, not 9.9.9: installing it with pip"
@@ -299,31 +295,25 @@ def test_the_pip_path_reuses_the_virtual_environment_of_an_earlier_job(
     environment, the second takes that environment from the cache (its scripts moved to the
     second work tree, so `cdl` runs), the third has an extra requirement and installs its own."""
     wheel = h.build_cdl_wheel(tmp_path / "wheel")
-    inputs = (
-        f"{{constraints_file: '', cdl_source: '{wheel}', pip_install_args: --no-index,"
-        " install: pip}"
-    )
-
-    def job(name: str, needs: str | None, extra: str = "") -> str:
-        return (
-            f"{name}:\n"
-            "  extends: .data-setup\n"
-            "  stage: data\n"
-            f"  needs: [{needs or ''}]\n"
-            + (f"  variables: {{CDL_EXTRA_REQUIREMENTS: '{extra}'}}\n" if extra else "")
-            + "  script:\n"
-            "    - cdl --version\n"
-            "    - python -c \"import cdl_gitlab; print('cdl_gitlab from', cdl_gitlab.__file__)\"\n"
-        )
-
-    config = (
-        "stages: [data]\n"
-        "include:\n"
-        f"  - component: $CI_SERVER_FQDN/{h.LIBRARY_PROJECT}/data-pipeline@{library_version}\n"
-        f"    inputs: {inputs}\n"
-        + job("first", None)
-        + job("second", "first")
-        + job("third", "second", "pytest>=8")
+    inputs = {
+        "constraints_file": "",
+        "cdl_source": str(wheel),
+        "pip_install_args": "--no-index",
+        "install": "pip",
+    }
+    script = ["cdl --version", h.WHERE_IS_CDL]
+    config = h.setup_consumer(
+        library_version,
+        inputs,
+        {
+            "first": {"needs": [], "script": script},
+            "second": {"needs": ["first"], "script": script},
+            "third": {
+                "needs": ["second"],
+                "variables": {"CDL_EXTRA_REQUIREMENTS": "pytest>=8"},
+                "script": script,
+            },
+        },
     )
     project = tmp_path / "project"
     h.new_project(sandbox, project, "ml/consumer", {".gitlab-ci.yml": config})
