@@ -5,8 +5,10 @@ tree's CI components to a fake GitLab instance (bare repositories reached throug
 ``url.<file-url>.insteadOf``), generates a tiny dataset, and runs the ``dev`` pipeline with
 gitlab-ci-local 4.73.0 (shell executor, jobs isolated, artifacts passed between jobs, the
 manual training job started): data -> train -> evaluate -> compress -> package + local serve
-+ smoke test. Prints the wall time of every job and of the whole pipeline (goal: under
-5 minutes on 2 cores).
++ smoke test. Prints the wall time of every job, the part of it the cdl setup took (the
+shared ``before_script``: a pip install into a new virtual environment, or the environment
+another job left in the cache), and of the whole pipeline (goal of issue 18: at most 60 s on
+2 cores). The jobs' Python is this environment's, so cdl's dependencies are installed already.
 
     .venv/bin/python benchmarks/pipeline.py [--per-class 24] [--keep]
 
@@ -26,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "ci"))
 
 import cdl_ci_harness as h
 
-GOAL_SECONDS = 300.0
+GOAL_SECONDS = 60.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,18 +55,20 @@ def main(argv: list[str] | None = None) -> int:
         archive = h.make_news_archive(
             root / "mirror" / "bbc-fulltext.zip", per_class=args.per_class
         )
-        run = h.run_local_pipeline(project, sandbox, wheel, archive)
+        run = h.run_local_pipeline(project, sandbox, wheel, archive, "--timestamps")
+        setup = h.setup_durations(run.output)
 
         print(
             f"rendered project pipeline (dev, local profile), {len(h.NEWS_CLASSES)} classes x "
             f"{args.per_class} articles, {os.cpu_count()} CPUs, gitlab-ci-local {h.GCL_VERSION}"
         )
         print(f"render + commit: {setup_s:.1f} s")
-        print(f"{'job':<24} {'status':<9} {'wall s':>8}")
+        print(f"{'job':<24} {'status':<9} {'wall s':>8} {'setup s':>8}")
         for job, seconds in run.durations.items():
             if job == "pipeline":
                 continue
-            print(f"{job:<24} {run.status.get(job, '-'):<9} {seconds:>8.1f}")
+            in_setup = f"{setup[job]:>8.1f}" if job in setup else f"{'-':>8}"
+            print(f"{job:<24} {run.status.get(job, '-'):<9} {seconds:>8.1f} {in_setup}")
         total = run.durations.get("pipeline", run.wall_seconds)
         print(f"{'pipeline (gitlab-ci-local)':<34} {total:>8.1f}")
         print(f"{'pipeline (wall, incl. parsing)':<34} {run.wall_seconds:>8.1f}")

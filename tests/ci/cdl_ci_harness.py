@@ -26,6 +26,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -392,12 +393,36 @@ def expanded_ci(cwd: Path) -> str:
     return (cwd / ".gitlab-ci-local" / "expanded-gitlab-ci.yml").read_text(encoding="utf-8")
 
 
-def list_jobs(cwd: Path, *args: str, sandbox: Sandbox) -> dict[str, dict[str, Any]]:
-    """``gitlab-ci-local --list-json``: job name -> its description (when, stage, needs ...)."""
-    result = run_gcl(cwd, "--list-json", *args, sandbox=sandbox)
-    if result.returncode != 0:
-        raise RuntimeError(f"gitlab-ci-local --list-json failed:\n{result.stdout}\n{result.stderr}")
-    return {job["name"]: job for job in parse_json_array(result.stdout)}
+def list_jobs(
+    cwd: Path, *args: str, sandbox: Sandbox, attempts: int = 3
+) -> dict[str, dict[str, Any]]:
+    """``gitlab-ci-local --list-json``: job name -> its description (when, stage, needs ...).
+
+    gitlab-ci-local writes no file for the list, so its stdout goes to a file rather than a
+    pipe (Node may exit before a large piped stdout is read: seen cut short once under load),
+    and an output that still does not parse is listed again, up to ``attempts`` times."""
+    prime_component_includes(cwd)
+    failure = ""
+    for _ in range(attempts):
+        with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as out:
+            result = subprocess.run(
+                [str(GCL), "--list-json", *args],
+                cwd=cwd,
+                env=sandbox.env(),
+                stdout=out,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=900,
+            )
+            out.seek(0)
+            stdout = out.read()
+        if result.returncode != 0:
+            raise RuntimeError(f"gitlab-ci-local --list-json failed:\n{stdout}\n{result.stderr}")
+        try:
+            return {job["name"]: job for job in parse_json_array(stdout)}
+        except ValueError as exc:  # (json.JSONDecodeError is one)
+            failure = f"{exc}\n{stdout[-2000:]}"
+    raise RuntimeError(f"gitlab-ci-local --list-json: no complete JSON list:\n{failure}")
 
 
 def parse_json_array(output: str) -> list[Any]:
@@ -436,6 +461,31 @@ def branch_vars(branch: str, source: str = "push", target: str = "") -> tuple[st
     if source == "schedule":
         args.append("--no-evaluate-rule-changes")
     return tuple(args)
+
+
+WHERE_IS_CDL = "python -c \"import cdl_gitlab; print('cdl_gitlab from', cdl_gitlab.__file__)\""
+"""A job script line that prints where the job's Python imports cdl_gitlab from."""
+
+
+def setup_consumer(
+    version: str, inputs: Mapping[str, Any], jobs: Mapping[str, Mapping[str, Any]]
+) -> str:
+    """A consumer project's ``.gitlab-ci.yml``: the data-pipeline component of the fake
+    instance at ``version`` with ``inputs``, and ``jobs`` (name -> keys such as ``script``,
+    ``needs``, ``variables``) that extend its setup job ``.data-setup`` in stage ``data``:
+    a job that runs the components' shared install of cdl-gitlab and then its own script."""
+    config: dict[str, Any] = {
+        "stages": ["data"],
+        "include": [
+            {
+                "component": f"$CI_SERVER_FQDN/{LIBRARY_PROJECT}/data-pipeline@{version}",
+                "inputs": dict(inputs),
+            }
+        ],
+    }
+    for name, job in jobs.items():
+        config[name] = {"extends": ".data-setup", "stage": "data", **job}
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 def write_consumer(project_dir: Path, config: Mapping[str, Any] | str, message: str = "ci") -> None:
@@ -541,6 +591,9 @@ def cdl_version() -> str:
 _JOB_DONE = re.compile(
     r"^(?P<job>\S+)\s+finished in (?P<dur>[\d.]+ ?(?:ms|min|s|m|h)\b(?: [\d.]+ ?(?:ms|s)\b)?)"
 )
+_TIMESTAMP = re.compile(r"^\[\d\d:\d\d:\d\d\s+(?P<elapsed>[^\]]*)\]\s*")
+"""gitlab-ci-local's ``--timestamps`` prefix: ``[HH:MM:SS <time since the job started>]``."""
+_SETUP_LINE = "$ # Install cdl-gitlab"
 
 
 def timed(fn, *args, **kwargs) -> tuple[Any, float]:
@@ -553,11 +606,31 @@ def job_durations(output: str) -> dict[str, float]:
     """Per-job wall time in seconds from gitlab-ci-local's '<job> finished in <t>' lines."""
     durations: dict[str, float] = {}
     for line in output.splitlines():
-        match = _JOB_DONE.match(line.strip())
+        match = _JOB_DONE.match(_TIMESTAMP.sub("", line.strip()))
         if not match:
             continue
         durations[match.group("job")] = _seconds(match.group("dur"))
     return durations
+
+
+def setup_durations(output: str) -> dict[str, float]:
+    """Per-job time of the cdl setup (the shared ``before_script``) from a ``--timestamps``
+    log: from its ``$ # Install cdl-gitlab ...`` line to the job's next command line."""
+    started: dict[str, float] = {}
+    setup: dict[str, float] = {}
+    for line in output.splitlines():
+        stamp = _TIMESTAMP.match(line.strip())
+        if not stamp:
+            continue
+        job, _, rest = line.strip()[stamp.end() :].partition(" ")
+        if not rest.startswith("$ ") or job in setup:
+            continue
+        elapsed = _seconds(stamp.group("elapsed"))
+        if job in started:
+            setup[job] = elapsed - started[job]
+        elif rest.startswith(_SETUP_LINE):
+            started[job] = elapsed
+    return setup
 
 
 def _seconds(text: str) -> float:
@@ -579,7 +652,7 @@ def job_summary(output: str) -> dict[str, str]:
     status: dict[str, str] = {}
     for line in output.splitlines():
         line = line.strip()
-        match = re.match(r"^(PASS|FAIL|WARN)\s+(\S+)", line)
+        match = re.match(r"^(PASS|FAIL|WARN)\s+(?:\[[^\]]*\]\s*)?(\S+)", line)
         if match:
             status[match.group(2)] = {"PASS": "success", "FAIL": "failed", "WARN": "warning"}[
                 match.group(1)

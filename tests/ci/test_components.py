@@ -11,13 +11,8 @@ import yaml
 
 NAMES = h.component_names()
 PIPELINES = ["data-pipeline", "model-pipeline", "deployment-pipeline"]  # workflow order
-ROLES = (
-    "data",
-    "train-torch",
-    "train-keras",
-    "serve",
-    "serve-mlserver",
-)  # the release's role images
+# the release's role images
+ROLES = ("data", "train-torch", "train-keras", "serve-torch", "serve-keras", "serve-mlserver")
 
 
 def test_the_library_has_the_components_of_the_workflow() -> None:

@@ -19,7 +19,7 @@ import package_index as pi
 import pytest
 import yaml
 
-ROLES = ("data", "train-torch", "train-keras", "serve", "serve-mlserver")
+ROLES = ("data", "train-torch", "train-keras", "serve-torch", "serve-keras", "serve-mlserver")
 IMAGE_JOBS = tuple(f"image-{role}" for role in ROLES)
 PIPELINES = ("data-pipeline", "model-pipeline", "deployment-pipeline")
 BUILD_JOBS = ("data-build-image", "model-build-image", "deploy-build-image")
@@ -108,7 +108,8 @@ def test_release_pipeline_builds_the_role_images_on_a_tag(
         "data": "cluster",
         "train-torch": "cluster,train-torch",
         "train-keras": "cluster,train-keras",
-        "serve": "cluster,serve,train-torch",
+        "serve-torch": "cluster,serve,train-torch",
+        "serve-keras": "cluster,serve,train-keras",
         "serve-mlserver": "serve-mlserver",
     }
     for role, job in zip(ROLES, IMAGE_JOBS, strict=True):
@@ -179,12 +180,16 @@ def test_component_jobs_run_in_the_role_image_of_their_version(
         "data-labels": "data",
         "model-train": f"train-{framework}",
         "model-evaluate": f"train-{framework}",
-        "deploy-package": "serve",
+        "deploy-package": f"serve-{framework}",
+        "deploy-select": f"serve-{framework}",
     }
     for job, role in roles.items():
         assert _image(preview[job]) == f"{registry}/{role}:{library_version}", job
         assert preview[job]["variables"]["CDL_SETUP_INSTALL"] == "image", job
-        assert "cache" not in preview[job], f"{job}: nothing to cache in a role image"
+        # no pip cache in a role image; only the virtual environment of a job that takes the
+        # pip path anyway (a cdl_source) is kept
+        [cache] = preview[job]["cache"]
+        assert cache["paths"] == [".cache/cdl-venv"], job
     # monitoring has no role image: the pip path, with the cache
     report = preview["monitoring-report"]
     assert report["variables"]["CDL_SETUP_INSTALL"] == "pip"
@@ -205,26 +210,27 @@ def test_install_pip_keeps_the_pip_path_with_a_cache_keyed_on_the_constraints(
         assert _image(definition) == "python:3.11.11-slim-bookworm", job
         assert definition["variables"]["CDL_SETUP_INSTALL"] == "pip", job
         assert definition["variables"]["PIP_CACHE_DIR"] == "$CI_PROJECT_DIR/.cache/pip", job
-        [cache] = definition["cache"]  # (expanded: a list of caches)
-        assert cache["key"]["files"] == ["constraints.txt"] and cache["paths"] == [".cache/pip"]
+        pip_cache, venv_cache = definition["cache"]  # (expanded: a list of caches)
+        assert pip_cache["key"] == {"files": ["constraints.txt"], "prefix": "cdl-pip"}
+        assert pip_cache["paths"] == [".cache/pip"]
+        # the jobs' virtual environments: one cache per requirement (the component's jobs)
+        assert venv_cache["key"] == {
+            "files": ["constraints.txt"],
+            "prefix": "cdl-venv-$CDL_SETUP_REQUIREMENT",
+        }
+        assert venv_cache["paths"] == [".cache/cdl-venv"]
 
 
 # -------------------------------------------------- the setup's choice, run for real
-def _setup_job(sandbox: h.Sandbox, project: Path, version: str, inputs: str) -> str:
+def _setup_job(sandbox: h.Sandbox, project: Path, version: str, inputs: dict[str, Any]) -> str:
     """One job extending the data component's setup, run with the shell executor; this
     machine's Python (cdl-gitlab of this checkout installed) stands in for the role image."""
-    config = (
-        "stages: [data]\n"
-        "include:\n"
-        f"  - component: $CI_SERVER_FQDN/{h.LIBRARY_PROJECT}/data-pipeline@{version}\n"
-        f"    inputs: {inputs}\n"
-        "cdl-installed:\n"
-        "  extends: .data-setup\n"
-        "  stage: data\n"
-        "  script:\n"
-        "    - cdl --version\n"
-        '    - "if [ -d .cdl-venv ]; then echo setup-pip-path; else echo setup-no-venv; fi"\n'
-    )
+    script = [
+        "cdl --version",
+        "if [ -d .cdl-venv ] || [ -d .cache/cdl-venv ]; then echo setup-pip-path;"
+        " else echo setup-no-venv; fi",
+    ]
+    config = h.setup_consumer(version, inputs, {"cdl-installed": {"script": script}})
     h.new_project(sandbox, project, "ml/consumer", {".gitlab-ci.yml": config})
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     result = h.run_gcl(
@@ -243,7 +249,7 @@ def _setup_job(sandbox: h.Sandbox, project: Path, version: str, inputs: str) -> 
 def test_the_role_image_installs_nothing(
     sandbox: h.Sandbox, tmp_path: Path, library_version: str
 ) -> None:
-    output = _setup_job(sandbox, tmp_path / "project", library_version, "{constraints_file: ''}")
+    output = _setup_job(sandbox, tmp_path / "project", library_version, {"constraints_file": ""})
     assert "cdl: cdl-gitlab from the job image" in output, output[-3000:]
     assert f"cdl, version {library_version}" in output, output[-3000:]
     assert "setup-no-venv" in output, output[-3000:]
@@ -257,8 +263,11 @@ def test_an_image_of_another_version_takes_the_pip_path(
         sandbox,
         tmp_path / "project",
         library_version,
-        "{constraints_file: '', cdl_requirement: cdl-gitlab==9.9.9,"
-        " cdl_index_url: 'http://127.0.0.1:9/simple'}",
+        {
+            "constraints_file": "",
+            "cdl_requirement": "cdl-gitlab==9.9.9",
+            "cdl_index_url": "http://127.0.0.1:9/simple",
+        },
     )
     message = (
         f"cdl: the job image has cdl-gitlab {library_version}, not 9.9.9: installing it with pip"
@@ -287,3 +296,66 @@ def test_a_version_bump_that_forgets_the_role_images_fails_the_check(
     assert h.job_summary(output).get("check-version") == "failed", output[-3000:]
     stale = ", ".join(f"{name}.yml: {library_version}" for name in sorted(PIPELINES))
     assert f"install another version by default: {stale}\n" in output, output[-3000:]
+
+
+def test_the_pip_path_reuses_the_virtual_environment_of_an_earlier_job(
+    sandbox: h.Sandbox, tmp_path: Path, library_version: str
+) -> None:
+    """Three jobs on the pip path, one after the other, each in its own work tree (shell
+    isolation) with GitLab's cache between them: the first installs the wheel into a virtual
+    environment, the second takes that environment from the cache (its scripts moved to the
+    second work tree, so `cdl` runs), the third has an extra requirement and installs its own."""
+    wheel = h.build_cdl_wheel(tmp_path / "wheel")
+    inputs = {
+        "constraints_file": "",
+        "cdl_source": str(wheel),
+        "pip_install_args": "--no-index",
+        "install": "pip",
+    }
+    script = ["cdl --version", h.WHERE_IS_CDL]
+    config = h.setup_consumer(
+        library_version,
+        inputs,
+        {
+            "first": {"needs": [], "script": script},
+            "second": {"needs": ["first"], "script": script},
+            "third": {
+                "needs": ["second"],
+                "variables": {"CDL_EXTRA_REQUIREMENTS": "pytest>=8"},
+                "script": script,
+            },
+        },
+    )
+    project = tmp_path / "project"
+    h.new_project(sandbox, project, "ml/consumer", {".gitlab-ci.yml": config})
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    result = h.run_gcl(
+        project,
+        "--force-shell-executor",
+        "--shell-isolation",
+        "--max-job-name-padding",
+        "0",
+        "first",
+        "second",
+        "third",
+        sandbox=sandbox,
+        extra_env={"PATH": path, "PYTHONPATH": ""},  # the job's cdl_gitlab: the installed one
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+
+    def lines(name: str) -> str:
+        return "\n".join(line for line in output.splitlines() if line.startswith(f"{name} "))
+
+    cached = "cdl: cdl-gitlab from the cached virtual environment .cache/cdl-venv/"
+    builds = project / ".gitlab-ci-local" / "builds"
+    venv = r"/\.cache/cdl-venv/([0-9a-f]{16})/lib/python3\.11/site-packages/cdl_gitlab/"
+    keys = {}
+    for name, reused in (("first", False), ("second", True), ("third", False)):
+        log = lines(name)
+        assert (cached in log) is reused, log[-3000:]
+        assert f"cdl, version {library_version}" in log, log[-3000:]
+        found = re.search("cdl_gitlab from " + re.escape(str(builds / name)) + venv, log)
+        assert found, log[-3000:]
+        keys[name] = found.group(1)
+    assert keys["first"] == keys["second"] != keys["third"]

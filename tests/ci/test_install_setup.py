@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import cdl_ci_harness as h
 import pytest
@@ -18,18 +19,8 @@ import yaml
 INSTALL_INPUTS = ("cdl_requirement", "cdl_source", "cdl_index_url", "pip_install_args")
 
 
-def _consumer(sandbox: h.Sandbox, project: Path, version: str, inputs: str) -> Path:
-    config = (
-        "stages: [data]\n"
-        "include:\n"
-        f"  - component: $CI_SERVER_FQDN/{h.LIBRARY_PROJECT}/data-pipeline@{version}\n"
-        f"    inputs: {inputs}\n"
-        "cdl-installed:\n"
-        "  extends: .data-setup\n"
-        "  stage: data\n"
-        "  script:\n"
-        "    - cdl --version\n"
-    )
+def _consumer(sandbox: h.Sandbox, project: Path, version: str, inputs: dict[str, Any]) -> Path:
+    config = h.setup_consumer(version, inputs, {"cdl-installed": {"script": ["cdl --version"]}})
     h.new_project(sandbox, project, "ml/consumer", {".gitlab-ci.yml": config})
     return project
 
@@ -111,20 +102,20 @@ def test_every_input_that_reaches_the_shell_is_checked(name: str) -> None:
 @pytest.mark.parametrize(
     ("inputs", "key"),
     [
-        ("{cdl_requirement: cdl-gitlab>=0.2}", "cdl_requirement"),  # not an exact version
-        ("{cdl_requirement: cdl==0.2.0}", "cdl_requirement"),  # another project's name
-        ('{cdl_source: "$(id)"}', "cdl_source"),
-        ('{cdl_source: "x; rm -rf ~"}', "cdl_source"),
+        ({"cdl_requirement": "cdl-gitlab>=0.2"}, "cdl_requirement"),  # not an exact version
+        ({"cdl_requirement": "cdl==0.2.0"}, "cdl_requirement"),  # another project's name
+        ({"cdl_source": "$(id)"}, "cdl_source"),
+        ({"cdl_source": "x; rm -rf ~"}, "cdl_source"),
         (
-            '{cdl_index_url: "https://x.example/simple --extra-index-url https://y"}',
+            {"cdl_index_url": "https://x.example/simple --extra-index-url https://y"},
             "cdl_index_url",
         ),
-        ('{pip_install_args: "--no-index; curl x"}', "pip_install_args"),
-        ('{constraints_file: "../constraints.txt"}', "constraints_file"),
+        ({"pip_install_args": "--no-index; curl x"}, "pip_install_args"),
+        ({"constraints_file": "../constraints.txt"}, "constraints_file"),
     ],
 )
 def test_shell_reaching_inputs_are_rejected_by_their_regex(
-    sandbox: h.Sandbox, tmp_path: Path, library_version: str, inputs: str, key: str
+    sandbox: h.Sandbox, tmp_path: Path, library_version: str, inputs: dict[str, Any], key: str
 ) -> None:
     project = _consumer(sandbox, tmp_path / "project", library_version, inputs)
     result = h.run_gcl(project, "--preview", sandbox=sandbox)
@@ -140,7 +131,7 @@ def test_a_registry_install_without_an_exact_version_stops(
         sandbox,
         tmp_path / "project",
         library_version,
-        "{cdl_requirement: cdl-gitlab, install: pip}",
+        {"cdl_requirement": "cdl-gitlab", "install": "pip"},
     )
     output = _run(project, sandbox)
     assert "cdl: error: cdl_requirement 'cdl-gitlab' has no ==X.Y.Z" in output, output[-3000:]
@@ -150,7 +141,7 @@ def test_a_missing_constraints_file_stops(
     sandbox: h.Sandbox, tmp_path: Path, library_version: str
 ) -> None:
     project = _consumer(
-        sandbox, tmp_path / "project", library_version, "{cdl_source: /nonexistent/cdl.whl}"
+        sandbox, tmp_path / "project", library_version, {"cdl_source": "/nonexistent/cdl.whl"}
     )
     output = _run(project, sandbox)
     assert "cdl: error: constraints file 'constraints.txt' not found" in output, output[-3000:]

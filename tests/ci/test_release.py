@@ -247,21 +247,12 @@ def _component_installs_from_the_registry(
     registry (the local index) only, its dependencies under the template's constraints
     (``--no-index``: from the runner's environment)."""
     constraints = (h.REPO_ROOT / "template" / "constraints.txt").read_text(encoding="utf-8")
-    config = (
-        "stages: [data]\n"
-        "include:\n"
-        f"  - component: $CI_SERVER_FQDN/{h.LIBRARY_PROJECT}/data-pipeline@{version}\n"
-        "    inputs:\n"
+    config = h.setup_consumer(
+        version,
         # the pip path (the runner's environment already has cdl-gitlab of this version,
         # which the default image path would take as the job image's)
-        "      install: pip\n"
-        f"      cdl_index_url: {index.simple}\n"
-        "      pip_install_args: --no-index\n"
-        "cdl-installed:\n"
-        "  extends: .data-setup\n"
-        "  stage: data\n"
-        "  script:\n"
-        "    - python -c \"import cdl_gitlab; print('cdl_gitlab from', cdl_gitlab.__file__)\"\n"
+        {"install": "pip", "cdl_index_url": index.simple, "pip_install_args": "--no-index"},
+        {"cdl-installed": {"script": [h.WHERE_IS_CDL]}},
     )
     h.new_project(
         sandbox, project, "ml/consumer", {".gitlab-ci.yml": config, "constraints.txt": constraints}
@@ -282,5 +273,5 @@ def _component_installs_from_the_registry(
     assert f"cdl, version {version}" in output, output[-3000:]
     # imported from the job's virtual environment, where the registry's wheel was installed
     builds = project / ".gitlab-ci-local" / "builds" / "cdl-installed"
-    site = r"/\.cdl-venv/\d+/lib/python3\.11/site-packages/cdl_gitlab/__init__\.py"
+    site = r"/\.cache/cdl-venv/[0-9a-f]{16}/lib/python3\.11/site-packages/cdl_gitlab/__init__\.py"
     assert re.search("cdl_gitlab from " + re.escape(str(builds)) + site, output), output[-3000:]
