@@ -39,6 +39,16 @@ def _ignore_spec(root: Path):  # type: ignore[no-untyped-def]
     return pathspec.PathSpec.from_lines(pathspec.patterns.GitWildMatchPattern, lines)
 
 
+def ignored(root: Path, path: Path) -> bool:
+    """True when ``path`` (a folder inside ``root``) is left out by the SDK's ignore rules and
+    ``root/.detignore``, itself or through a parent folder: not uploaded as the context, and not
+    copied into an off-cluster checkpoint as its code."""
+    root = Path(root).resolve()
+    spec = _ignore_spec(root)
+    parts = Path(path).resolve().relative_to(root).parts
+    return any(spec.match_file("/".join(parts[:end]) + "/") for end in range(1, len(parts) + 1))
+
+
 def context_size(root: Path) -> ContextSize:
     """Bytes and files the SDK would send from ``root`` (the same walk and ignore rules)."""
     root = Path(root).resolve()

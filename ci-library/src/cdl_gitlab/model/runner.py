@@ -23,6 +23,7 @@ from typing import Any
 
 from cdl_gitlab.config import CONFIG_ENV, PROFILE_ENV, Settings
 from cdl_gitlab.errors import CDLError
+from cdl_gitlab.model.context_size import ignored
 from cdl_gitlab.model.expconf import TrainLength, entry_module
 from cdl_gitlab.model.offcluster_context import RunListener, instrument
 
@@ -42,6 +43,26 @@ def run_paths(settings: Settings, experiment_id: int, trial_id: int | None = Non
     if trial_id is not None:
         tensorboard = tensorboard / f"trial-{trial_id}"
     return RunPaths(settings.state_dir / "checkpoints", tensorboard)
+
+
+def check_storage_outside_code(root: Path, checkpoints: Path) -> None:
+    """Off-cluster, Determined copies the working folder (minus the SDK's ignores and
+    ``.detignore``) into every checkpoint as its ``code/``: checkpoint storage inside that
+    folder would be copied into itself, deeper at each checkpoint, until the path is too long
+    for the file system. Refuse such a run before it starts. A project folder has a
+    ``.detignore`` naming the state folder; an uploaded Determined context has none (the SDK
+    does not upload it)."""
+    root = Path(root).resolve()
+    checkpoints = Path(checkpoints).resolve()
+    if not checkpoints.is_relative_to(root) or ignored(root, checkpoints):
+        return
+    relative = checkpoints.relative_to(root)
+    raise CDLError(
+        f"checkpoint storage {relative}/ is inside {root}, which Determined copies into every "
+        f"checkpoint as its code, so each checkpoint would copy the ones before it: add "
+        f"/{relative.parts[0]}/ to {root / '.detignore'} (the rendered project's .detignore "
+        "lists the state folder .cdl/)"
+    )
 
 
 @contextlib.contextmanager
@@ -112,6 +133,7 @@ def run_trial(
 ) -> None:
     """Train one trial of the project's entrypoint module for ``length``."""
     framework = settings.config.model.framework
+    check_storage_outside_code(settings.root, paths.checkpoints)
     with project_process(settings):
         module = import_entry(settings, entry_module(exp_conf))
         if framework == "pytorch":

@@ -23,7 +23,7 @@ from cdl_gitlab.model.expconf import (
     training_length,
 )
 from cdl_gitlab.model.recorder import TrialRecorder
-from cdl_gitlab.model.runner import run_paths, run_trial
+from cdl_gitlab.model.runner import check_storage_outside_code, run_paths, run_trial
 from cdl_gitlab.registry.base import ModelVersion
 
 if TYPE_CHECKING:
@@ -87,6 +87,7 @@ def train_local(
     exp_conf = load_experiment_config(config_path)
     hparams = const_hparams(exp_conf)
     length = training_length(hparams, max_steps)
+    check_storage_outside_code(settings.root, run_paths(settings, 0).checkpoints)
     require_training_data(settings, exp_conf, register)
     experiments = open_experiment_registry(settings)
     name = str(exp_conf.get("name") or settings.config.model.name)
