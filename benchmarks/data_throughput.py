@@ -8,11 +8,12 @@ Usage: python benchmarks/data_throughput.py [--bbc PATH] [--files N] [--runs R] 
    generated corpus of 2,225 files.
 2. Scale: for 2,000, 20,000 and ``--files`` (default 100,000) small generated files (2% bad),
    each in a fresh process: collect (safe staging + commit into the local store), split
-   (content-hash assignment, both commits) and validate both splits (checkout + ``validate_tree``). Prints
-   the time per file of each phase and the process's peak RSS (``ru_maxrss``), then the
-   RSS slope (least squares, KB per file: ingestion streams one file at a time, so it should
-   be ~0), the RSS difference between the largest and the smallest count, and the ratio of
-   the per-file times at the largest count and at 2,000 (goal: at most 1.2).
+   (content-hash assignment, both commits) and validate both splits (checkout +
+   ``validate_tree``). Prints the time per file of each phase and the process's peak RSS
+   (``ru_maxrss``), then the RSS slope (least squares, KB per file: ingestion streams one
+   file at a time, so it should be ~0), the RSS difference between the largest and the
+   smallest count, and the ratio of the per-file times at the largest count and at 2,000
+   (goal: at most 1.2).
 Writing the source folders is not timed; ``--tmp /dev/shm`` (tmpfs) separates CPU from disk.
 """
 
