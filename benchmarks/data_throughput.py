@@ -6,17 +6,21 @@ Usage: python benchmarks/data_throughput.py [--bbc PATH] [--files N] [--runs R] 
    decode, validate, write kept items and summary.json) on the BBC archive (``--bbc``,
    ``$CDL_BBC_ARCHIVE`` or ../shared/datasets/bbc-fulltext.zip; skipped if absent) and on a
    generated corpus of 2,225 files.
-2. Scale: for 2,000 and ``--files`` (default 100,000) small generated files (2% bad), each in
-   a fresh process: collect (safe staging + commit into the local store), split (content-hash
-   assignment, both commits) and validate both splits (checkout + ``validate_tree``). Prints
-   the time per file of each phase and the process's peak RSS (``ru_maxrss``): ingestion
-   streams one file at a time, so the RSS should not grow with the count.
+2. Scale: for 2,000, 20,000 and ``--files`` (default 100,000) small generated files (2% bad),
+   each in a fresh process: collect (safe staging + commit into the local store), split
+   (content-hash assignment, both commits) and validate both splits (checkout +
+   ``validate_tree``). Prints the time per file of each phase and the process's peak RSS
+   (``ru_maxrss``), then the RSS slope (least squares, KB per file: ingestion streams one
+   file at a time, so it should be ~0), the RSS difference between the largest and the
+   smallest count, and the ratio of the per-file times at the largest count and at 2,000
+   (goal: at most 1.2).
 Writing the source folders is not timed; ``--tmp /dev/shm`` (tmpfs) separates CPU from disk.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import resource
@@ -158,6 +162,32 @@ def scale(count: int, tmp: Path | None) -> None:
         f"kept {kept}; peak RSS {peak_mb:6.1f} MB",
         flush=True,
     )
+    figures = {"count": count, "us_per_file": total / count * 1e6, "peak_rss_mb": peak_mb}
+    print(FIGURES + json.dumps(figures), flush=True)
+
+
+FIGURES = "figures: "
+
+
+def report_scale(runs: list[dict[str, float]]) -> None:
+    """The RSS slope over the counts, the RSS and time ratios of the largest and the first."""
+    counts = [run["count"] for run in runs]
+    rss = [run["peak_rss_mb"] for run in runs]
+    mean_n, mean_r = statistics.fmean(counts), statistics.fmean(rss)
+    spread = sum((n - mean_n) ** 2 for n in counts)
+    slope = sum((n - mean_n) * (r - mean_r) for n, r in zip(counts, rss, strict=True)) / spread
+    first, last = runs[0], runs[-1]
+    print(
+        f"peak RSS: slope {slope * 1024:.3f} KB/file over {', '.join(f'{n:,.0f}' for n in counts)}"
+        f" files; {last['count']:,.0f} vs {first['count']:,.0f} files: "
+        f"{last['peak_rss_mb'] - first['peak_rss_mb']:+.1f} MB "
+        f"({first['peak_rss_mb']:.1f} -> {last['peak_rss_mb']:.1f} MB)"
+    )
+    ratio = last["us_per_file"] / first["us_per_file"]
+    print(
+        f"time per file at {last['count']:,.0f} / at {first['count']:,.0f} files: {ratio:.2f} "
+        f"({first['us_per_file']:.0f} -> {last['us_per_file']:.0f} us/file; goal <= 1.2)"
+    )
 
 
 def main() -> None:
@@ -181,9 +211,17 @@ def main() -> None:
     logging.disable(logging.INFO)  # one log line per discarded item is not what is measured
     if not args.skip_validate_only:
         validate_only(args)
-    for count in (2_000, args.files):
+    runs = []
+    for count in sorted({2_000, 20_000, args.files}):
         command = [sys.executable, __file__, "--one", str(count)]
-        subprocess.run([*command, *(["--tmp", str(args.tmp)] if args.tmp else [])], check=True)
+        command += ["--tmp", str(args.tmp)] if args.tmp else []
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        for line in output.splitlines():
+            if line.startswith(FIGURES):
+                runs.append(json.loads(line.removeprefix(FIGURES)))
+            else:
+                print(line, flush=True)
+    report_scale(runs)
 
 
 def validate_only(args: argparse.Namespace) -> None:

@@ -168,6 +168,11 @@ def test_cli_labels_dir_and_conflict_lines(
     assert "labels (train): Label Studio export exports/train.json" in result.stdout
     assert f"task {tasks[0]['id']} ({path}): annotations disagree: " in result.stdout
     assert "labels (test): folder labels of" in result.stdout  # no exports/test.json
+    # what the data-labels CI job runs after the data-pipeline job: nothing to do
+    skipped = invoke("labels", "import", str(export), "--split", "train", "--skip-imported")
+    assert skipped.exit_code == 0, skipped.stderr
+    assert f"labels (train): {export} already imported (sha256 " in skipped.stdout
+    assert "conflict" not in skipped.stderr
     again = invoke("labels", "import", str(export), "--split", "train")
     assert again.exit_code == 0
     conflict_lines = [line for line in again.stderr.splitlines() if line.startswith("conflict")]
@@ -178,3 +183,19 @@ def test_cli_labels_dir_and_conflict_lines(
         assert {r.file_path: r.label for r in labels.rows("train")}[path] == other
     finally:
         labels.close()
+    # a changed export is imported; so is the same one once the table lost rows
+    export.write_text(json.dumps(payload[1:]))
+    changed = invoke("labels", "import", str(export), "--split", "train", "--skip-imported")
+    assert f"labels (train): 0 inserted, 0 updated, {len(tasks) - 1} unchanged" in changed.stdout
+    assert (
+        "already imported"
+        in invoke("labels", "import", str(export), "--split", "train", "--skip-imported").stdout
+    )
+    labels = LabelStore.open(settings)
+    try:
+        with labels.engine.begin() as conn:
+            conn.execute(labels.table.delete().where(labels.table.c.file_path == path))
+    finally:
+        labels.close()
+    recounted = invoke("labels", "import", str(export), "--split", "train", "--skip-imported")
+    assert "already imported" not in recounted.stdout

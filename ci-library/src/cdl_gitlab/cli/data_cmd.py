@@ -197,14 +197,28 @@ def _write(payload: object, output: Path | None) -> None:
 @labels.command("import")
 @click.argument("export", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_split
+@click.option(
+    "--skip-imported",
+    is_flag=True,
+    help="Do nothing when this export is the split's last import and the table still has "
+    "the rows it had then (e.g. `cdl data pipeline` imported it already).",
+)
 @pass_app
-def labels_import(app: AppContext, export: Path, split: str) -> None:
+def labels_import(app: AppContext, export: Path, split: str, skip_imported: bool) -> None:
     """Import a Label Studio JSON export into the labels table (upsert by task id).
 
     Conflicting labels are reported one per line; the latest annotation is kept."""
-    from cdl_gitlab.data.labeling import import_payload, read_export
+    from cdl_gitlab.data.labeling import already_imported, import_payload, read_export
 
-    report = import_payload(app.settings, _store(app), read_export(export), split)
+    payload = read_export(export)
+    last = already_imported(app.settings, payload, split) if skip_imported else None
+    if last is not None:
+        click.echo(
+            f"labels ({split}): {export} already imported (sha256 {last.digest[:12]}, "
+            f"{last.rows} rows): skipped"
+        )
+        return
+    report = import_payload(app.settings, _store(app), payload, split)
     for line in report.lines():
         click.echo(line, err=True)
     click.echo(f"labels ({split}): {report}")

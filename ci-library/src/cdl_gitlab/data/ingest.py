@@ -219,17 +219,18 @@ def _folder_entries(root: Path) -> Iterator[_Entry]:
     stack = [root]
     while stack:
         folder = stack.pop()
-        with os.scandir(folder) as scan:
-            entries = sorted(scan, key=lambda e: e.name, reverse=True)
-        for entry in entries:
-            rel = Path(entry.path).relative_to(root).as_posix()
-            info = entry.stat(follow_symlinks=False)
+        names = sorted(os.listdir(folder), reverse=True)  # names only: one folder's at a time
+        prefix = folder.relative_to(root).as_posix()
+        for name in names:
+            full = os.path.join(folder, name)
+            rel = name if prefix == "." else f"{prefix}/{name}"
+            info = os.lstat(full)
             if stat.S_ISLNK(info.st_mode):
                 yield _Entry(rel, "symlink")
             elif stat.S_ISDIR(info.st_mode):
-                stack.append(Path(entry.path))
+                stack.append(Path(full))
             elif stat.S_ISREG(info.st_mode):
-                yield _Entry(rel, "file", info.st_size, handle=entry.path)
+                yield _Entry(rel, "file", info.st_size, handle=full)
             else:
                 yield _Entry(rel, "special")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from cdl_gitlab.data.labels import (
     LabelStore,
     dumps,
     import_export,
+    table_name,
     task_for,
 )
 from cdl_gitlab.data.names import check_split, validated_repo
@@ -59,6 +61,46 @@ def generate_export(settings: Settings, store: DataStore, split: str) -> list[di
     return open_format(settings).label_export(store, commit, files, split)
 
 
+IMPORTS_FILE = "labels-imports.json"
+"""Under ``state_dir``: the last export imported into each labels table and split."""
+
+
+@dataclass(frozen=True)
+class LastImport:
+    """The digest of the last export imported into a table's split, and the row count after."""
+
+    digest: str
+    rows: int
+
+
+def export_digest(payload: Any) -> str:
+    """The SHA-256 of an export's canonical bytes (:func:`cdl_gitlab.data.labels.dumps`)."""
+    return hashlib.sha256(dumps(payload)).hexdigest()
+
+
+def _imports(settings: Settings) -> dict[str, Any]:
+    path = settings.state_dir / IMPORTS_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def already_imported(settings: Settings, payload: Any, split: str) -> LastImport | None:
+    """The record of ``payload`` when it is the last export imported into ``split``'s table
+    and the table still has the rows it had then (else None: importing it may change rows)."""
+    entry = _imports(settings).get(f"{table_name(settings)}/{split}")
+    if not isinstance(entry, dict) or entry.get("digest") != export_digest(payload):
+        return None
+    labels = LabelStore.open(settings)
+    try:
+        rows = labels.count(split)
+    finally:
+        labels.close()
+    return LastImport(entry["digest"], rows) if rows == entry.get("rows") else None
+
+
 def import_payload(
     settings: Settings,
     store: DataStore | None,
@@ -66,16 +108,23 @@ def import_payload(
     split: str,
     version: DataVersion | None = None,
 ) -> ImportReport:
-    """Import an export; entries without a data version get ``version`` or the validated head."""
+    """Import an export; entries without a data version get ``version`` or the validated head.
+    The export's digest is recorded as the split's last import (:func:`already_imported`)."""
     if version is None and store is not None:
         repo = validated_repo(settings, check_split(split))
         head = store.head(repo, settings.config.data.branch) if repo in store.list_repos() else None
         version = DataVersion.of(head) if head else None
     labels = LabelStore.open(settings)
     try:
-        return import_export(labels, payload, split, version, list(settings.config.model.classes))
+        classes = list(settings.config.model.classes)
+        report = import_export(labels, payload, split, version, classes)
+        rows = labels.count(split)
     finally:
         labels.close()
+    record = _imports(settings)
+    record[f"{table_name(settings)}/{split}"] = {"digest": export_digest(payload), "rows": rows}
+    atomic_write_json(settings.state_dir / IMPORTS_FILE, record)
+    return report
 
 
 def read_export(path: Path) -> list[Any]:

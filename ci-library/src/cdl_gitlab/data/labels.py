@@ -193,6 +193,12 @@ class LabelStore:
                 )
                 conn.execute(statement, changed)
 
+    def count(self, split: str) -> int:
+        """How many rows ``split`` has."""
+        query = sa.select(sa.func.count()).select_from(self.table)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query.where(self.table.c.split == split)).scalar_one())
+
     def rows(self, split: str) -> list[LabelRecord]:
         keys = [c.name for c in self.table.columns if c.name != "imported_at"]
         with self.engine.connect() as conn:

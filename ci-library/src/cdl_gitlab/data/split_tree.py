@@ -20,7 +20,7 @@ from pathlib import Path
 from cdl_gitlab.data.assignment import place
 from cdl_gitlab.data.stores.base import iter_folder
 
-_BATCH = 1000
+_BATCH = 256
 
 
 @dataclass

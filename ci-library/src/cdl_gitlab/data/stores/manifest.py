@@ -29,7 +29,7 @@ from cdl_gitlab.data.errors import DataError
 Row = tuple[str, str, int]  # (path, sha256, size)
 
 _SCHEMA = "CREATE TABLE files (path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL)"
-_BATCH = 1000
+_BATCH = 256
 
 
 def _canonical(obj: Any) -> str:
