@@ -439,14 +439,6 @@ def manifest(
         click.echo(rendered.text, nl=False)
 
 
-def _seldon_only(app: AppContext, command: str) -> None:
-    if app.settings.config.serving.engine != "seldon":
-        raise CDLError(
-            f"`cdl deploy {command}` deploys SeldonDeployments; for serving.engine mlserver, "
-            "render the InferenceService with `cdl deploy manifest` and apply it with kubectl"
-        )
-
-
 def _cluster_registry(app: AppContext) -> Any:
     from cdl_gitlab.registry import open_registry
 
@@ -468,11 +460,11 @@ def _cluster_registry(app: AppContext) -> Any:
 def apply(
     app: AppContext, environment: str, image: str | None, tag: str | None, version: int | None
 ) -> None:
-    """Apply the SeldonDeployment with kubectl, wait for the rollout, record it."""
+    """Apply the SeldonDeployment (or the KServe InferenceService for serving.engine mlserver)
+    with kubectl, wait until it serves, record it."""
     from cdl_gitlab.deploy import kube
     from cdl_gitlab.deploy.manifest import resolve_image
 
-    _seldon_only(app, "apply")
     registry = _cluster_registry(app)
     result = kube.apply(
         app.settings, registry, environment, resolve_image(app.settings, image, tag), version
@@ -492,7 +484,6 @@ def rollback(app: AppContext, environment: str) -> None:
     """Re-deploy the version that was deployed to an environment before the current one."""
     from cdl_gitlab.deploy import kube
 
-    _seldon_only(app, "rollback")
     registry = _cluster_registry(app)
     result = kube.rollback(app.settings, registry, environment)
     for line in result.output:
