@@ -48,6 +48,9 @@ def test_mlserver_engine_renders_its_setup_image_and_readme(render_project) -> N
     # no Seldon wrapper and no SeldonDeployment: the InferenceService is rendered by cdl
     deployment = sorted(path.name for path in (project / "deployment").iterdir())
     assert deployment == [".gitignore", "Dockerfile", "smoke-request.json"], deployment
+    # the smoke test's body: a JSON list, which `cdl deploy predict --json` sends as V2
+    smoke = json.loads((project / "deployment" / "smoke-request.json").read_text())
+    assert isinstance(smoke, list) and len(smoke) == 1 and isinstance(smoke[0], str), smoke
     # the pipeline serves locally with MLServer: its role image or its own environment
     ci = (project / ".gitlab-ci.yml").read_text(encoding="utf-8")
     deploy = [i for i in yaml.safe_load(ci)["include"] if "deployment-pipeline" in str(i)]
