@@ -141,7 +141,11 @@ def test_local_deploy_job_serves_with_mlserver_on_the_pip_path(
     config["deployment"]["metrics_port"] = local_server.free_port()
     (project / "cdl.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     settings = load_settings(project / "cdl.yaml")
-    register(settings, torch_text_checkpoint(tmp_path / "ckpt"))  # model-evaluate's .cdl/
+    # model-evaluate's .cdl/: v1 registered, its test accuracy recorded (the gate's input)
+    register(settings, torch_text_checkpoint(tmp_path / "ckpt"))
+    LocalRegistry(settings.state_dir / "registry").add_metadata(
+        "news-demo", 1, {"metrics": {"test": {"accuracy": 0.95}}}
+    )
     wheel = h.build_cdl_wheel(tmp_path / "wheel")
     env = {
         "PATH": f"{mlserver_bin}{os.pathsep}{os.environ['PATH']}",
