@@ -45,6 +45,7 @@ def test_mlserver_engine_renders_its_setup_image_and_readme(render_project) -> N
     assert "python -m cdl_gitlab.serving.mlserver_local /app/mlserver /app/artifact" in dockerfile
     readme = (project / "README.md").read_text(encoding="utf-8")
     assert "/v2/models/news-demo/infer" in readme and ".venv-mlserver" in readme
+    assert "KServe InferenceServices" in readme and "SeldonDeployments" not in readme
     # no Seldon wrapper and no SeldonDeployment: the InferenceService is rendered by cdl
     deployment = sorted(path.name for path in (project / "deployment").iterdir())
     assert deployment == [".gitignore", "Dockerfile", "smoke-request.json"], deployment
