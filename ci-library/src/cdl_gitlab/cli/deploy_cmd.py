@@ -410,8 +410,8 @@ def manifest(
 ) -> None:
     """Render and validate the manifest of an environment: the SeldonDeployment, or the KServe
     InferenceService for serving.engine mlserver."""
-    from cdl_gitlab.deploy.inference_service import render_inference_service
-    from cdl_gitlab.deploy.manifest import render_manifest, resolve_image, serving_memory_of
+    from cdl_gitlab.deploy.kube import render_for_engine
+    from cdl_gitlab.deploy.manifest import resolve_image, serving_memory_of
     from cdl_gitlab.fsutil import atomic_write_text
     from cdl_gitlab.registry import RegistryError, open_registry
 
@@ -424,12 +424,7 @@ def manifest(
     except RegistryError:
         if settings.config.deployment.memory == "auto":
             raise
-    render = (
-        render_inference_service
-        if settings.config.serving.engine == "mlserver"
-        else render_manifest
-    )
-    rendered = render(
+    rendered = render_for_engine(
         settings, environment, resolved, model_version=version, serving_memory=measured
     )
     if out:
