@@ -359,3 +359,52 @@ def test_the_pip_path_reuses_the_virtual_environment_of_an_earlier_job(
         assert found, log[-3000:]
         keys[name] = found.group(1)
     assert keys["first"] == keys["second"] != keys["third"]
+
+
+@pytest.mark.parametrize("install", ["image", "pip"])
+def test_mlserver_engine_serves_locally_with_mlserver(
+    sandbox: h.Sandbox, tmp_path: Path, library_version: str, install: str
+) -> None:
+    """serving_engine mlserver: the local deploy jobs (package, serve, smoke test) get MLServer's
+    environment, the role image serve-mlserver or its extra under its own constraints; the
+    jobs that neither serve nor need MLServer keep the framework's."""
+    preview = _consumer_preview(
+        sandbox,
+        tmp_path / "project",
+        library_version,
+        {"serving_engine": "mlserver", "install": install},
+    )
+    registry = "$CI_REGISTRY/cdl/ci-library"
+    for job in ("deploy-staging", "deploy-production"):
+        variables = preview[job]["variables"]
+        assert variables["CDL_SETUP_INSTALL"] == install, job
+        assert variables["CDL_SETUP_REQUIREMENT"] == (
+            f"cdl-gitlab[serve-mlserver]=={library_version}"
+        ), job
+        assert variables["CDL_SETUP_CONSTRAINTS"] == "constraints-mlserver.txt", job
+        assert variables["CDL_EXTRA_REQUIREMENTS"] == "torch", job
+        assert "cdl deploy serve" in "\n".join(preview[job]["script"]), job
+        if install == "image":
+            assert _image(preview[job]) == f"{registry}/serve-mlserver:{library_version}", job
+        else:
+            assert _image(preview[job]) == "python:3.11.11-slim-bookworm", job
+            assert variables["PIP_CACHE_DIR"] == "$CI_PROJECT_DIR/.cache/pip", job
+    for job in ("deploy-select", "deploy-package", "deploy-manifests"):
+        variables = preview[job]["variables"]
+        assert "serve-mlserver" not in variables["CDL_SETUP_REQUIREMENT"], job
+        assert variables["CDL_SETUP_CONSTRAINTS"] == "constraints.txt", job
+        if install == "image":
+            assert _image(preview[job]) == f"{registry}/serve-torch:{library_version}", job
+
+
+def test_seldon_engine_serves_locally_in_the_framework_image(
+    sandbox: h.Sandbox, tmp_path: Path, library_version: str
+) -> None:
+    preview = _consumer_preview(sandbox, tmp_path / "project", library_version, {})
+    registry = "$CI_REGISTRY/cdl/ci-library"
+    for job in ("deploy-staging", "deploy-production"):
+        assert _image(preview[job]) == f"{registry}/serve-torch:{library_version}", job
+        variables = preview[job]["variables"]
+        assert variables["CDL_SETUP_REQUIREMENT"].startswith("cdl-gitlab[serve,"), job
+        assert variables["CDL_SETUP_CONSTRAINTS"] == "constraints.txt", job
+        assert "CDL_EXTRA_REQUIREMENTS" not in variables, job

@@ -82,6 +82,30 @@ def test_component_include_resolves_offline_and_expands_to_valid_ci(
     assert schema.returncode == 0, schema.stdout + schema.stderr
 
 
+def test_full_forwards_serving_engine_to_the_deployment_component(
+    sandbox: h.Sandbox, tmp_path: Path, library_version: str
+) -> None:
+    config = STAGES + (
+        "include:\n"
+        f"  - component: $CI_SERVER_FQDN/{h.LIBRARY_PROJECT}/full@{library_version}\n"
+        "    inputs:\n"
+        "      serving_engine: mlserver\n"
+        "      install: pip\n"
+        "      staging_branch: dev\n"
+        "      production_branch: main\n"
+    )
+    project = _project(sandbox, tmp_path, config)
+    result = h.run_gcl(project, "--preview", sandbox=sandbox)
+    assert result.returncode == 0, result.stdout + result.stderr
+    expanded = yaml.safe_load(h.expanded_ci(project))
+    staging = expanded["deploy-staging"]["variables"]
+    assert staging["CDL_SETUP_REQUIREMENT"] == f"cdl-gitlab[serve-mlserver]=={library_version}"
+    assert staging["CDL_SETUP_CONSTRAINTS"] == "constraints-mlserver.txt"
+    assert staging["CDL_SETUP_INSTALL"] == "pip"
+    select = expanded["deploy-select"]["variables"]
+    assert select["CDL_SETUP_REQUIREMENT"].startswith("cdl-gitlab[local,serve,train-torch]")
+
+
 def test_jobs_by_branch_and_pipeline_source(full_project: Path, sandbox: h.Sandbox) -> None:
     dev = _whens(h.list_jobs(full_project, *h.branch_vars("dev"), sandbox=sandbox))
     assert dev["data-lint"] == dev["data-pipeline"] == dev["data-labels"] == "on_success"

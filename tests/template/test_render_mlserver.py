@@ -45,6 +45,21 @@ def test_mlserver_engine_renders_its_setup_image_and_readme(render_project) -> N
     assert "python -m cdl_gitlab.serving.mlserver_local /app/mlserver /app/artifact" in dockerfile
     readme = (project / "README.md").read_text(encoding="utf-8")
     assert "/v2/models/news-demo/infer" in readme and ".venv-mlserver" in readme
+    assert "KServe InferenceServices" in readme and "SeldonDeployments" not in readme
+    # no Seldon wrapper and no SeldonDeployment: the InferenceService is rendered by cdl
+    deployment = sorted(path.name for path in (project / "deployment").iterdir())
+    assert deployment == [".gitignore", "Dockerfile", "smoke-request.json"], deployment
+    # the smoke test's body: a JSON list, which `cdl deploy predict --json` sends as V2
+    smoke = json.loads((project / "deployment" / "smoke-request.json").read_text())
+    assert isinstance(smoke, list) and len(smoke) == 1 and isinstance(smoke[0], str), smoke
+    # the pipeline serves locally with MLServer: its role image or its own environment
+    ci = (project / ".gitlab-ci.yml").read_text(encoding="utf-8")
+    deploy = [i for i in yaml.safe_load(ci)["include"] if "deployment-pipeline" in str(i)]
+    [inputs] = [i["inputs"] for i in deploy]
+    assert inputs["serving_engine"] == "mlserver"
+    assert inputs["mlserver_requirement"].startswith("cdl-gitlab[serve-mlserver]")
+    assert inputs["mlserver_constraints_file"] == "constraints-mlserver.txt"
+    assert "constraints-mlserver.txt" in inputs["changes"]
 
 
 def test_seldon_engine_renders_no_mlserver_files(render_project) -> None:
@@ -52,6 +67,12 @@ def test_seldon_engine_renders_no_mlserver_files(render_project) -> None:
     assert not (project / "constraints-mlserver.txt").exists()
     assert "MLSERVER_VENV" not in (project / "Makefile").read_text(encoding="utf-8")
     assert "seldon-core-microservice" in (project / "deployment" / "Dockerfile").read_text()
+    deployment = sorted(path.name for path in (project / "deployment").iterdir())
+    assert "seldondeployment.yaml" in deployment and any(
+        name.endswith(".py") for name in deployment
+    ), deployment
+    ci = yaml.safe_load((project / ".gitlab-ci.yml").read_text(encoding="utf-8"))
+    assert "serving_engine" not in str(ci) and "constraints-mlserver" not in str(ci)
 
 
 def test_keras_with_mlserver_is_refused(template_dir, tmp_path) -> None:

@@ -410,8 +410,8 @@ def manifest(
 ) -> None:
     """Render and validate the manifest of an environment: the SeldonDeployment, or the KServe
     InferenceService for serving.engine mlserver."""
-    from cdl_gitlab.deploy.inference_service import render_inference_service
-    from cdl_gitlab.deploy.manifest import render_manifest, resolve_image, serving_memory_of
+    from cdl_gitlab.deploy.kube import render_for_engine
+    from cdl_gitlab.deploy.manifest import resolve_image, serving_memory_of
     from cdl_gitlab.fsutil import atomic_write_text
     from cdl_gitlab.registry import RegistryError, open_registry
 
@@ -424,12 +424,7 @@ def manifest(
     except RegistryError:
         if settings.config.deployment.memory == "auto":
             raise
-    render = (
-        render_inference_service
-        if settings.config.serving.engine == "mlserver"
-        else render_manifest
-    )
-    rendered = render(
+    rendered = render_for_engine(
         settings, environment, resolved, model_version=version, serving_memory=measured
     )
     if out:
@@ -437,14 +432,6 @@ def manifest(
         click.echo(f"wrote {out} ({rendered.name} in {rendered.namespace}, {rendered.image})")
     else:
         click.echo(rendered.text, nl=False)
-
-
-def _seldon_only(app: AppContext, command: str) -> None:
-    if app.settings.config.serving.engine != "seldon":
-        raise CDLError(
-            f"`cdl deploy {command}` deploys SeldonDeployments; for serving.engine mlserver, "
-            "render the InferenceService with `cdl deploy manifest` and apply it with kubectl"
-        )
 
 
 def _cluster_registry(app: AppContext) -> Any:
@@ -468,11 +455,11 @@ def _cluster_registry(app: AppContext) -> Any:
 def apply(
     app: AppContext, environment: str, image: str | None, tag: str | None, version: int | None
 ) -> None:
-    """Apply the SeldonDeployment with kubectl, wait for the rollout, record it."""
+    """Apply the SeldonDeployment (or the KServe InferenceService for serving.engine mlserver)
+    with kubectl, wait until it serves, record it."""
     from cdl_gitlab.deploy import kube
     from cdl_gitlab.deploy.manifest import resolve_image
 
-    _seldon_only(app, "apply")
     registry = _cluster_registry(app)
     result = kube.apply(
         app.settings, registry, environment, resolve_image(app.settings, image, tag), version
@@ -492,7 +479,6 @@ def rollback(app: AppContext, environment: str) -> None:
     """Re-deploy the version that was deployed to an environment before the current one."""
     from cdl_gitlab.deploy import kube
 
-    _seldon_only(app, "rollback")
     registry = _cluster_registry(app)
     result = kube.rollback(app.settings, registry, environment)
     for line in result.output:

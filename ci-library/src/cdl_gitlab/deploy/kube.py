@@ -1,4 +1,5 @@
-"""``cdl deploy apply`` / ``rollback``: SeldonDeployments on Kubernetes through ``kubectl``.
+"""``cdl deploy apply`` / ``rollback``: the SeldonDeployment (``serving.engine: seldon``) or the
+KServe InferenceService (``serving.engine: mlserver``) on Kubernetes through ``kubectl``.
 
 The kubeconfig comes from ``$KUBECONFIG`` (a path) or ``$KUBECONFIG_B64`` (a masked CI/CD
 variable, decoded into a private temporary file). The scoring DSN goes into a Secret through
@@ -11,8 +12,12 @@ exist in the namespace. The job token (``$CI_REGISTRY_PASSWORD``) is never used:
 with the job, so a pod rescheduled later could not pull. None of these is ever printed: every
 line of ``kubectl`` output shown to the user is scrubbed of them.
 
-Each apply records ``deployments.<env> = {image, at, namespace, name}`` on the model version;
-``rollback`` re-applies the previously recorded version and retires the current record.
+A SeldonDeployment is ready when the Deployments its operator creates have rolled out; an
+InferenceService when KServe sets its ``Ready`` condition (``kubectl wait``), both within
+``deployment.rollout_timeout``. Each apply records
+``deployments.<env> = {image, at, namespace, name, kind}`` on the model version; ``rollback``
+re-applies the previously recorded version (the same kind of resource only) and retires the
+current record.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cdl_gitlab.deploy.inference_service import KIND as INFERENCE_SERVICE
+from cdl_gitlab.deploy.inference_service import render_inference_service
 from cdl_gitlab.deploy.manifest import (
     Manifest,
     ManifestError,
@@ -233,8 +240,40 @@ def pull_secret_manifest(name: str, namespace: str, config: str) -> str:
     )
 
 
+SELDON_DEPLOYMENT = "SeldonDeployment"
+
+
+def render_for_engine(
+    settings: Settings,
+    environment: str,
+    image: str,
+    model_version: int | None = None,
+    serving_memory: Any = None,
+) -> Manifest:
+    """The manifest of ``serving.engine``: the SeldonDeployment, or the InferenceService."""
+    render = (
+        render_inference_service
+        if settings.config.serving.engine == "mlserver"
+        else render_manifest
+    )
+    return render(
+        settings,
+        environment,
+        image,
+        model_version=model_version,
+        serving_memory=serving_memory,
+    )
+
+
+def manifest_kind(manifest: Manifest) -> str:
+    return str(manifest.document.get("kind", SELDON_DEPLOYMENT))
+
+
 def pull_secret_names(document: dict[str, Any]) -> list[str]:
     """The image pull secrets the manifest's pod specs name, in order, without repeats."""
+    if document.get("kind") == INFERENCE_SERVICE:
+        predictor = document["spec"]["predictor"]
+        return list(dict.fromkeys(item["name"] for item in predictor.get("imagePullSecrets", [])))
     names: list[str] = []
     for predictor in document["spec"]["predictors"]:
         for component in predictor.get("componentSpecs", []):
@@ -298,8 +337,48 @@ def _wait_for_deployment(kubectl: Kubectl, name: str, namespace: str, timeout: f
         time.sleep(APPEAR_POLL)
 
 
+def _wait_for_inference_service(kubectl: Kubectl, name: str, namespace: str, timeout: float) -> str:
+    """``kubectl wait`` for KServe's ``Ready`` condition of the InferenceService."""
+    try:
+        return kubectl.run(
+            [
+                "wait",
+                "--for=condition=Ready",
+                f"inferenceservice/{name}",
+                "-n",
+                namespace,
+                f"--timeout={timeout:.0f}s",
+            ]
+        )
+    except KubeError as exc:
+        raise KubeError(
+            f"InferenceService {name} in {namespace} did not become Ready within "
+            f"{timeout:.0f} s (deployment.rollout_timeout): {exc} (see `kubectl describe "
+            f"inferenceservice {name} -n {namespace}` and the predictor pod's events)"
+        ) from None
+
+
+def _apply_resource(kubectl: Kubectl, manifest: Manifest) -> str:
+    """``kubectl apply`` of the manifest; a missing CRD gets a hint of what to install."""
+    try:
+        return kubectl.run(["apply", "-f", "-"], stdin=manifest.text)
+    except KubeError as exc:
+        if "no matches for kind" not in str(exc):
+            raise
+        operator = (
+            "KServe (serving.kserve.io)"
+            if manifest_kind(manifest) == INFERENCE_SERVICE
+            else "Seldon Core 1.x (machinelearning.seldon.io)"
+        )
+        raise KubeError(
+            f"the cluster does not know kind {manifest_kind(manifest)}: is {operator} "
+            f"installed? (serving.engine in cdl.yaml picks the kind) - {exc}"
+        ) from None
+
+
 def apply_manifest(settings: Settings, manifest: Manifest) -> list[str]:
-    """Apply the scoring Secret and ``manifest``; wait for every Deployment to roll out."""
+    """Apply the scoring Secret and ``manifest``; wait until it serves: every Deployment of a
+    SeldonDeployment rolled out, or the InferenceService Ready."""
     env_name = settings.config.cluster.postgres_dsn_env
     dsn = normalize_url(settings.secret(env_name, "the scoring data store of the deployment"))
     timeout = settings.config.deployment.rollout_timeout
@@ -314,7 +393,10 @@ def apply_manifest(settings: Settings, manifest: Manifest) -> list[str]:
             )
         )
         output.extend(ensure_pull_secrets(kubectl, settings, manifest))
-        output.append(kubectl.run(["apply", "-f", "-"], stdin=manifest.text))
+        output.append(_apply_resource(kubectl, manifest))
+        if manifest_kind(manifest) == INFERENCE_SERVICE:
+            output.append(_wait_for_inference_service(kubectl, manifest.name, namespace, timeout))
+            return [line for line in output if line]
         for name in seldon_deployment_names(manifest.document):
             _wait_for_deployment(kubectl, name, namespace, timeout)
             output.append(
@@ -344,6 +426,7 @@ def deployment_entry(manifest: Manifest) -> dict[str, Any]:
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "namespace": manifest.namespace,
         "name": manifest.name,
+        "kind": manifest_kind(manifest),
     }
 
 
@@ -359,7 +442,7 @@ def apply(
     check_branch(settings, environment)
     name = settings.config.model.name
     found = registry.get_version(name, version)
-    manifest = render_manifest(
+    manifest = render_for_engine(
         settings,
         environment,
         image,
@@ -397,8 +480,18 @@ def rollback(
         )
     current_version, current = history[-1]
     previous_version, previous = history[-2]
+    engine = settings.config.serving.engine
+    kind = INFERENCE_SERVICE if engine == "mlserver" else SELDON_DEPLOYMENT
+    recorded = previous.get("kind", SELDON_DEPLOYMENT)
+    if recorded != kind:
+        raise KubeError(
+            f"{name} v{previous_version} was deployed to {environment} as a {recorded}, and "
+            f"serving.engine {engine} deploys a {kind}: a rollback across engines would leave "
+            f"both running; deploy v{previous_version} again with `cdl deploy apply --version "
+            f"{previous_version}` and delete the other resource"
+        )
     try:
-        manifest = render_manifest(
+        manifest = render_for_engine(
             settings,
             environment,
             previous["image"],
