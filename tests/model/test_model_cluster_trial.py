@@ -74,7 +74,7 @@ def test_config_from_git_fails_to_import_in_the_default_image(
     assert "image" not in config["environment"]
     det = connect(det_master.url)
     experiment = det.create_experiment(config, model_dir=str(project))
-    run = det_master.trial_runs[experiment.id]
+    run = det_master.trial_run(experiment.id)
     assert run.returncode != 0
     assert "No module named 'cdl_gitlab'" in run.output, run.output
     assert experiment.wait(interval=0.01).value == "STATE_ERROR"
@@ -112,7 +112,7 @@ def test_trial_gets_image_endpoints_and_pull_secret_never_in_git(
 
     experiment_id = _submit(project, "model/endpoints.yaml")
 
-    run = det_master.trial_runs[experiment_id]
+    run = det_master.trial_run(experiment_id)
     assert run.returncode == 0, run.output
     assert "trial: endpoints pachd.cluster.local:30650 cluster" in run.output
     assert run.env["CDL_POSTGRES_DSN"] == TRIAL_DSN
@@ -139,7 +139,7 @@ def test_trial_without_its_endpoints_fails_on_the_cluster(
     config["environment"]["image"] = TRAIN_IMAGE
     det = connect(det_master.url)
     experiment = det.create_experiment(config, model_dir=str(project))
-    run = det_master.trial_runs[experiment.id]
+    run = det_master.trial_run(experiment.id)
     assert "trial: CDL_POSTGRES_DSN is not set" in run.output
     # and CDL refuses to submit without them
     monkeypatch.setenv("CDL_TRAIN_IMAGE", TRAIN_IMAGE)
@@ -296,7 +296,7 @@ def test_secrets_by_reference_to_a_kubernetes_secret(
 
     experiment_id = _submit(project, overrides=overrides)
 
-    run = det_master.trial_runs[experiment_id]
+    run = det_master.trial_run(experiment_id)
     assert run.returncode == 0, run.output
     assert run.env["CDL_POSTGRES_DSN"] == TRIAL_DSN
     (create,) = [r for r in det_master.requests if r.path == "/api/v1/experiments"]
@@ -312,7 +312,7 @@ def test_secrets_by_reference_to_a_kubernetes_secret(
     det_master.kube_secrets.clear()
     with pytest.raises(ClusterError, match="ended ERROR"):
         _submit(project, overrides=overrides)
-    assert "CreateContainerConfigError" in det_master.trial_runs[experiment_id + 1].output
+    assert "CreateContainerConfigError" in det_master.trial_run(experiment_id + 1).output
 
 
 def test_the_fake_master_refuses_what_the_determined_container_owns(
