@@ -421,7 +421,12 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
         trial["totalBatchesProcessed"] = max(trial.get("totalBatchesProcessed", 0), steps)
         if (body.get("group") or metrics.get("group")) == "validation":
             self._validations.setdefault(trial_id, {})[steps] = dict(values)
-            trial["latestValidation"] = {"totalBatches": steps, "metrics": {"avgMetrics": values}}
+            trial["latestValidation"] = {
+                "totalBatches": steps,
+                "numInputs": 0,
+                "endTime": _now(),
+                "metrics": {"avgMetrics": dict(values)},
+            }
             for checkpoint in self.state.checkpoints.values():
                 self._attach_validation(checkpoint)
         return Reply(200, {})
