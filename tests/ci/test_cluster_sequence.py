@@ -243,7 +243,8 @@ def test_cluster_command_sequence_runs_against_fresh_fakes(
     (experiment_id,) = master.trial_runs
     run = master.trial_runs[experiment_id]
     assert run.returncode == 0, run.output
-    assert "determined.exec.launch" in run.output  # the launch layer ran the entrypoint
+    # the SDK's launch layer ran the entrypoint, the trial reported its checkpoints itself
+    assert "New trial runner in" in run.output and "Reported checkpoint to master" in run.output
     reported = {
         uuid: checkpoint
         for uuid, checkpoint in master.state.checkpoints.items()
