@@ -363,9 +363,9 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
         return Reply(
             404,
             {
-                "code": 5,
-                "error": f"fake master has no route {request.method} {request.path}",
+                "code": 5,  # gRPC NOT_FOUND, as the master's gateway reports it
                 "message": f"fake master has no route {request.method} {request.path}",
+                "details": [],
             },
         )
 
