@@ -29,11 +29,14 @@ the master's container entrypoint steps with the SDK, unmodified:
 (writes the info files, fetches the uploaded context from this fake into the working dir),
 ``... prep_container --rendezvous`` and ``python3 -m determined.exec.launch`` (runs the
 config's ``entrypoint``). Because the SDK reads its info files from the fixed path
-``/run/determined/info``, the subprocess gets its own mount namespace
-(``unshare --mount --map-root-user``) with a tmpfs over ``/run``: the working dir is
-``/run/determined/workdir`` there, and nothing is written to the host's ``/run``. Checkpoint
-storage is the config's ``checkpoint_storage``, or else (the cluster default) a ``directory``
-storage in a folder of the fake OUTSIDE the working dir. The trial talks to this fake's
+``/run/determined/info`` (and links ``/tmp/tensorboard``), the subprocess gets its own mount
+namespace (``unshare --mount --map-root-user``; needs unprivileged user namespaces or root)
+with a tmpfs over ``/run`` and ``/tmp``: the working dir is ``/run/determined/workdir`` there,
+and nothing is written to the host's ``/run`` or ``/tmp``. Checkpoint storage is the config's
+``checkpoint_storage``, or else (the cluster default) a ``directory`` storage in a folder of
+the fake, OUTSIDE the working dir; a ``directory`` storage is mounted into the pod at its
+``container_path`` (as the master mounts it as a volume; other storage types are not
+modelled). The trial talks to this fake's
 trial-facing REST routes (metrics, checkpoints, progress, preemption long-poll and ack,
 all-gather, proxy address, run preparation); reported checkpoints become the experiment's
 checkpoints with the validation metrics reported at the same step, and their files are served
@@ -59,7 +62,6 @@ import io
 import itertools
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -783,8 +785,14 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
                 "DET_EXPERIMENT_CONFIG": json.dumps(config),
             }
         )
+        checkpoint_storage = config["checkpoint_storage"]
+        storage = (
+            checkpoint_storage.get("container_path", "")
+            if checkpoint_storage.get("type") == "directory"
+            else ""
+        )
         thread = threading.Thread(
-            target=lambda: self._finish_trial(experiment_id, self._run_pod(env)),
+            target=lambda: self._finish_trial(experiment_id, self._run_pod(env, storage)),
             daemon=True,
             name=f"fake-det-trial-{experiment_id}",
         )
@@ -792,15 +800,32 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
         thread.start()
 
     @staticmethod
-    def _run_pod(env: dict[str, str]) -> TrialRun:
-        """The trial container: its own mount namespace with a tmpfs over /run (the SDK's info
-        files and the working dir live there), the image's ``python3`` on PATH, the master's
-        entrypoint steps (prep_container, rendezvous, launch)."""
+    def _run_pod(env: dict[str, str], storage: str) -> TrialRun:
+        """The trial container: its own mount namespace with a tmpfs over ``/run`` (the SDK's
+        info files, the working dir and the image's ``python3`` launcher live there) and over
+        ``/tmp`` (the pod's own; the SDK links its TensorBoard folder there), the directory
+        checkpoint storage mounted at its path as a volume, then the master's entrypoint
+        steps (prep_container, rendezvous, launch)."""
         script = "\n".join(
             [
                 "set -e",
+                'storage="$1"; python="$2"',
                 "mount -t tmpfs fake-det-run /run",
-                "mkdir -p /run/determined/info /run/determined/workdir",
+                "mkdir -p /run/determined/info /run/determined/workdir /run/determined/image",
+                'if [ -d "$storage" ]; then',
+                "  mkdir /run/determined/storage",
+                '  mount --bind "$storage" /run/determined/storage',
+                "fi",
+                "mount -t tmpfs fake-det-tmp /tmp",
+                "if [ -d /run/determined/storage ]; then",
+                '  mkdir -p "$storage"',
+                '  mount --bind /run/determined/storage "$storage"',
+                "fi",
+                "for name in python3 python; do",
+                '  printf \'#!/bin/sh\\nexec "%s" -S "$@"\\n\' "$python"'
+                " > /run/determined/image/$name",
+                "  chmod 755 /run/determined/image/$name",
+                "done",
                 "cd /run/determined/workdir",
                 "python3 -m determined.exec.prep_container --download_context_directory"
                 " --resources --proxy",
@@ -808,24 +833,22 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
                 "exec python3 -m determined.exec.launch",
             ]
         )
-        command = ["unshare", "--mount", "--map-root-user", "bash", "-c", script]
-        with tempfile.TemporaryDirectory(prefix="fake-det-image-") as image:
-            for name in ("python3", "python"):
-                launcher = Path(image, name)
-                launcher.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -S "$@"\n')
-                launcher.chmod(0o755)
-            env = {**env, "PATH": f"{image}:{env['PATH']}"}
-            try:
-                done = subprocess.run(
-                    command,
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    timeout=TRIAL_TIMEOUT,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired as exc:
-                return TrialRun(command, env, -1, f"timed out: {exc}")
+        command = [
+            *("unshare", "--mount", "--map-root-user", "bash", "-c", script),
+            *("fake-det-pod", storage, sys.executable),
+        ]
+        env = {**env, "PATH": f"/run/determined/image:{env['PATH']}"}
+        try:
+            done = subprocess.run(
+                command,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=TRIAL_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            return TrialRun(command, env, -1, f"timed out: {exc}")
         return TrialRun(command, env, done.returncode, done.stdout + done.stderr)
 
     def _get_experiment(self, experiment_id: int) -> Reply:
