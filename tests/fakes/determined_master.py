@@ -296,11 +296,15 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
             wait = float(request.query.get("timeout_seconds", ["0"])[0] or 0)
             time.sleep(min(wait, 1.0))
         data = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
-        handler.send_response(reply.status)
-        handler.send_header("Content-Type", reply.content_type)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        try:
+            handler.send_response(reply.status)
+            handler.send_header("Content-Type", reply.content_type)
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            # the client went away (a trial's preemption long poll when its process exits)
+            handler.close_connection = True
 
     def _respond(self, request: RecordedRequest) -> Reply:
         parts = [unquote(p) for p in request.path.strip("/").split("/")]
