@@ -149,9 +149,10 @@ DATA_JOBS = SEQUENCE[: SEQUENCE.index("data-labels") + 1]
 
 def run_sequence(
     project: Path, sandbox: h.Sandbox, jobs: tuple[str, ...], dsn: str, tmp_path: Path
-) -> tuple[FakePachd, FakeWorkers, dict[str, str]]:
+) -> tuple[FakePachd, FakeWorkers, FakeDeterminedMaster, dict[str, str]]:
     """Run ``jobs`` of the expanded dev pipeline in order against fresh fakes; returns the
-    (stopped) fake pachd, its workers and each job's output, for inspection."""
+    (stopped) fake pachd, its workers, the (stopped) fake master and each job's output, for
+    inspection."""
     outputs: dict[str, str] = {}
     listed = h.list_jobs(project, *h.branch_vars("dev"), sandbox=sandbox)
     whens = {name: job["when"] for name, job in listed.items()}
@@ -194,7 +195,7 @@ def run_sequence(
                     env.update(_dotenv(project / reports["dotenv"]))
     finally:
         pachd.stop()
-    return pachd, workers, outputs
+    return pachd, workers, master, outputs
 
 
 @pytest.mark.slow
@@ -204,7 +205,7 @@ def test_cluster_data_jobs_run_against_fresh_fakes(
 ) -> None:
     """data-lint, data-pipeline, data-labels: repos before pipelines, pinned pullable images,
     every pipeline job run without error, the labels in the PostgreSQL table."""
-    pachd, workers, outputs = run_sequence(
+    pachd, workers, _, outputs = run_sequence(
         cluster_project, sandbox, DATA_JOBS, postgres_url, tmp_path
     )
     deployed = outputs["data-pipeline"]
@@ -235,12 +236,42 @@ def test_cluster_data_jobs_run_against_fresh_fakes(
 def test_cluster_command_sequence_runs_against_fresh_fakes(
     cluster_project: Path, sandbox: h.Sandbox, postgres_url: str, tmp_path: Path
 ) -> None:
-    """data -> train -> register -> gate -> package -> manifest, as CI runs them."""
-    run_sequence(cluster_project, sandbox, SEQUENCE, postgres_url, tmp_path)
+    """data -> train -> register -> gate -> package -> manifest, as CI runs them. The trial
+    runs on the fake master as a trial pod (the SDK's prep_container and launch, the rendered
+    model_def's on-cluster branch); the version registered is the checkpoint it reported."""
+    _, _, master, outputs = run_sequence(cluster_project, sandbox, SEQUENCE, postgres_url, tmp_path)
+    (experiment_id,) = master.trial_runs
+    run = master.trial_runs[experiment_id]
+    assert run.returncode == 0, run.output
+    # the SDK's launch layer ran the entrypoint, the trial reported its checkpoints itself
+    assert "New trial runner in" in run.output and "Reported checkpoint to master" in run.output
+    reported = {
+        uuid: checkpoint
+        for uuid, checkpoint in master.state.checkpoints.items()
+        if checkpoint.get("taskId")  # reported by the trial, not added by the test
+    }
+    assert reported, run.output
+    for checkpoint in reported.values():
+        storage = checkpoint["training"]["experimentConfig"]["checkpoint_storage"]
+        assert storage == {"type": "directory", "container_path": str(master.storage_root)}
+        assert "model_state.pt" in checkpoint["resources"]  # the CDL files of each checkpoint
+    validated = [c for c in reported.values() if "validationMetrics" in c["training"]]
+    assert validated and all(
+        "validation_accuracy" in c["training"]["validationMetrics"]["avgMetrics"] for c in validated
+    )
+    versions = [version for kept in master.state.versions.values() for version in kept]
+    assert [v["checkpoint"]["uuid"] for v in versions] == [
+        next(iter(sorted(validated, key=_accuracy, reverse=True)))["uuid"]
+    ]
+    assert f"experiment {experiment_id}: COMPLETED" in outputs["model-train"]
     manifests = cluster_project / "manifests"
     staging = (manifests / "staging.yaml").read_text(encoding="utf-8")
     assert (manifests / "production.yaml").is_file()
     assert BUILDS["deploy-build-image"] in staging
+
+
+def _accuracy(checkpoint: dict[str, Any]) -> float:
+    return checkpoint["training"]["validationMetrics"]["avgMetrics"]["validation_accuracy"]
 
 
 def _head(project: Path) -> str:

@@ -19,15 +19,37 @@ What the real master refuses, the fake refuses: a model context over the SDK's
 container: ``secretKeyRef`` entries are resolved from ``kube_secrets``). Checkpoints without
 validation metrics are kept and sorted last (as the master's ``ORDER BY ... NULLS LAST``).
 
-Each experiment's trial RUNS: its entrypoint is executed at submission in a clean subprocess,
-in a folder holding the uploaded context, with only the config's
-``environment.environment_variables`` (plus ``PATH``, ``HOME`` and the image's
-``PYTHONPATH``). The image is modelled: Determined's default image (no ``environment.image``)
-is a python with the determined SDK and the ML libraries but without ``cdl_gitlab`` (this
-interpreter with ``-S`` and its site-packages on the path, so the editable install is not
-seen); the training image (``environment.image`` set) adds the package under test. A trial
-that exits non-zero ends its experiment in STATE_ERROR (``trial_runs`` keeps its exit code
-and output).
+Each experiment's trial RUNS, in a background thread of the fake, as a Kubernetes trial pod
+of the 0.38 master runs it: a clean subprocess with only the config's
+``environment.environment_variables``, the determined-container's resolved ``env`` and the
+``DET_*`` variables the master sets (cluster, task, allocation, trial, hyperparameters, the full
+experiment config, a task session token, ``DET_RESOURCES_TYPE=k8s-job``). The subprocess runs
+the master's container entrypoint steps with the SDK, unmodified:
+``python3 -m determined.exec.prep_container --download_context_directory --resources --proxy``
+(writes the info files, fetches the uploaded context from this fake into the working dir),
+``... prep_container --rendezvous`` and ``python3 -m determined.exec.launch`` (runs the
+config's ``entrypoint``). Because the SDK reads its info files from the fixed path
+``/run/determined/info`` (and links ``/tmp/tensorboard``), the subprocess gets its own mount
+namespace (``unshare --mount --map-root-user``; needs unprivileged user namespaces or root)
+with a tmpfs over ``/run`` and ``/tmp``: the working dir is ``/run/determined/workdir`` there,
+and nothing is written to the host's ``/run`` or ``/tmp``. Checkpoint storage is the config's
+``checkpoint_storage``, or else (the cluster default) a ``directory`` storage in a folder of
+the fake, OUTSIDE the working dir; a ``directory`` storage is mounted into the pod at its
+``container_path`` (as the master mounts it as a volume; other storage types are not
+modelled). The trial talks to this fake's
+trial-facing REST routes (metrics, checkpoints, progress, preemption long-poll and ack,
+all-gather, proxy address, run preparation); reported checkpoints become the experiment's
+checkpoints with the validation metrics reported at the same step, and their files are served
+by the proxied download. Unmodelled routes answer 404 with the master's error shape.
+
+The image is modelled: Determined's default image (no ``environment.image``) is a python with
+the determined SDK and the ML libraries but without ``cdl_gitlab`` (``python3`` on the
+trial's PATH is this interpreter with ``-S`` and its site-packages on ``PYTHONPATH``, so the
+editable install is not seen); the training image (``environment.image`` set) adds the
+package under test. The experiment stays ACTIVE while its trial runs; a trial that exits
+non-zero ends its experiment in STATE_ERROR, one that exits 0 follows ``experiment_states``.
+``trial_run(experiment_id)`` waits for the trial and gives its command, env, exit code and
+output.
 """
 
 from __future__ import annotations
@@ -40,13 +62,14 @@ import io
 import itertools
 import json
 import os
-import shlex
+import shutil
 import subprocess
 import sys
 import sysconfig
 import tarfile
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
@@ -180,12 +203,32 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
         self.experiment_states = ["STATE_ACTIVE", "STATE_ACTIVE", "STATE_COMPLETED"]
         self.context_limit = MAX_CONTEXT_SIZE
         self.trial_runs: dict[int, TrialRun] = {}
+        self._trial_threads: dict[int, threading.Thread] = {}
+        # task id -> (experiment id, trial id) of the trials the fake started
+        self._tasks: dict[str, tuple[int, int]] = {}
+        # trial id -> steps completed -> the validation metrics reported at that step
+        self._validations: dict[int, dict[int, dict[str, Any]]] = {}
+        # the cluster's default checkpoint storage (a shared directory), outside any working dir
+        self.storage_root = Path(tempfile.mkdtemp(prefix="fake-det-storage-"))
         # Kubernetes Secrets of Determined's namespace: name -> {key: value}
         self.kube_secrets: dict[str, dict[str, str]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
 
+    def stop(self) -> None:
+        for thread in list(self._trial_threads.values()):
+            thread.join(TRIAL_TIMEOUT)
+        super().stop()
+        shutil.rmtree(self.storage_root, ignore_errors=True)
+
     # ---- test API --------------------------------------------------------------------------
+
+    def trial_run(self, experiment_id: int, timeout: float = TRIAL_TIMEOUT) -> TrialRun:
+        """The experiment's trial run, once it has ended (waits for its thread)."""
+        thread = self._trial_threads.get(experiment_id)
+        if thread is not None:
+            thread.join(timeout)
+        return self.trial_runs[experiment_id]
 
     def calls(self, method: str | None = None, prefix: str = "") -> list[tuple[str, str]]:
         return [
@@ -247,12 +290,21 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
                 reply = self._respond(request)
             except Exception as exc:  # a bug in the fake: make it visible to the test
                 reply = Reply(500, {"message": f"fake master error: {exc!r}"})
+        if request.method == "GET" and request.path.endswith("/signals/preemption"):
+            # a long poll: the master answers when preempted or after timeout_seconds; never
+            # preempted here, so wait (outside the lock) a little before "not preempted"
+            wait = float(request.query.get("timeout_seconds", ["0"])[0] or 0)
+            time.sleep(min(wait, 1.0))
         data = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
-        handler.send_response(reply.status)
-        handler.send_header("Content-Type", reply.content_type)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        try:
+            handler.send_response(reply.status)
+            handler.send_header("Content-Type", reply.content_type)
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            # the client went away (a trial's preemption long poll when its process exits)
+            handler.close_connection = True
 
     def _respond(self, request: RecordedRequest) -> Reply:
         parts = [unquote(p) for p in request.path.strip("/").split("/")]
@@ -260,7 +312,12 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
             return Reply(200, self._info())
         if request.method == "POST" and parts == ["api", "v1", "auth", "login"]:
             return self._login(request)
-        if request.headers.get("authorization") != f"Bearer {self.token}":
+        # a user's token (CLI, SDK) or a task's session token (what a trial sends)
+        tokens = (
+            request.headers.get("authorization"),
+            request.headers.get("grpc-metadata-x-allocation-token"),
+        )
+        if f"Bearer {self.token}" not in tokens:
             return Reply(401, {"message": "unauthenticated"})
         route = (request.method, *parts)
         match route:
@@ -306,7 +363,113 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
                 if trials is None:
                     return Reply(404, {"message": f"experiment {number} not found"})
                 return self._page(request, "trials", trials)
-        return Reply(404, {"message": f"fake master has no route {request.method} {request.path}"})
+        trial_reply = self._trial_api(request, route)
+        if trial_reply is not None:
+            return trial_reply
+        return Reply(
+            404,
+            {
+                "code": 5,  # gRPC NOT_FOUND, as the master's gateway reports it
+                "message": f"fake master has no route {request.method} {request.path}",
+                "details": [],
+            },
+        )
+
+    def _trial_api(self, request: RecordedRequest, route: tuple[str, ...]) -> Reply | None:
+        """The routes a trial's SDK calls from its container (None: not one of them)."""
+        body = request.json or {}
+        match route:
+            case ("GET", "api", "v1", "tasks", task_id, "context_directory"):
+                if task_id not in self._tasks:
+                    return Reply(404, {"message": f"task {task_id} not found"})
+                files = self.state.experiment_files[self._tasks[task_id][0]]
+                tgz = base64.b64encode(_tar_gz(files)).decode()
+                return Reply(200, {"b64Tgz": tgz})
+            case ("POST", "api", "v1", "allocations", _, "acceleratorData" | "proxy_address"):
+                return Reply(200, {})
+            case ("POST", "api", "v1", "allocations", _, "all_gather"):
+                # one pod per trial: the gathered data is this pod's own
+                return Reply(200, {"data": [body.get("data") or {}]})
+            case ("GET", "api", "v1", "allocations", _, "signals", "preemption"):
+                return Reply(200, {"preempt": False})
+            case ("POST", "api", "v1", "allocations", _, "signals", "ack_preemption"):
+                return Reply(200, {})
+            case ("POST", "api", "v1", "runs", "start"):
+                return Reply(200, {})
+            case ("POST", "api", "v1", "trials", trial_id, "metrics"):
+                return self._report_metrics(int(trial_id), body)
+            case ("POST", "api", "v1", "trials", _, "progress" | "early_exit"):
+                return Reply(200, {})
+            case ("POST", "api", "v1", "trials", _, "runner", "metadata"):
+                return Reply(200, {})
+            case ("GET" | "PATCH", "api", "v1", "trials", trial_id):
+                trial = self._trial(int(trial_id))
+                if trial is None:
+                    return Reply(404, {"message": f"trial {trial_id} not found"})
+                return Reply(200, {"trial": trial})
+            case ("POST", "api", "v1", "checkpoints"):
+                return self._report_checkpoint(body)
+        return None
+
+    def _trial(self, trial_id: int) -> dict[str, Any] | None:
+        for trial in self.state.trials.get(trial_id // 100, []):
+            if trial["id"] == trial_id:
+                return trial
+        return None
+
+    def _report_metrics(self, trial_id: int, body: dict[str, Any]) -> Reply:
+        trial = self._trial(trial_id)
+        if trial is None:
+            return Reply(404, {"message": f"trial {trial_id} not found"})
+        metrics = body.get("metrics") or {}
+        steps = int(metrics.get("stepsCompleted") or 0)
+        values = (metrics.get("metrics") or {}).get("avgMetrics") or {}
+        trial["totalBatchesProcessed"] = max(trial.get("totalBatchesProcessed", 0), steps)
+        if (body.get("group") or metrics.get("group")) == "validation":
+            self._validations.setdefault(trial_id, {})[steps] = dict(values)
+            trial["latestValidation"] = {
+                "totalBatches": steps,
+                "numInputs": 0,
+                "endTime": _now(),
+                "metrics": {"avgMetrics": dict(values)},
+            }
+            for checkpoint in self.state.checkpoints.values():
+                self._attach_validation(checkpoint)
+        return Reply(200, {})
+
+    def _attach_validation(self, checkpoint: dict[str, Any]) -> None:
+        """The master links a checkpoint to the validation of the same trial at its step."""
+        training = checkpoint["training"]
+        steps = (checkpoint.get("metadata") or {}).get("steps_completed")
+        found = self._validations.get(training.get("trialId", 0), {}).get(steps)
+        if found is not None:
+            training["validationMetrics"] = {"avgMetrics": dict(found)}
+
+    def _report_checkpoint(self, body: dict[str, Any]) -> Reply:
+        task = self._tasks.get(body.get("taskId") or "")
+        if task is None or not body.get("uuid"):
+            return Reply(400, {"message": "checkpoint of an unknown task"})
+        experiment_id, trial_id = task
+        experiment = self.state.experiments[experiment_id]
+        trial = self._trial(trial_id) or {}
+        checkpoint = {
+            "uuid": body["uuid"],
+            "taskId": body["taskId"],
+            "allocationId": body.get("allocationId"),
+            "state": body.get("state") or "STATE_COMPLETED",
+            "reportTime": body.get("reportTime") or _now(),
+            "resources": body.get("resources") or {},
+            "metadata": body.get("metadata") or {},
+            "training": {
+                "trialId": trial_id,
+                "experimentId": experiment_id,
+                "experimentConfig": experiment["config"],
+                "hparams": trial.get("hparams") or {},
+            },
+        }
+        self._attach_validation(checkpoint)
+        self.state.checkpoints[body["uuid"]] = checkpoint
+        return Reply(200, {})
 
     # ---- behaviour -------------------------------------------------------------------------
 
@@ -421,15 +584,26 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
 
     def _download(self, uuid: str) -> Reply:
         files = self.state.checkpoint_files.get(uuid)
+        if files is None and uuid in self.state.checkpoints:
+            files = self._stored_files(self.state.checkpoints[uuid])
         if files is None:
             return Reply(404, {"message": f"checkpoint {uuid} not found"})
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-            for name, data in sorted(files.items()):
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                archive.addfile(info, io.BytesIO(data))
-        return Reply(200, raw=buffer.getvalue(), content_type="application/gzip")
+        return Reply(200, raw=_tar_gz(files), content_type="application/gzip")
+
+    @staticmethod
+    def _stored_files(checkpoint: dict[str, Any]) -> dict[str, bytes] | None:
+        """A reported checkpoint's files, read from its directory checkpoint storage."""
+        storage = checkpoint["training"]["experimentConfig"].get("checkpoint_storage") or {}
+        if storage.get("type") != "directory":
+            return None
+        folder = Path(storage["container_path"], checkpoint["uuid"])
+        if not folder.is_dir():
+            return None
+        return {
+            str(path.relative_to(folder)): path.read_bytes()
+            for path in folder.rglob("*")
+            if path.is_file()
+        }
 
     def _create_experiment(self, body: dict[str, Any]) -> Reply:
         try:
@@ -452,6 +626,11 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
         if refused:
             return Reply(400, {"message": f"invalid experiment config: {refused}"})
         experiment_id = next(self._ids)
+        # the master merges the cluster's defaults into the config; the checkpoint storage
+        # default is a shared directory
+        config.setdefault(
+            "checkpoint_storage", {"type": "directory", "container_path": str(self.storage_root)}
+        )
         experiment = {
             "id": experiment_id,
             "name": config.get("name") or f"Experiment {experiment_id}",
@@ -479,22 +658,25 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
             {
                 "id": experiment_id * 100 + 1,
                 "experimentId": experiment_id,
-                "hparams": {},
+                "hparams": _resolved_hparams(config.get("hyperparameters") or {}),
                 "restarts": 0,
                 "startTime": _now(),
                 "state": "STATE_QUEUED",
                 "totalBatchesProcessed": 0,
             }
         ]
-        run = self._run_trial(config, files)
-        self.trial_runs[experiment_id] = run
-        if run.returncode != 0:
-            # the trial fails on the "cluster": the experiment ends in ERROR
-            self.state.experiment_scripts[experiment_id] = [
-                *(s for s in self.experiment_states if s not in TERMINAL_STATES),
-                "STATE_ERROR",
-            ]
+        self._start_trial(experiment_id, config)
         return Reply(200, {"experiment": experiment, "config": config})
+
+    def _finish_trial(self, experiment_id: int, run: TrialRun) -> None:
+        with self._lock:
+            self.trial_runs[experiment_id] = run
+            if run.returncode != 0:
+                # the trial fails on the "cluster": the experiment ends in ERROR
+                self.state.experiment_scripts[experiment_id] = [
+                    *(s for s in self.experiment_states if s not in TERMINAL_STATES),
+                    "STATE_ERROR",
+                ]
 
     def _trial_logs(self, request: RecordedRequest, trial_id: int) -> Reply:
         """The trial's output as the master streams it: one ``{"result": ...}`` JSON object
@@ -555,9 +737,11 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
                     )
         return env, ""
 
-    def _run_trial(self, config: dict[str, Any], files: dict[str, bytes]) -> TrialRun:
-        """Run the entrypoint as the cluster would: the context as working directory, only
-        the config's variables, the image's python (see the module docstring)."""
+    def _start_trial(self, experiment_id: int, config: dict[str, Any]) -> None:
+        """Start the experiment's trial pod in a background thread (see the module docstring)."""
+        trial = self.state.trials[experiment_id][0]
+        task_id = f"{experiment_id}.{trial['id']}"
+        self._tasks[task_id] = (experiment_id, trial["id"])
         environment = config.get("environment") or {}
         variables = environment.get("environment_variables") or []
         if isinstance(variables, dict):
@@ -566,7 +750,8 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
         env.update(item.partition("=")[::2] for item in variables)
         pod_env, error = self._pod_env(config)
         if error:
-            return TrialRun([], env, 1, error)
+            self._finish_trial(experiment_id, TrialRun([], env, 1, error))
+            return
         env.update(pod_env)
         # Both images have Python with the determined SDK and the ML libraries (this
         # interpreter's site-packages, without processing .pth files: the editable install
@@ -577,37 +762,108 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
             assert spec is not None and spec.origin is not None
             paths.insert(0, str(Path(spec.origin).parents[1]))  # the package under test
         env["PYTHONPATH"] = os.pathsep.join(paths)
-        python = [sys.executable, "-S"]
-        entrypoint = config.get("entrypoint") or ""
-        words = shlex.split(entrypoint) if isinstance(entrypoint, str) else list(entrypoint)
-        starts = [i for i, word in enumerate(words) if word in ("python", "python3")]
-        if not starts:
-            return TrialRun(words, env, 1, f"fake master: cannot run entrypoint {entrypoint!r}")
-        command = [*python, *words[starts[-1] + 1 :]]
-        with tempfile.TemporaryDirectory(prefix="fake-det-trial-") as folder:
-            for name, data in files.items():
-                target = Path(folder, name)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-            env["HOME"] = folder
-            try:
-                done = subprocess.run(
-                    command,
-                    cwd=folder,
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    timeout=TRIAL_TIMEOUT,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired as exc:
-                return TrialRun(command, env, -1, f"timed out: {exc}")
+        allocation_id = f"{task_id}.1"
+        env.update(
+            {
+                "HOME": "/run/determined/workdir",
+                "DET_PYTHON_EXECUTABLE": "python3",
+                "DET_MASTER": self.url,
+                "DET_USER": self.username,
+                "DET_SESSION_TOKEN": self.token,
+                "DET_CLUSTER_ID": "fake-cluster",
+                "DET_AGENT_ID": "fake-agent",
+                "DET_SLOT_IDS": "[0]",
+                "DET_TASK_ID": task_id,
+                "DET_ALLOCATION_ID": allocation_id,
+                "DET_TASK_TYPE": "TRIAL",
+                "DET_RESOURCES_ID": f"{allocation_id}-pod",
+                "DET_RESOURCES_TYPE": "k8s-job",
+                "DET_KUBERNETES_JOB_PARALLELISM": "1",
+                "DET_KUBERNETES_POD_IP": "127.0.0.1",
+                "DET_EXPERIMENT_ID": str(experiment_id),
+                "DET_TRIAL_ID": str(trial["id"]),
+                "DET_TRIAL_SEED": "0",
+                "DET_TRIAL_RUN_ID": "1",
+                "DET_STEPS_COMPLETED": "0",
+                "DET_HPARAMS": json.dumps(trial["hparams"]),
+                "DET_EXPERIMENT_CONFIG": json.dumps(config),
+            }
+        )
+        checkpoint_storage = config["checkpoint_storage"]
+        storage = (
+            checkpoint_storage.get("container_path", "")
+            if checkpoint_storage.get("type") == "directory"
+            else ""
+        )
+        thread = threading.Thread(
+            target=lambda: self._finish_trial(experiment_id, self._run_pod(env, storage)),
+            daemon=True,
+            name=f"fake-det-trial-{experiment_id}",
+        )
+        self._trial_threads[experiment_id] = thread
+        thread.start()
+
+    @staticmethod
+    def _run_pod(env: dict[str, str], storage: str) -> TrialRun:
+        """The trial container: its own mount namespace with a tmpfs over ``/run`` (the SDK's
+        info files, the working dir and the image's ``python3`` launcher live there) and over
+        ``/tmp`` (the pod's own; the SDK links its TensorBoard folder there), the directory
+        checkpoint storage mounted at its path as a volume, then the master's entrypoint
+        steps (prep_container, rendezvous, launch)."""
+        script = "\n".join(
+            [
+                "set -e",
+                'storage="$1"; python="$2"',
+                "mount -t tmpfs fake-det-run /run",
+                "mkdir -p /run/determined/info /run/determined/workdir /run/determined/image",
+                'if [ -d "$storage" ]; then',
+                "  mkdir /run/determined/storage",
+                '  mount --bind "$storage" /run/determined/storage',
+                "fi",
+                "mount -t tmpfs fake-det-tmp /tmp",
+                "if [ -d /run/determined/storage ]; then",
+                '  mkdir -p "$storage"',
+                '  mount --bind /run/determined/storage "$storage"',
+                "fi",
+                "for name in python3 python; do",
+                '  printf \'#!/bin/sh\\nexec "%s" -S "$@"\\n\' "$python"'
+                " > /run/determined/image/$name",
+                "  chmod 755 /run/determined/image/$name",
+                "done",
+                "cd /run/determined/workdir",
+                "python3 -m determined.exec.prep_container --download_context_directory"
+                " --resources --proxy",
+                "python3 -m determined.exec.prep_container --rendezvous",
+                "exec python3 -m determined.exec.launch",
+            ]
+        )
+        command = [
+            *("unshare", "--mount", "--map-root-user", "bash", "-c", script),
+            *("fake-det-pod", storage, sys.executable),
+        ]
+        env = {**env, "PATH": f"/run/determined/image:{env['PATH']}"}
+        try:
+            done = subprocess.run(
+                command,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=TRIAL_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            return TrialRun(command, env, -1, f"timed out: {exc}")
         return TrialRun(command, env, done.returncode, done.stdout + done.stderr)
 
     def _get_experiment(self, experiment_id: int) -> Reply:
         experiment = self.state.experiments.get(experiment_id)
         if experiment is None:
             return Reply(404, {"message": f"experiment {experiment_id} not found"})
+        if experiment_id not in self.trial_runs:  # its trial still runs
+            experiment["state"] = "STATE_ACTIVE"
+            for trial in self.state.trials[experiment_id]:
+                trial["state"] = "STATE_RUNNING"
+            return Reply(200, {"experiment": experiment})
         states = self.state.experiment_scripts.get(experiment_id) or self.experiment_states
         step = min(self.state.experiment_steps[experiment_id], len(states) - 1)
         self.state.experiment_steps[experiment_id] += 1
@@ -622,7 +878,9 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
                 trial["state"] = "STATE_RUNNING"
             elif experiment["state"] in TRIAL_STATES:
                 trial["state"] = experiment["state"]
-            trial["totalBatchesProcessed"] = 100 * (step + 1)
+            trial["totalBatchesProcessed"] = max(
+                trial.get("totalBatchesProcessed", 0), 100 * (step + 1)
+            )
         return Reply(200, {"experiment": experiment})
 
     def _experiment_checkpoints(self, request: RecordedRequest, experiment_id: int) -> Reply:
@@ -650,6 +908,34 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
         validated.sort(key=value, reverse=not searcher.get("smaller_is_better", True))  # type: ignore[arg-type]
         found = validated + [c for c in found if value(c) is None]
         return self._page(request, "checkpoints", found)
+
+
+def _tar_gz(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _resolved_hparams(space: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters of the single searcher's trial: constants as their values, nested
+    groups resolved, other kinds at their first value (categorical) or lower bound."""
+    resolved: dict[str, Any] = {}
+    for name, value in space.items():
+        if not isinstance(value, dict):
+            resolved[name] = value
+        elif "type" not in value:
+            resolved[name] = _resolved_hparams(value)
+        elif value["type"] == "const":
+            resolved[name] = value["val"]
+        elif value["type"] == "categorical":
+            resolved[name] = value["vals"][0]
+        else:
+            resolved[name] = value.get("minval")
+    return resolved
 
 
 TRAIN_IMAGE = "registry.example.org/group/project/train@sha256:" + "ab" * 32

@@ -74,7 +74,7 @@ def test_config_from_git_fails_to_import_in_the_default_image(
     assert "image" not in config["environment"]
     det = connect(det_master.url)
     experiment = det.create_experiment(config, model_dir=str(project))
-    run = det_master.trial_runs[experiment.id]
+    run = det_master.trial_run(experiment.id)
     assert run.returncode != 0
     assert "No module named 'cdl_gitlab'" in run.output, run.output
     assert experiment.wait(interval=0.01).value == "STATE_ERROR"
@@ -112,7 +112,7 @@ def test_trial_gets_image_endpoints_and_pull_secret_never_in_git(
 
     experiment_id = _submit(project, "model/endpoints.yaml")
 
-    run = det_master.trial_runs[experiment_id]
+    run = det_master.trial_run(experiment_id)
     assert run.returncode == 0, run.output
     assert "trial: endpoints pachd.cluster.local:30650 cluster" in run.output
     assert run.env["CDL_POSTGRES_DSN"] == TRIAL_DSN
@@ -139,7 +139,7 @@ def test_trial_without_its_endpoints_fails_on_the_cluster(
     config["environment"]["image"] = TRAIN_IMAGE
     det = connect(det_master.url)
     experiment = det.create_experiment(config, model_dir=str(project))
-    run = det_master.trial_runs[experiment.id]
+    run = det_master.trial_run(experiment.id)
     assert "trial: CDL_POSTGRES_DSN is not set" in run.output
     # and CDL refuses to submit without them
     monkeypatch.setenv("CDL_TRAIN_IMAGE", TRAIN_IMAGE)
@@ -296,7 +296,7 @@ def test_secrets_by_reference_to_a_kubernetes_secret(
 
     experiment_id = _submit(project, overrides=overrides)
 
-    run = det_master.trial_runs[experiment_id]
+    run = det_master.trial_run(experiment_id)
     assert run.returncode == 0, run.output
     assert run.env["CDL_POSTGRES_DSN"] == TRIAL_DSN
     (create,) = [r for r in det_master.requests if r.path == "/api/v1/experiments"]
@@ -312,7 +312,7 @@ def test_secrets_by_reference_to_a_kubernetes_secret(
     det_master.kube_secrets.clear()
     with pytest.raises(ClusterError, match="ended ERROR"):
         _submit(project, overrides=overrides)
-    assert "CreateContainerConfigError" in det_master.trial_runs[experiment_id + 1].output
+    assert "CreateContainerConfigError" in det_master.trial_run(experiment_id + 1).output
 
 
 def test_the_fake_master_refuses_what_the_determined_container_owns(
@@ -342,3 +342,48 @@ def test_a_failed_trial_shows_its_log_in_the_error(
     message = str(failed.value)
     assert "ended ERROR" in message
     assert "log:\n" in message and message.endswith("RuntimeError: trial: cannot find the data")
+
+
+REPORTS = """\
+import json
+from pathlib import Path
+
+import determined as det
+
+info = det.get_cluster_info()
+assert info is not None and info.task_type == "TRIAL", "not on the cluster"
+print("trial: working dir", Path.cwd(), "hparams", json.dumps(info.trial.hparams))
+with det.core.init() as core:
+    for steps, accuracy in ((10, 0.25), (20, 0.75)):
+        core.train.report_validation_metrics(steps, {"validation_accuracy": accuracy})
+        with core.checkpoint.store_path({"steps_completed": steps}) as (path, uuid):
+            (path / "cdl_model.json").write_text(json.dumps({"steps": steps}))
+        print("trial: stored", uuid, "in", path)
+"""
+
+
+def test_the_trial_runs_on_the_cluster_and_reports_its_checkpoints(
+    project: Path, det_master: FakeDeterminedMaster, monkeypatch, tmp_path: Path
+) -> None:
+    """The fake runs the trial as a trial pod does: the SDK sees the cluster (info files),
+    metrics and checkpoints reach the master; checkpoints are stored outside the working dir,
+    ranked by their validation and downloaded through the master (registering the best one
+    and loading it: tests/ci/test_cluster_sequence.py)."""
+    from determined.experimental.client import DownloadMode
+
+    trial_endpoints(monkeypatch)
+    (project / "model/reports.py").write_text(REPORTS)
+    experiment_id = _submit(project, overrides={"entrypoint": "python3 -m model.reports"})
+
+    run = det_master.trial_run(experiment_id)
+    assert run.returncode == 0, run.output
+    assert "trial: working dir /run/determined/workdir hparams" in run.output
+    assert '"learning_rate": 0.001' in run.output  # the resolved hyperparameters
+    det = connect(det_master.url)
+    ranked = det.get_experiment(experiment_id).list_checkpoints()
+    assert [c.metadata["steps_completed"] for c in ranked] == [20, 10]
+    storage = ranked[0].training.experiment_config["checkpoint_storage"]
+    assert storage == {"type": "directory", "container_path": str(det_master.storage_root)}
+    ranked[0].download(str(tmp_path / "best"), mode=DownloadMode.MASTER)
+    assert (tmp_path / "best/cdl_model.json").read_text() == '{"steps": 20}'
+    assert det_master.calls("GET", f"/checkpoints/{ranked[0].uuid}")
