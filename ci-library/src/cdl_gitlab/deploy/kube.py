@@ -182,8 +182,9 @@ class Kubectl:
         return self.scrub(result.stdout.strip())
 
 
-def secret_manifest(name: str, namespace: str, scoring_url: str) -> str:
-    """The Secret holding the scoring store URL, as JSON for ``kubectl apply -f -``."""
+def _secret(name: str, namespace: str, secret_type: str, content: dict[str, Any]) -> str:
+    """A Secret managed by cdl (``content``: its ``data`` or ``stringData``), as JSON for
+    ``kubectl apply -f -``."""
     return json.dumps(
         {
             "apiVersion": "v1",
@@ -193,10 +194,15 @@ def secret_manifest(name: str, namespace: str, scoring_url: str) -> str:
                 "namespace": namespace,
                 "labels": {"app.kubernetes.io/managed-by": "cdl"},
             },
-            "type": "Opaque",
-            "stringData": {SCORING_URL_ENV: scoring_url},
+            "type": secret_type,
+            **content,
         }
     )
+
+
+def secret_manifest(name: str, namespace: str, scoring_url: str) -> str:
+    """The Secret holding the scoring store URL."""
+    return _secret(name, namespace, "Opaque", {"stringData": {SCORING_URL_ENV: scoring_url}})
 
 
 DEPLOY_USER_ENV = "CI_DEPLOY_USER"
@@ -224,19 +230,10 @@ def docker_config(server: str, user: str, password: str) -> str:
 
 
 def pull_secret_manifest(name: str, namespace: str, config: str) -> str:
-    """The image pull Secret, as JSON for ``kubectl apply -f -``."""
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "labels": {"app.kubernetes.io/managed-by": "cdl"},
-            },
-            "type": "kubernetes.io/dockerconfigjson",
-            "data": {".dockerconfigjson": base64.b64encode(config.encode()).decode()},
-        }
+    """The image pull Secret of the ``.dockerconfigjson`` ``config``."""
+    encoded = base64.b64encode(config.encode()).decode()
+    return _secret(
+        name, namespace, "kubernetes.io/dockerconfigjson", {"data": {".dockerconfigjson": encoded}}
     )
 
 
