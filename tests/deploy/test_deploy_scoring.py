@@ -70,6 +70,42 @@ def test_writer_batches_and_flushes(tmp_path: Path) -> None:
     assert ScoringStore(url).count() == 30
 
 
+class _CountingStore(ScoringStore):
+    """A real SQLite store that records the size of every transaction."""
+
+    def __init__(self, url: str, transactions: list[int]) -> None:
+        super().__init__(url)
+        self.transactions = transactions
+
+    def write(self, records) -> int:
+        self.transactions.append(len(records))
+        return super().write(records)
+
+
+def test_writer_gathers_records_into_one_transaction_per_batch(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.sqlite'}"
+    transactions: list[int] = []
+    writer = ScoringWriter(lambda: _CountingStore(url, transactions), batch_size=25, linger=60)
+    for i in range(50):  # one request at a time, as a busy server submits them
+        writer.submit([_record(i)])
+    assert writer.flush(10)  # two full batches: neither waited for the linger time
+    assert transactions == [25, 25]
+    writer.submit([_record(50)])
+    writer.close(10)  # a partial batch is written at shutdown, not lost
+    assert transactions == [25, 25, 1]
+    assert ScoringStore(url).count() == 51
+
+
+def test_writer_writes_a_lone_record_after_the_linger_time(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.sqlite'}"
+    transactions: list[int] = []
+    writer = ScoringWriter(lambda: _CountingStore(url, transactions), linger=0.05)
+    writer.submit([_record(1)])
+    assert writer.flush(10)
+    assert transactions == [1] and writer.written == 1
+    writer.close()
+
+
 def test_writer_failures_are_counted_never_raised(tmp_path: Path) -> None:
     failures: list[int] = []
     dead = "postgresql+psycopg://postgres:pw@127.0.0.1:1/none?connect_timeout=1"

@@ -93,3 +93,13 @@ def test_feature_state_round_trips(tmp_path) -> None:
     assert loaded.transform.input_shape == (14, 14)
     with pytest.raises(FileNotFoundError, match="features"):
         FeatureState.load(tmp_path / "missing")
+
+
+def test_transform_stems_counts_known_stems_and_skips_the_others() -> None:
+    vectorizer = TextVectorizer(["goal", "match", "vote"])
+    matrix = vectorizer.transform_stems([["goal", "zzz", "goal", "vote"], [], ["zzz"]])
+    assert matrix.dtype == np.float32
+    assert matrix.tolist() == [[2.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    texts = ["Goals, goals and a vote", "no known word"]
+    stem_lists = [stems(text) for text in texts]
+    assert (vectorizer.transform(texts) == vectorizer.transform_stems(stem_lists)).all()

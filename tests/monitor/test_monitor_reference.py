@@ -19,6 +19,7 @@ from monitor_data import (
 
 from cdl_gitlab.config import Settings
 from cdl_gitlab.features.input_stats import image_stats, text_stats, vocabulary_set
+from cdl_gitlab.features.text import stems
 from cdl_gitlab.monitor import MonitorError
 from cdl_gitlab.monitor.reference import (
     REFERENCE_FILE,
@@ -48,6 +49,9 @@ def test_text_stats_counts_tokens_and_oov() -> None:
         "top_stems": {},
     }
     json.dumps(stats)
+    # the model servers hand over the stems they computed for the model: the same statistics
+    text = "The markets' shares fell: zorblat zorblat!"
+    assert text_stats(text, vocabulary, stems(text)) == stats
 
 
 def test_image_stats_scale_to_unit_range() -> None:

@@ -12,7 +12,7 @@ reference values are computed identically::
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Container
+from collections.abc import Container, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,12 +30,16 @@ def vocabulary_set(features: Any) -> frozenset[str]:
     return frozenset(vocabulary)
 
 
-def text_stats(text: str, vocabulary: Container[str]) -> dict[str, Any]:
+def text_stats(
+    text: str, vocabulary: Container[str], tokens: Sequence[str] | None = None
+) -> dict[str, Any]:
     """Length (characters, tokens), out-of-vocabulary rate and the most frequent known stems.
 
     ``vocabulary`` should be a set (see :func:`vocabulary_set`): membership is tested per token.
+    ``tokens``: the stems of ``text`` if the caller has them already (``stems(text)``).
     """
-    tokens = stems(text)
+    if tokens is None:
+        tokens = stems(text)
     known = [stem for stem in tokens if stem in vocabulary]
     n_oov = len(tokens) - len(known)
     top = Counter(known).most_common(TOP_STEMS)

@@ -7,6 +7,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -88,10 +89,13 @@ class TextVectorizer:
     def transform_stems(self, stem_lists: Sequence[Sequence[str]]) -> np.ndarray:
         """Like :meth:`transform`, on documents already turned into stems."""
         matrix = np.zeros((len(stem_lists), self.size), dtype=np.float32)
-        index = self._index
+        lookup = self._index.get
         for row, document in enumerate(stem_lists):
-            columns = [index[stem] for stem in document if stem in index]
-            if columns:
+            columns = np.fromiter(
+                map(lookup, document, repeat(-1)), dtype=np.intp, count=len(document)
+            )
+            columns = columns[columns >= 0]  # -1: a stem outside the vocabulary
+            if columns.size:
                 matrix[row] = np.bincount(columns, minlength=self.size)
         return matrix
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from cdl_gitlab.features.state import FeatureState
+from cdl_gitlab.features.text import TextVectorizer
 from cdl_gitlab.model.checkpoint import ModelSpec, read_spec
 
 
@@ -38,6 +39,7 @@ class Predictor:
         self.features = features
         self.model = model
         self.batch_size = batch_size
+        self._fast_forward: Callable[[np.ndarray], np.ndarray] | None = None
         if list(features.classes) != list(spec.classes):
             raise ValueError("checkpoint's feature state and model spec disagree on the classes")
 
@@ -49,7 +51,21 @@ class Predictor:
     def framework(self) -> str:
         return self.spec.framework
 
+    def use_fast_forward(self) -> bool:
+        """Run a PyTorch model through :func:`~cdl_gitlab.model.fast_inference.fast_forward`
+        from now on (the model servers call this once at load); False if it does not apply."""
+        if self.spec.framework != "pytorch":
+            return False
+        from cdl_gitlab.model.fast_inference import fast_forward
+
+        self._fast_forward = fast_forward(
+            self.model, self.spec.input_shape, sparse_input=self.spec.task == "text"
+        )
+        return self._fast_forward is not None
+
     def _logits(self, batch: np.ndarray) -> np.ndarray:
+        if self._fast_forward is not None:
+            return self._fast_forward(batch)
         if self.spec.framework == "pytorch":
             import torch
 
@@ -61,11 +77,25 @@ class Predictor:
         """``(len(inputs), n_classes)`` probabilities; raises ValueError on unusable inputs."""
         if isinstance(inputs, str | bytes):
             raise ValueError("predict_proba expects a list of inputs, not a single input")
+        return self._batched(inputs, self.features.inputs)
+
+    def predict_proba_stems(self, stem_lists: Sequence[Sequence[str]]) -> np.ndarray:
+        """Like :meth:`predict_proba` for a text model, on texts already turned into stems
+        (:func:`cdl_gitlab.features.text.stems`), so a caller that needs them too (the model
+        servers' input statistics) tokenises each text once."""
+        transform = self.features.transform
+        if not isinstance(transform, TextVectorizer):
+            raise ValueError("predict_proba_stems needs a text model")
+        return self._batched(stem_lists, transform.transform_stems)
+
+    def _batched(
+        self, inputs: Sequence[Any], featurize: Callable[[list[Any]], np.ndarray]
+    ) -> np.ndarray:
         if len(inputs) == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
         outputs = []
         for start in range(0, len(inputs), self.batch_size):
-            batch = self.features.inputs(list(inputs[start : start + self.batch_size]))
+            batch = featurize(list(inputs[start : start + self.batch_size]))
             outputs.append(softmax(self._logits(batch).astype(np.float64)))
         return np.concatenate(outputs).astype(np.float32)
 

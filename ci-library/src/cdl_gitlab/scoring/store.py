@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,7 +47,11 @@ class ScoringRecord:
     latency_ms: float | None = None
 
     def row(self) -> dict[str, Any]:
-        return asdict(self)
+        """The table row (a shallow copy: ``asdict`` would deep-copy every nested dict)."""
+        return {name: getattr(self, name) for name in _FIELDS}
+
+
+_FIELDS = tuple(f.name for f in fields(ScoringRecord))
 
 
 class ScoringStore:

@@ -1,5 +1,8 @@
 """A background writer: predictions hand records to a queue and never wait for the database.
 
+Records are written in batches, one transaction each: a batch is full at ``batch_size``
+records or ``linger`` seconds after its first record.
+
 Failures (database down, queue full) are counted and logged, never raised to the caller.
 :meth:`ScoringWriter.submit_deferred` queues a function that builds the records, run in the
 writer's thread: work the caller's response does not need (hashes, input statistics) is
@@ -20,6 +23,10 @@ from cdl_gitlab.scoring.store import ScoringRecord, ScoringStore
 
 log = logging.getLogger(__name__)
 
+LINGER_SECONDS = 0.1
+"""How long the writer waits for more records before it writes a batch: under load, one
+transaction per many requests instead of one per request."""
+
 
 @dataclass(frozen=True)
 class _Deferred:
@@ -36,11 +43,13 @@ class ScoringWriter:
         *,
         max_queue: int = 10_000,
         batch_size: int = 200,
+        linger: float = LINGER_SECONDS,
         on_failure: Callable[[int], None] | None = None,
     ) -> None:
         self._factory = store_factory
         self._queue: queue.Queue[ScoringRecord | _Deferred | None] = queue.Queue(maxsize=max_queue)
         self._batch_size = batch_size
+        self._linger = linger
         self._on_failure = on_failure
         self._lock = threading.Lock()
         self._failed = 0
@@ -85,13 +94,14 @@ class ScoringWriter:
         return done.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Flush, stop the thread and release the database connections."""
-        self.flush(timeout)
-        try:
-            self._queue.put_nowait(None)
+        """Write what is queued (a batch still gathering records at once), stop the thread and
+        release the database connections; waits at most about ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        try:  # the end marker queues behind the records and ends a lingering batch
+            self._queue.put(None, timeout=timeout)
         except queue.Full:
             return
-        self._thread.join(timeout)
+        self._thread.join(max(deadline - time.monotonic(), 0.0))
         if self._store is not None:
             self._store.dispose()
 
@@ -112,9 +122,14 @@ class ScoringWriter:
             return [], True
         batch: list[ScoringRecord | _Deferred] = [first]
         stop = False
+        deadline = time.monotonic() + self._linger
         while len(batch) < self._batch_size:
+            remaining = deadline - time.monotonic()
             try:
-                item = self._queue.get_nowait()
+                if remaining > 0:
+                    item = self._queue.get(timeout=remaining)
+                else:
+                    item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Container
+from collections.abc import Container, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +42,16 @@ def limit(manifest: ArtifactManifest, name: str) -> int:
     return int(manifest.serving.get(name, DEFAULT_LIMITS[name]))
 
 
-def summarize_text(text: str, keep: int, vocabulary: Container[str]) -> dict[str, Any]:
-    """Hash, leading characters and monitoring's input statistics of one text."""
+def summarize_text(
+    text: str, keep: int, vocabulary: Container[str], tokens: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Hash, leading characters and monitoring's input statistics of one text (``tokens``: its
+    stems, if known)."""
     return {
         "input_kind": "text",
         "input_hash": hashlib.sha256(text.encode("utf-8")).hexdigest(),
         "input_text": text[:keep],
-        "input_stats": text_stats(text, vocabulary),
+        "input_stats": text_stats(text, vocabulary, tokens),
     }
 
 

@@ -30,7 +30,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,21 +48,25 @@ from mlserver.types import (
 )
 
 from cdl_gitlab.deploy.artifact import ArtifactManifest
-from cdl_gitlab.deploy.loading import Predictor, load_artifact
+from cdl_gitlab.deploy.loading import Predictor
 from cdl_gitlab.features.input_stats import vocabulary_set
 from cdl_gitlab.scoring import (
     SCORING_URL_ENV,
-    STATUS_OK,
-    STATUS_REJECTED,
-    ScoringRecord,
     ScoringStore,
     ScoringWriter,
     redact,
 )
-from cdl_gitlab.serving.common import limit, summarize_image, summarize_text
+from cdl_gitlab.serving.common import limit
 from cdl_gitlab.serving.limits import GuardLimits, decode_json
 from cdl_gitlab.serving.mlserver_metrics import cdl_metrics
 from cdl_gitlab.serving.mlserver_registry import RUNTIMES
+from cdl_gitlab.serving.predictions import (
+    Prediction,
+    load_for_serving,
+    predict_items,
+    rejected_record,
+    submit_ok_records,
+)
 from cdl_gitlab.serving.validation import (
     BAD_FEEDBACK,
     BAD_PAYLOAD,
@@ -148,7 +151,7 @@ class CDLRuntime(MLModel):
         """Verify and load the artifact, warm the model up, start the scoring writer."""
         uri = self.settings.parameters.uri if self.settings.parameters else None
         self.artifact_dir = Path(uri or os.environ.get("CDL_ARTIFACT_DIR", "/mnt/models"))
-        manifest, predictor = await asyncio.to_thread(load_artifact, self.artifact_dir, True)
+        manifest, predictor = await asyncio.to_thread(load_for_serving, self.artifact_dir)
         self.manifest: ArtifactManifest = manifest
         self.predictor: Predictor = predictor
         self.max_batch = limit(manifest, "max_batch")
@@ -222,10 +225,11 @@ class CDLRuntime(MLModel):
         except InvalidRequest as exc:
             self.record_rejection(PREDICT, exc, started)
             raise MLServerError(error_text(exc), exc.status) from None
-        labels, probabilities = await asyncio.to_thread(self._predict_items, items)
+        prediction = await asyncio.to_thread(self._predict_items, items)
+        labels, probabilities = prediction.labels, prediction.probabilities
         latency_ms = (time.perf_counter() - started) * 1000.0
         request_id = uuid.uuid4().hex
-        self._score(request_id, items, labels, probabilities, latency_ms)
+        self._score(request_id, prediction, latency_ms)
         count = len(labels)
         metrics, tags = cdl_metrics(), self._tags()
         metrics.requests.labels(**tags).inc()
@@ -265,10 +269,8 @@ class CDLRuntime(MLModel):
             return parse_texts(values, self.max_batch, self.max_text_chars)
         return parse_images(values, self.manifest.input_shape, self.max_batch)
 
-    def _predict_items(self, items: list[Any]) -> tuple[list[str], np.ndarray]:
-        probabilities = np.asarray(self.predictor.predict_proba(items), dtype=np.float64)
-        classes = self.manifest.classes
-        return [classes[int(i)] for i in probabilities.argmax(axis=1)], probabilities
+    def _predict_items(self, items: list[Any]) -> Prediction:
+        return predict_items(self.predictor, self.manifest, items)
 
     # -- feedback ----------------------------------------------------------------------------
 
@@ -347,19 +349,7 @@ class CDLRuntime(MLModel):
             return
         error = error_text(exc) if kind != FEEDBACK else f"{exc.reason}: feedback: {exc.message}"
         latency = (time.perf_counter() - started) * 1000.0 if started is not None else 0.0
-        self.writer.submit(
-            [
-                ScoringRecord(
-                    request_id=uuid.uuid4().hex,
-                    model=self.manifest.name,
-                    version=str(self.manifest.version),
-                    status=STATUS_REJECTED,
-                    error=error[:2000],
-                    input_kind=self.manifest.task,
-                    latency_ms=latency,
-                )
-            ]
-        )
+        self.writer.submit([rejected_record(self.manifest, error, latency)])
 
     def _tags(self) -> dict[str, str]:
         return {"model": self.manifest.name, "version": str(self.manifest.version)}
@@ -367,45 +357,14 @@ class CDLRuntime(MLModel):
     def _count_scoring_failure(self, count: int) -> None:
         cdl_metrics().scoring_failures.labels(**self._tags()).inc(count)
 
-    def _score(
-        self,
-        request_id: str,
-        items: list[Any],
-        labels: list[str],
-        probabilities: np.ndarray,
-        latency_ms: float,
-    ) -> None:
-        if self.writer is None:
-            return
-        now = datetime.now(UTC)
-        manifest = self.manifest
-
-        def build() -> list[ScoringRecord]:
-            records = []
-            for index, (item, label, row) in enumerate(
-                zip(items, labels, probabilities, strict=True)
-            ):
-                summary = (
-                    summarize_text(item, self.scoring_text_chars, self._vocabulary)
-                    if manifest.task == "text"
-                    else summarize_image(item)
-                )
-                records.append(
-                    ScoringRecord(
-                        request_id=request_id,
-                        item_index=index,
-                        ts=now,
-                        model=manifest.name,
-                        version=str(manifest.version),
-                        status=STATUS_OK,
-                        predicted=label,
-                        probabilities={
-                            c: float(p) for c, p in zip(manifest.classes, row, strict=True)
-                        },
-                        latency_ms=latency_ms,
-                        **summary,
-                    )
-                )
-            return records
-
-        self.writer.submit_deferred(build, len(items))
+    def _score(self, request_id: str, prediction: Prediction, latency_ms: float) -> None:
+        if self.writer is not None:
+            submit_ok_records(
+                self.writer,
+                prediction,
+                self.manifest,
+                request_id,
+                latency_ms,
+                text_chars=self.scoring_text_chars,
+                vocabulary=self._vocabulary,
+            )

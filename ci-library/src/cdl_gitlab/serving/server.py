@@ -26,7 +26,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +35,10 @@ from seldon_core.metrics import PREDICT_METRIC_METHOD_TAG
 from seldon_core.user_model import SeldonResponse
 
 from cdl_gitlab.deploy.artifact import read_manifest
-from cdl_gitlab.deploy.loading import Predictor, load_artifact
+from cdl_gitlab.deploy.loading import Predictor
 from cdl_gitlab.features.input_stats import vocabulary_set
 from cdl_gitlab.scoring import (
     SCORING_URL_ENV,
-    STATUS_OK,
-    STATUS_REJECTED,
-    ScoringRecord,
     ScoringStore,
     ScoringWriter,
     redact,
@@ -50,12 +46,17 @@ from cdl_gitlab.scoring import (
 from cdl_gitlab.serving.common import (
     limit,
     resolve_artifact_dir,
-    summarize_image,
-    summarize_text,
 )
 from cdl_gitlab.serving.guard import FEEDBACK, make_guard
 from cdl_gitlab.serving.limits import GuardLimits
 from cdl_gitlab.serving.metrics import BufferedMetrics
+from cdl_gitlab.serving.predictions import (
+    Prediction,
+    load_for_serving,
+    predict_items,
+    rejected_record,
+    submit_ok_records,
+)
 from cdl_gitlab.serving.validation import (
     InvalidRequest,
     check_bearer,
@@ -111,7 +112,7 @@ class CDLModel:
 
     def load(self) -> None:
         """Verify and load the artifact, warm the model up, start the scoring writer."""
-        manifest, predictor = load_artifact(self.artifact_dir, verify=True)
+        manifest, predictor = load_for_serving(self.artifact_dir)
         self.manifest = manifest
         self.predictor = predictor
         if manifest.task == "text":
@@ -255,12 +256,13 @@ class CDLModel:
         except InvalidRequest as exc:
             raise self._reject(exc, started) from None
         try:
-            labels, probabilities = self._predict_items(items)
+            prediction = self._predict_items(items)
         except TypeError as exc:  # Seldon retries predict() on TypeError: never let one out
             raise RuntimeError(f"prediction failed: {exc}") from exc
+        labels = prediction.labels
         latency_ms = (time.perf_counter() - started) * 1000.0
         request_id = uuid.uuid4().hex
-        self._score(request_id, items, labels, probabilities, latency_ms)
+        self._score(request_id, prediction, latency_ms)
         counts: dict[str, int] = {}
         for label in labels:
             counts[label] = counts.get(label, 0) + 1
@@ -278,7 +280,7 @@ class CDLModel:
         if self._metrics_sink is not None:  # straight to the store, not through the response
             self._metrics_sink.update(metrics, PREDICT_METRIC_METHOD_TAG)
             metrics = []
-        return SeldonResponse(data=probabilities, tags=tags, metrics=metrics)
+        return SeldonResponse(data=prediction.probabilities, tags=tags, metrics=metrics)
 
     def attach_metrics(self, sink: BufferedMetrics) -> None:
         """Called by the guard in each worker: metrics go to ``sink`` (Seldon's store,
@@ -303,15 +305,12 @@ class CDLModel:
             return list(parse_texts(X, self.max_batch, self.max_text_chars))
         return parse_images(X, self.manifest.input_shape, self.max_batch)
 
-    def _predict_items(self, items: list[Any]) -> tuple[list[str], np.ndarray]:
+    def _predict_items(self, items: list[Any]) -> Prediction:
         if self.predictor is None:
             raise SeldonMicroserviceException(
                 "model not loaded yet", status_code=503, reason="MODEL_NOT_LOADED"
             )
-        probabilities = np.asarray(self.predictor.predict_proba(items), dtype=np.float64)
-        classes = self.manifest.classes
-        labels = [classes[int(i)] for i in probabilities.argmax(axis=1)]
-        return labels, probabilities
+        return predict_items(self.predictor, self.manifest, items)
 
     def _reject(
         self, exc: InvalidRequest, started: float, kind: str = "predict"
@@ -321,66 +320,24 @@ class CDLModel:
             [{"type": "COUNTER", "key": REJECTED, "value": 1, "tags": {"reason": exc.reason}}]
         )
         if self.writer is not None:
-            self.writer.submit(
-                [
-                    ScoringRecord(
-                        request_id=uuid.uuid4().hex,
-                        model=self.manifest.name,
-                        version=str(self.manifest.version),
-                        status=STATUS_REJECTED,
-                        error=(
-                            f"{exc.reason}: {exc.message}"
-                            if kind != FEEDBACK
-                            else f"{exc.reason}: feedback: {exc.message}"
-                        )[:2000],
-                        input_kind=self.manifest.task,
-                        latency_ms=(time.perf_counter() - started) * 1000.0,
-                    )
-                ]
-            )
+            error = f"{exc.reason}: {exc.message}"
+            if kind == FEEDBACK:
+                error = f"{exc.reason}: feedback: {exc.message}"
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            self.writer.submit([rejected_record(self.manifest, error, latency_ms)])
         return SeldonMicroserviceException(exc.message, status_code=exc.status, reason=exc.reason)
 
-    def _score(
-        self,
-        request_id: str,
-        items: list[Any],
-        labels: list[str],
-        probabilities: np.ndarray,
-        latency_ms: float,
-    ) -> None:
-        """Queue one scoring record per item, built (hashes, input statistics) in the writer's
-        thread; any failure is counted and logged, never raised."""
-        if self.writer is None:
-            return
-        now = datetime.now(UTC)
-
-        def build() -> list[ScoringRecord]:
-            classes = self.manifest.classes
-            records = []
-            for index, (item, label, row) in enumerate(
-                zip(items, labels, probabilities, strict=True)
-            ):
-                if self.manifest.task == "text":
-                    summary = summarize_text(item, self.scoring_text_chars, self._vocabulary)
-                else:
-                    summary = summarize_image(item)
-                records.append(
-                    ScoringRecord(
-                        request_id=request_id,
-                        item_index=index,
-                        ts=now,
-                        model=self.manifest.name,
-                        version=str(self.manifest.version),
-                        status=STATUS_OK,
-                        predicted=label,
-                        probabilities={c: float(p) for c, p in zip(classes, row, strict=True)},
-                        latency_ms=latency_ms,
-                        **summary,
-                    )
-                )
-            return records
-
-        self.writer.submit_deferred(build, len(items))
+    def _score(self, request_id: str, prediction: Prediction, latency_ms: float) -> None:
+        if self.writer is not None:
+            submit_ok_records(
+                self.writer,
+                prediction,
+                self.manifest,
+                request_id,
+                latency_ms,
+                text_chars=self.scoring_text_chars,
+                vocabulary=self._vocabulary,
+            )
 
     def _count_scoring_failure(self, count: int) -> None:
         self._add_metrics(

@@ -156,8 +156,11 @@ def check_payload(request: Any) -> None:
                 WRONG_SHAPE, f"data.tensor values do not fit its shape: {exc}"
             ) from None
     elif "ndarray" in data:
+        values = data["ndarray"]
+        if isinstance(values, list) and not any(isinstance(value, list) for value in values):
+            return  # a flat list cannot be ragged (and copying long texts into numpy costs)
         try:
-            np.array(data["ndarray"])
+            np.array(values)
         except ValueError as exc:
             raise InvalidRequest(
                 WRONG_SHAPE, f"data.ndarray is ragged (rows of different lengths): {exc}"

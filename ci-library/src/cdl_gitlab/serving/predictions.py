@@ -1,0 +1,155 @@
+"""One prediction and its scoring records, the same for every model-server engine.
+
+Both engines (the Seldon component, the MLServer runtime) call :func:`predict_items` on the
+checked items of a request and hand :func:`ok_records` to the scoring writer, which builds the
+records in its own thread. A text request is tokenised once: the stems that make the model's
+input are kept and reused for the item's input statistics.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import uuid
+from collections.abc import Container
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cdl_gitlab.deploy.artifact import ArtifactManifest
+from cdl_gitlab.deploy.loading import Predictor, load_artifact
+from cdl_gitlab.features.text import stems
+from cdl_gitlab.scoring import STATUS_OK, STATUS_REJECTED, ScoringRecord, ScoringWriter
+from cdl_gitlab.serving.common import summarize_image, summarize_text
+
+log = logging.getLogger(__name__)
+
+
+def load_for_serving(artifact_dir: Path) -> tuple[ArtifactManifest, Predictor]:
+    """The artifact's manifest and predictor, checksums verified, with the fast forward pass
+    of :mod:`cdl_gitlab.model.fast_inference` where it applies, one PyTorch thread, and
+    everything loaded so far kept out of the garbage collector's way (``gc.freeze``)."""
+    manifest, predictor = load_artifact(artifact_dir, verify=True)
+    if predictor.framework == "pytorch":
+        import torch
+
+        # One request is too small to split across cores: intra-op threads only spin and
+        # take CPU from the other server processes (more with $OMP_NUM_THREADS).
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 1))
+    if predictor.use_fast_forward():
+        log.info("serving with the fast forward pass (checked against the model)")
+    # The libraries and the model are loaded for good: keep the collector from walking their
+    # objects again and again (a full collection of them stalls every request for a while).
+    gc.collect()
+    gc.freeze()
+    return manifest, predictor
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's answer for the items of one request."""
+
+    items: list[Any]
+    labels: list[str]
+    probabilities: np.ndarray
+    """``(len(items), n_classes)`` float64, columns in the manifest's class order."""
+    stem_lists: list[list[str]] | None = None
+    """Text models: each item's stems, as the model saw them."""
+
+
+def predict_items(predictor: Predictor, manifest: ArtifactManifest, items: list[Any]) -> Prediction:
+    """Run the model on checked ``items`` (texts, or image arrays)."""
+    stem_lists = None
+    if manifest.task == "text":
+        stem_lists = [stems(item) for item in items]
+        probabilities = predictor.predict_proba_stems(stem_lists)
+    else:
+        probabilities = predictor.predict_proba(items)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    classes = manifest.classes
+    labels = [classes[int(i)] for i in probabilities.argmax(axis=1)]
+    return Prediction(items, labels, probabilities, stem_lists)
+
+
+def ok_records(
+    prediction: Prediction,
+    manifest: ArtifactManifest,
+    request_id: str,
+    latency_ms: float,
+    *,
+    text_chars: int,
+    vocabulary: Container[str],
+    ts: datetime,
+) -> list[ScoringRecord]:
+    """One scoring record per item: label, probabilities, hash and input statistics."""
+    classes = manifest.classes
+    version = str(manifest.version)
+    records = []
+    for index, (item, label, row) in enumerate(
+        zip(prediction.items, prediction.labels, prediction.probabilities, strict=True)
+    ):
+        if manifest.task == "text":
+            tokens = prediction.stem_lists[index] if prediction.stem_lists else None
+            summary = summarize_text(item, text_chars, vocabulary, tokens)
+        else:
+            summary = summarize_image(item)
+        records.append(
+            ScoringRecord(
+                request_id=request_id,
+                item_index=index,
+                ts=ts,
+                model=manifest.name,
+                version=version,
+                status=STATUS_OK,
+                predicted=label,
+                probabilities=dict(zip(classes, row.tolist(), strict=True)),
+                latency_ms=latency_ms,
+                **summary,
+            )
+        )
+    return records
+
+
+def submit_ok_records(
+    writer: ScoringWriter,
+    prediction: Prediction,
+    manifest: ArtifactManifest,
+    request_id: str,
+    latency_ms: float,
+    *,
+    text_chars: int,
+    vocabulary: Container[str],
+) -> None:
+    """Queue :func:`ok_records` to be built in the writer's thread (off the request path);
+    failures are counted by the writer, never raised."""
+    ts = datetime.now(UTC)
+    writer.submit_deferred(
+        lambda: ok_records(
+            prediction,
+            manifest,
+            request_id,
+            latency_ms,
+            text_chars=text_chars,
+            vocabulary=vocabulary,
+            ts=ts,
+        ),
+        len(prediction.items),
+    )
+
+
+def rejected_record(manifest: ArtifactManifest, error: str, latency_ms: float) -> ScoringRecord:
+    """The scoring record of a refused request (``error``: reason and message)."""
+    return ScoringRecord(
+        request_id=uuid.uuid4().hex,
+        model=manifest.name,
+        version=str(manifest.version),
+        status=STATUS_REJECTED,
+        error=error[:2000],
+        input_kind=manifest.task,
+        latency_ms=latency_ms,
+        ts=datetime.now(UTC),
+    )
