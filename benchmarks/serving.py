@@ -11,12 +11,14 @@ project. For each of ``--engines`` it packages and serves the model with the rea
 127.0.0.1 (``seldon-core-microservice``; MLServer 1.7.1 with the CDL runtime, from
 ``$CDL_MLSERVER`` or ``.venv-mlserver``; scoring data into the project's SQLite store, as
 ``cdl deploy serve`` does), then
-sends single-item requests of article-length texts from ``--clients`` keep-alive clients (one
-load per count in the list; the clients share the 2 cores with the server) until
-``--requests`` are done or ``--seconds`` have passed, and prints requests/s, p50/p99 latency
-and errors for each; then the same model's in-process ``predict_proba`` on the same inputs (p50/p99)
-and the overhead ratio, and per engine how long ``cdl deploy stop`` took (and whether any
-process of the server's group was left). Only loopback traffic; the servers are always stopped.
+sends single-item requests of article-length texts from ``--clients`` keep-alive clients, each
+its own process (one load per count in the list; the clients share the 2 cores with the server)
+until ``--requests`` are done or ``--seconds`` have passed, and prints requests/s, p50/p99
+latency and errors for each; then the same model in-process on the same inputs (p50/p99): the
+eager ``predict_proba``, and the servers' own path (``predict_items`` after
+``load_for_serving``), to which the overhead ratio refers; and per engine how long
+``cdl deploy stop`` took (and whether any process of the server's group was left). Only
+loopback traffic; the servers are always stopped.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -48,27 +50,19 @@ from deploy_models import (  # noqa: E402
 from cdl_gitlab.config import load_settings  # noqa: E402
 from cdl_gitlab.deploy.loading import load_artifact  # noqa: E402
 from cdl_gitlab.serving import local_server  # noqa: E402
+from cdl_gitlab.serving.predictions import load_for_serving, predict_items  # noqa: E402
 
 
-def client(
-    port: int,
-    path: str,
-    bodies: list[bytes],
-    deadline: float,
-    budget: list[int],
-    lock: threading.Lock,
-    latencies: list[float],
-    errors: list[str],
-) -> None:
+def client(port: int, path: str, bodies: list[bytes], count: int, deadline: float, out) -> None:
+    """One keep-alive client (its own process): ``count`` requests or until ``deadline``;
+    sends its latencies and errors back through the pipe ``out``."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    index = 0
-    while time.monotonic() < deadline:
-        with lock:
-            if budget[0] <= 0:
-                break
-            budget[0] -= 1
+    latencies: list[float] = []
+    errors: list[str] = []
+    for index in range(count):
+        if time.time() > deadline:
+            break
         body = bodies[index % len(bodies)]
-        index += 1
         started = time.perf_counter()
         try:
             connection.request("POST", path, body, {"Content-Type": "application/json"})
@@ -77,13 +71,14 @@ def client(
             elapsed = time.perf_counter() - started
             if response.status != 200:
                 errors.append(f"HTTP {response.status}: {payload[:200]!r}")
-            with lock:
-                latencies.append(elapsed)
+            latencies.append(elapsed)
         except (OSError, http.client.HTTPException) as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
             connection.close()
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     connection.close()
+    out.send((latencies, errors))
+    out.close()
 
 
 def request_body(engine: str, text: str) -> dict:
@@ -95,33 +90,30 @@ def request_body(engine: str, text: str) -> dict:
 def load_test(
     port: int, path: str, bodies: list[bytes], requests: int, seconds: float, clients: int
 ) -> dict:
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    budget = [requests]
-    started = time.perf_counter()
-    deadline = time.monotonic() + seconds
-    threads = [
-        threading.Thread(
+    """``clients`` client processes (as separate programs would be: threads of one Python
+    process would wait for each other's GIL and add that to the latencies) share
+    ``requests``; throughput is all requests over the wall time of the slowest client."""
+    context = multiprocessing.get_context("fork")
+    deadline = time.time() + seconds
+    pipes, processes = [], []
+    for i in range(clients):
+        receiver, sender = context.Pipe(duplex=False)
+        count = requests // clients + (1 if i < requests % clients else 0)
+        process = context.Process(
             target=client,
-            args=(
-                port,
-                path,
-                bodies[i::clients] or bodies,
-                deadline,
-                budget,
-                lock,
-                latencies,
-                errors,
-            ),
+            args=(port, path, bodies[i::clients] or bodies, count, deadline, sender),
         )
-        for i in range(clients)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+        pipes.append(receiver)
+        processes.append(process)
+    started = time.perf_counter()
+    for process in processes:
+        process.start()
+    results = [pipe.recv() for pipe in pipes]
     wall = time.perf_counter() - started
+    for process in processes:
+        process.join()
+    latencies = [value for result in results for value in result[0]]
+    errors = [error for result in results for error in result[1]]
     return {
         "requests": len(latencies) + len([e for e in errors if not e.startswith("HTTP")]),
         "wall_s": wall,
@@ -145,14 +137,15 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def raw_predict(predictor, texts: list[str], count: int, seconds: float) -> dict:
+def raw_predict(predict, texts: list[str], count: int, seconds: float) -> dict:
+    """``predict([text])`` timed call by call, in this process."""
     timings = []
     deadline = time.monotonic() + seconds
     for i in range(count):
         if time.monotonic() > deadline:
             break
         started = time.perf_counter()
-        predictor.predict_proba([texts[i % len(texts)]])
+        predict([texts[i % len(texts)]])
         timings.append(time.perf_counter() - started)
     return {
         "calls": len(timings),
@@ -211,13 +204,26 @@ def main() -> None:
         info = results[args.engines[0]]["info"]
         _, predictor = load_artifact(Path(info.artifact))
         predictor.predict_proba(texts[:5])
-        raw = raw_predict(predictor, texts, args.requests, args.seconds)
+        eager = raw_predict(predictor.predict_proba, texts, args.requests, args.seconds)
+        manifest, served = load_for_serving(Path(info.artifact))
+        predict_items(served, manifest, texts[:5])
+        raw = raw_predict(
+            lambda items: predict_items(served, manifest, items),
+            texts,
+            args.requests,
+            args.seconds,
+        )
 
     print(f"model: {results[args.engines[0]]['what']}, v{info.version}")
-    print(
-        f"raw     {raw['calls']} predict_proba calls in-process: p50 {raw['p50_ms']:.2f} ms, "
-        f"p99 {raw['p99_ms']:.2f} ms, {raw['per_s']:.1f} calls/s (one thread)"
-    )
+    for name, figures, what in (
+        ("eager", eager, "predict_proba, the eager model, PyTorch's default threads"),
+        ("raw", raw, "the servers' predict_items: fast forward pass, one PyTorch thread"),
+    ):
+        print(
+            f"{name:7} {figures['calls']} calls in-process ({what}): "
+            f"p50 {figures['p50_ms']:.2f} ms, p99 {figures['p99_ms']:.2f} ms, "
+            f"{figures['per_s']:.1f} calls/s"
+        )
     for engine in args.engines:
         result = results[engine]
         server = (

@@ -49,7 +49,6 @@ from mlserver.types import (
 
 from cdl_gitlab.deploy.artifact import ArtifactManifest
 from cdl_gitlab.deploy.loading import Predictor
-from cdl_gitlab.features.input_stats import vocabulary_set
 from cdl_gitlab.scoring import (
     SCORING_URL_ENV,
     ScoringStore,
@@ -61,6 +60,7 @@ from cdl_gitlab.serving.limits import GuardLimits, decode_json
 from cdl_gitlab.serving.mlserver_metrics import cdl_metrics
 from cdl_gitlab.serving.mlserver_registry import RUNTIMES
 from cdl_gitlab.serving.predictions import (
+    InputSummary,
     Prediction,
     load_for_serving,
     predict_items,
@@ -156,16 +156,13 @@ class CDLRuntime(MLModel):
         self.predictor: Predictor = predictor
         self.max_batch = limit(manifest, "max_batch")
         self.max_text_chars = limit(manifest, "max_text_chars")
-        self.scoring_text_chars = limit(manifest, "scoring_text_chars")
         self.guard_limits = GuardLimits(
             max_bytes=limit(manifest, "max_request_bytes"),
             max_depth=limit(manifest, "max_json_depth"),
         )
         token_env = manifest.serving.get("feedback_token_env")
         self.feedback_token_env: str | None = str(token_env) if token_env else None
-        self._vocabulary: frozenset[str] = frozenset()
-        if manifest.task == "text":
-            self._vocabulary = vocabulary_set(getattr(predictor, "features", ()))
+        self._summary = InputSummary.for_model(manifest, predictor)
         self._lock = threading.Lock()
         self._feedback: Any = None
         warm_up = (
@@ -360,11 +357,5 @@ class CDLRuntime(MLModel):
     def _score(self, request_id: str, prediction: Prediction, latency_ms: float) -> None:
         if self.writer is not None:
             submit_ok_records(
-                self.writer,
-                prediction,
-                self.manifest,
-                request_id,
-                latency_ms,
-                text_chars=self.scoring_text_chars,
-                vocabulary=self._vocabulary,
+                self.writer, prediction, self.manifest, request_id, latency_ms, self._summary
             )

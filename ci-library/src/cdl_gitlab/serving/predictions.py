@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Container
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,10 @@ import numpy as np
 
 from cdl_gitlab.deploy.artifact import ArtifactManifest
 from cdl_gitlab.deploy.loading import Predictor, load_artifact
+from cdl_gitlab.features.input_stats import vocabulary_set
 from cdl_gitlab.features.text import stems
 from cdl_gitlab.scoring import STATUS_OK, STATUS_REJECTED, ScoringRecord, ScoringWriter
-from cdl_gitlab.serving.common import summarize_image, summarize_text
+from cdl_gitlab.serving.common import limit, summarize_image, summarize_text
 
 log = logging.getLogger(__name__)
 
@@ -75,28 +77,45 @@ def predict_items(predictor: Predictor, manifest: ArtifactManifest, items: list[
     return Prediction(items, labels, probabilities, stem_lists)
 
 
+@dataclass(frozen=True)
+class InputSummary:
+    """How a served model summarises an item in its scoring data."""
+
+    text_chars: int
+    """Leading characters of a text kept (``scoring_text_chars``)."""
+    vocabulary: Container[str] = frozenset()
+    """A text model's stems (out-of-vocabulary rate, top stems)."""
+
+    @classmethod
+    def for_model(cls, manifest: ArtifactManifest, predictor: Predictor) -> InputSummary:
+        """The summary the artifact's limits and (text) vocabulary call for."""
+        vocabulary: frozenset[str] = frozenset()
+        if manifest.task == "text":
+            vocabulary = vocabulary_set(getattr(predictor, "features", ()))
+        return cls(limit(manifest, "scoring_text_chars"), vocabulary)
+
+    def of(self, task: str, item: Any, tokens: list[str] | None = None) -> dict[str, Any]:
+        if task == "text":
+            return summarize_text(item, self.text_chars, self.vocabulary, tokens)
+        return summarize_image(item)
+
+
 def ok_records(
     prediction: Prediction,
     manifest: ArtifactManifest,
     request_id: str,
     latency_ms: float,
-    *,
-    text_chars: int,
-    vocabulary: Container[str],
+    summary: InputSummary,
     ts: datetime,
 ) -> list[ScoringRecord]:
     """One scoring record per item: label, probabilities, hash and input statistics."""
     classes = manifest.classes
     version = str(manifest.version)
+    stem_lists = prediction.stem_lists or [None] * len(prediction.items)
     records = []
-    for index, (item, label, row) in enumerate(
-        zip(prediction.items, prediction.labels, prediction.probabilities, strict=True)
+    for index, (item, label, row, tokens) in enumerate(
+        zip(prediction.items, prediction.labels, prediction.probabilities, stem_lists, strict=True)
     ):
-        if manifest.task == "text":
-            tokens = prediction.stem_lists[index] if prediction.stem_lists else None
-            summary = summarize_text(item, text_chars, vocabulary, tokens)
-        else:
-            summary = summarize_image(item)
         records.append(
             ScoringRecord(
                 request_id=request_id,
@@ -108,7 +127,7 @@ def ok_records(
                 predicted=label,
                 probabilities=dict(zip(classes, row.tolist(), strict=True)),
                 latency_ms=latency_ms,
-                **summary,
+                **summary.of(manifest.task, item, tokens),
             )
         )
     return records
@@ -120,25 +139,13 @@ def submit_ok_records(
     manifest: ArtifactManifest,
     request_id: str,
     latency_ms: float,
-    *,
-    text_chars: int,
-    vocabulary: Container[str],
+    summary: InputSummary,
 ) -> None:
     """Queue :func:`ok_records` to be built in the writer's thread (off the request path);
     failures are counted by the writer, never raised."""
-    ts = datetime.now(UTC)
-    writer.submit_deferred(
-        lambda: ok_records(
-            prediction,
-            manifest,
-            request_id,
-            latency_ms,
-            text_chars=text_chars,
-            vocabulary=vocabulary,
-            ts=ts,
-        ),
-        len(prediction.items),
-    )
+    now = datetime.now(UTC)
+    build = partial(ok_records, prediction, manifest, request_id, latency_ms, summary, now)
+    writer.submit_deferred(build, len(prediction.items))
 
 
 def rejected_record(manifest: ArtifactManifest, error: str, latency_ms: float) -> ScoringRecord:

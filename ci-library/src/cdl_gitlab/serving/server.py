@@ -36,7 +36,6 @@ from seldon_core.user_model import SeldonResponse
 
 from cdl_gitlab.deploy.artifact import read_manifest
 from cdl_gitlab.deploy.loading import Predictor
-from cdl_gitlab.features.input_stats import vocabulary_set
 from cdl_gitlab.scoring import (
     SCORING_URL_ENV,
     ScoringStore,
@@ -51,6 +50,7 @@ from cdl_gitlab.serving.guard import FEEDBACK, make_guard
 from cdl_gitlab.serving.limits import GuardLimits
 from cdl_gitlab.serving.metrics import BufferedMetrics
 from cdl_gitlab.serving.predictions import (
+    InputSummary,
     Prediction,
     load_for_serving,
     predict_items,
@@ -90,7 +90,6 @@ class CDLModel:
         self.manifest = read_manifest(self.artifact_dir)
         self.max_batch = limit(self.manifest, "max_batch")
         self.max_text_chars = limit(self.manifest, "max_text_chars")
-        self.scoring_text_chars = limit(self.manifest, "scoring_text_chars")
         self.guard_limits = GuardLimits(
             max_bytes=limit(self.manifest, "max_request_bytes"),
             max_depth=limit(self.manifest, "max_json_depth"),
@@ -104,7 +103,7 @@ class CDLModel:
         self._pending: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._tags = {"model": self.manifest.name, "version": str(self.manifest.version)}
-        self._vocabulary: frozenset[str] = frozenset()
+        self._summary = InputSummary(limit(self.manifest, "scoring_text_chars"))
         self._feedback: Any = None
         self._metrics_sink: BufferedMetrics | None = None
 
@@ -115,8 +114,7 @@ class CDLModel:
         manifest, predictor = load_for_serving(self.artifact_dir)
         self.manifest = manifest
         self.predictor = predictor
-        if manifest.task == "text":
-            self._vocabulary = vocabulary_set(getattr(predictor, "features", ()))
+        self._summary = InputSummary.for_model(manifest, predictor)
         self._predict_items(self._warm_up_inputs())
         url = os.environ.get(SCORING_URL_ENV)
         if url:
@@ -330,13 +328,7 @@ class CDLModel:
     def _score(self, request_id: str, prediction: Prediction, latency_ms: float) -> None:
         if self.writer is not None:
             submit_ok_records(
-                self.writer,
-                prediction,
-                self.manifest,
-                request_id,
-                latency_ms,
-                text_chars=self.scoring_text_chars,
-                vocabulary=self._vocabulary,
+                self.writer, prediction, self.manifest, request_id, latency_ms, self._summary
             )
 
     def _count_scoring_failure(self, count: int) -> None:
