@@ -11,28 +11,32 @@ the model's runtime (:data:`cdl_gitlab.serving.mlserver_registry.RUNTIMES`):
   ``max_json_depth``, not UTF-8, not JSON: 400 (:func:`cdl_gitlab.serving.limits.decode_json`);
 - an ``infer`` body that is not a V2 inference request (MLServer's own schema): 400.
 
-:func:`main` is ``mlserver start <folder>`` with the guard installed: it loads the same
+:func:`main` is ``mlserver start <folder>`` with the guards installed: it loads the same
 ``settings.json`` / ``model-settings.json`` and starts the same server, adding the middleware
-to MLServer's REST app before it starts (``python -m cdl_gitlab.serving.mlserver_guard``).
+to MLServer's REST app and the gRPC guard (:mod:`cdl_gitlab.serving.mlserver_grpc`, which also
+bounds gRPC messages by the artifact's ``max_request_bytes``) before it starts
+(``python -m cdl_gitlab.serving.mlserver_guard``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import orjson
 from mlserver.types import InferenceRequest
 from pydantic import ValidationError
 
-from cdl_gitlab.serving.common import DEFAULT_LIMITS
+from cdl_gitlab.serving.common import ARTIFACT_ENV, DEFAULT_LIMITS, limit
 from cdl_gitlab.serving.limits import GuardLimits, decode_json
 from cdl_gitlab.serving.mlserver_registry import RUNTIMES
-from cdl_gitlab.serving.mlserver_runtime import FEEDBACK, PREDICT, error_text
+from cdl_gitlab.serving.mlserver_runtime import FEEDBACK, MAX_ID_CHARS, PREDICT, error_text
 from cdl_gitlab.serving.validation import (
     BAD_JSON,
     BAD_PAYLOAD,
@@ -51,7 +55,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _MODEL_ROUTE = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?/([a-z_]+)$")
 _NOT_SERVED = re.compile(r"^/v2/(repository/.*|models/[^/]+(/versions/[^/]+)?/\w+_stream)$")
 _NON_FINITE = re.compile(rb"(?<![\w\"])-?(NaN|Infinity)(?![\w\"])")
-MAX_ID_CHARS = 256
 _DEFAULT = GuardLimits(
     max_bytes=int(DEFAULT_LIMITS["max_request_bytes"]),
     max_depth=int(DEFAULT_LIMITS["max_json_depth"]),
@@ -218,15 +221,36 @@ async def _answer(send: Send, status: int, error: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def max_request_bytes(models: list[Any]) -> int:
+    """The largest ``max_request_bytes`` of the served artifacts (their manifests, read before
+    the models load; the default for one that cannot be read: its load fails anyway)."""
+    from cdl_gitlab.deploy.artifact import read_manifest
+    from cdl_gitlab.errors import CDLError
+
+    found = []
+    for model in models:
+        parameters = getattr(model, "parameters", None)
+        uri = getattr(parameters, "uri", None) or os.environ.get(ARTIFACT_ENV, "/mnt/models")
+        try:
+            found.append(limit(read_manifest(Path(uri)), "max_request_bytes"))
+        except (CDLError, ValueError):
+            found.append(_DEFAULT.max_bytes)
+    return max(found, default=_DEFAULT.max_bytes)
+
+
 async def serve(folder: str) -> None:
-    """``mlserver start <folder>`` with :class:`RequestGuard` in front of the REST app."""
+    """``mlserver start <folder>`` with :class:`RequestGuard` in front of the REST app and
+    :class:`cdl_gitlab.serving.mlserver_grpc.GrpcGuard` in front of the gRPC services."""
     from mlserver import MLServer
     from mlserver.cli.serve import load_settings
+
+    from cdl_gitlab.serving import mlserver_grpc
 
     settings, models = await load_settings(folder)
     server = MLServer(settings)
     # MLServer has no hook for REST middleware: its REST server's app, before it starts
     server._rest_server._app.add_middleware(RequestGuard)
+    mlserver_grpc.install(server, max_request_bytes(models))
     await server.start(models)
 
 

@@ -6,18 +6,22 @@ component (:func:`cdl_gitlab.deploy.loading.load_artifact`, checksums verified),
 :meth:`CDLRuntime.predict` applies the same checks (:mod:`cdl_gitlab.serving.validation`) and
 writes the same scoring rows (:mod:`cdl_gitlab.scoring`).
 
-Request (``POST /v2/models/<name>/infer``): one input; a text model takes ``datatype: BYTES``
-with ``shape [n]`` (or ``[n, 1]``) and ``n`` strings, an image model a numeric datatype with
-``shape [n, H, W]`` (or ``[H, W]``, ``[n, H, W, 1]``) and the pixel values (0..1 or 0..255),
-flat or nested. Response: ``outputs`` ``probabilities`` (FP64, ``[n, classes]``) and ``label``
-(BYTES, ``[n]``); ``parameters`` hold ``request_id`` (what feedback names), ``classes``,
-``model`` and ``version``. A bad request is a 4xx whose ``error`` starts with the reason
-(``NOT_TEXT: ...``); it is stored as a rejected scoring row.
+Request (``POST /v2/models/<name>/infer``, or gRPC ``ModelInfer``): one input; a text model
+takes ``datatype: BYTES`` with ``shape [n]`` (or ``[n, 1]``) and ``n`` strings (over gRPC,
+``bytes_contents`` or raw input contents: UTF-8, decoded strictly, else ``BAD_ENCODING``), an
+image model a numeric datatype with ``shape [n, H, W]`` (or ``[H, W]``, ``[n, H, W, 1]``) and
+the pixel values (0..1 or 0..255), flat or nested. Response: ``outputs`` ``probabilities``
+(FP64, ``[n, classes]``) and ``label`` (BYTES, ``[n]``); ``parameters`` hold ``request_id``
+(what feedback names), ``classes``, ``model`` and ``version``. A bad request is a 4xx (over
+gRPC: ``INVALID_ARGUMENT``) whose ``error`` starts with the reason (``NOT_TEXT: ...``); it is
+stored as a rejected scoring row.
 
 Feedback: ``POST /v2/models/<name>/feedback`` with ``{"request_id": ..., "truth": [...]}``
 (class names, indices or one-hot rows, one per item), guarded by the same token rule as
-Seldon's feedback (``serving.feedback_token_env``). The request guard in front of MLServer's
-REST app (size, depth, encoding, V2 schema) is :mod:`cdl_gitlab.serving.mlserver_guard`.
+Seldon's feedback (``serving.feedback_token_env``). The request guards in front of MLServer's
+REST app (size, depth, encoding, V2 schema) and its gRPC services (size, protobuf, raw
+contents) are :mod:`cdl_gitlab.serving.mlserver_guard` and
+:mod:`cdl_gitlab.serving.mlserver_grpc`.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ from cdl_gitlab.serving.predictions import (
     submit_ok_records,
 )
 from cdl_gitlab.serving.validation import (
+    BAD_ENCODING,
     BAD_FEEDBACK,
     BAD_PAYLOAD,
     NOT_TEXT,
@@ -85,6 +90,7 @@ PREDICT = "predict"
 FEEDBACK = "feedback"
 NO_FEEDBACK_TOKEN = "NO_FEEDBACK_TOKEN"
 NOT_LOADED = "MODEL_NOT_LOADED"
+MAX_ID_CHARS = 256  # a request's ``id``: MLServer sends it back as a header / gRPC metadata
 TEXT_INPUT = "text"
 IMAGE_INPUT = "image"
 NUMERIC_TYPES = frozenset(
@@ -104,6 +110,21 @@ def _leaves(value: Any) -> Iterator[Any]:
             yield from _leaves(item)
     else:
         yield value
+
+
+def _text(index: int, value: Any) -> str:
+    """A text item: a string (JSON), or UTF-8 bytes (gRPC ``bytes_contents`` and raw input
+    contents arrive as ``bytes``), decoded strictly."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRequest(
+                BAD_ENCODING, f"value {index} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
+    raise InvalidRequest(NOT_TEXT, f"value {index} is not a string (a text model)")
 
 
 def request_items(request_input: RequestInput, task: str) -> Any:
@@ -127,10 +148,7 @@ def request_items(request_input: RequestInput, task: str) -> Any:
             raise InvalidRequest(
                 WRONG_SHAPE, f"expected a flat list of texts (shape [n]), got shape {shape}"
             )
-        for index, value in enumerate(values):
-            if not isinstance(value, str):
-                raise InvalidRequest(NOT_TEXT, f"value {index} is not a string (a text model)")
-        return values
+        return [_text(index, value) for index, value in enumerate(values)]
     if datatype not in NUMERIC_TYPES:
         raise InvalidRequest(
             WRONG_TYPE, f"this is an image model: send a numeric datatype (FP32...), not {datatype}"
@@ -250,7 +268,13 @@ class CDLRuntime(MLModel):
                     datatype="FP64",
                     data=probabilities.ravel().tolist(),
                 ),
-                ResponseOutput(name="label", shape=[count], datatype="BYTES", data=labels),
+                # bytes, as MLServer's StringCodec: gRPC needs them, REST writes them as text
+                ResponseOutput(
+                    name="label",
+                    shape=[count],
+                    datatype="BYTES",
+                    data=[label.encode("utf-8") for label in labels],
+                ),
             ],
         )
 
