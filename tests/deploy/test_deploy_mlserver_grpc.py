@@ -468,3 +468,65 @@ def test_grpc_image_predictions_and_bad_images(mlserver_image_server) -> None:
         assert client.live()
     finally:
         client.close()
+
+
+# -- the installation, in MLServer's environment ------------------------------------------------
+
+_INSTALL_SCRIPT = """
+import json, types
+from mlserver.errors import MLServerError
+from mlserver.grpc import GRPCServer
+from mlserver.grpc.utils import _grpc_status_code
+from mlserver.settings import Settings
+from cdl_gitlab.serving import mlserver_grpc
+
+def codes():
+    return {s: _grpc_status_code(MLServerError("x", s)).name for s in (400, 401, 413, 415, 503)}
+
+before, bounds = codes(), {}
+for configured in (None, 500, 99999):
+    settings = Settings(metrics_endpoint=None, grpc_max_message_length=configured)
+    server = types.SimpleNamespace(_grpc_server=GRPCServer(settings, None, None))
+    mlserver_grpc.install(server, 1000)  # what it uses of an MLServer: its GRPCServer
+    bounds[str(configured)] = settings.grpc_max_message_length
+print(json.dumps({"before": before, "after": codes(), "bounds": bounds}))
+"""
+
+
+def test_install_bounds_messages_and_maps_mlserver_statuses(tmp_path) -> None:
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from deploy_models import mlserver_executable
+
+    import cdl_gitlab
+
+    python = mlserver_executable().parent / "python"
+    source = str(Path(cdl_gitlab.__file__).parents[1])  # this checkout's package
+    result = subprocess.run(
+        [str(python), "-c", _INSTALL_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": source},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["before"] == {
+        "400": "INVALID_ARGUMENT",
+        "401": "UNKNOWN",
+        "413": "UNKNOWN",
+        "415": "UNKNOWN",
+        "503": "UNKNOWN",
+    }
+    assert found["after"] == {
+        "400": "INVALID_ARGUMENT",
+        "401": "UNAUTHENTICATED",
+        "413": "RESOURCE_EXHAUSTED",
+        "415": "INVALID_ARGUMENT",
+        "503": "UNAVAILABLE",
+    }
+    # twice max_request_bytes, unless a smaller bound is configured
+    assert found["bounds"] == {"None": 2000, "500": 500, "99999": 2000}
