@@ -335,3 +335,35 @@ def test_concurrent_first_use_migrates_once(database: Callable[[str], str]) -> N
         store.dispose()
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("name", ["labels", "registry", "scoring", "tracking"])
+def test_declared_head_is_alembics_head(name: str) -> None:
+    from cdl_gitlab.db.migrate import MIGRATIONS, declared_head
+
+    assert declared_head(MIGRATIONS / name) == head_revision(Schema(name, f"cdl_{name}_revision"))
+
+
+def _revision_files(folder: Path, chain: dict[str, str | None]) -> Path:
+    (folder / "versions").mkdir(parents=True)
+    (folder / "versions" / "__init__.py").write_text('"""Revisions."""\n')
+    for revision, parent in chain.items():
+        down = "None" if parent is None else f'"{parent}"'
+        (folder / "versions" / f"{revision}_step.py").write_text(
+            f'"""Step {revision}."""\n\nrevision = "{revision}"\ndown_revision = {down}\n'
+        )
+    return folder
+
+
+def test_declared_head_reads_a_chain_and_leaves_the_rest_to_alembic(tmp_path: Path) -> None:
+    from cdl_gitlab.db.migrate import declared_head
+
+    chain = {"0001": None, "0002": "0001", "0003": "0002"}
+    assert declared_head(_revision_files(tmp_path / "chain", chain)) == "0003"
+    branch = {"0001": None, "0002": "0001", "0003": "0001"}  # two heads
+    assert declared_head(_revision_files(tmp_path / "branch", branch)) is None
+    merge = _revision_files(tmp_path / "merge", {"0001": None})
+    (merge / "versions" / "0002_merge.py").write_text(
+        'revision = "0002"\ndown_revision = ("0001",)\n'
+    )
+    assert declared_head(merge) is None  # an assignment it does not read

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -173,3 +174,29 @@ def test_foreground_serve_stops_cleanly_on_ctrl_c(text_project) -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
         local_server.stop(text_project)
+
+
+def _python(code: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_seldon_core_started_for_pytorch_does_not_import_tensorflow() -> None:
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("TensorFlow is not installed: nothing to hide")
+    found = _python(
+        "import importlib.util, json, sys\n"
+        "from cdl_gitlab.serving.seldon_launch import import_seldon_without_tensorflow\n"
+        "import_seldon_without_tensorflow()\n"
+        "from seldon_core import imports_helper, utils\n"
+        "print(json.dumps({'tf_present': imports_helper._TF_PRESENT,\n"
+        "    'tf_loaded': 'tensorflow' in sys.modules,\n"
+        "    'tf_importable': importlib.util.find_spec('tensorflow') is not None}))\n"
+    )
+    assert found == {"tf_present": False, "tf_loaded": False, "tf_importable": True}
+    assert local_server.microservice_command(tensorflow=False)[-1] == (
+        "cdl_gitlab.serving.seldon_launch"
+    )
+    assert local_server.microservice_command()[-1] == "seldon_core.microservice"

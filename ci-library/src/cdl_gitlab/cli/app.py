@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from cdl_gitlab.config import Settings, load_settings
+if TYPE_CHECKING:
+    from cdl_gitlab.config import Settings
 
 
 class AppContext:
@@ -20,6 +22,8 @@ class AppContext:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from cdl_gitlab.config import load_settings  # (pydantic: not for `cdl --version`)
+
             self._settings = load_settings(self.config_path, self.profile_override)
         return self._settings
 

@@ -9,7 +9,6 @@ import click
 from cdl_gitlab.cli.app import AppContext, pass_app
 from cdl_gitlab.cli.registry_cmd import parse_version, version_record
 from cdl_gitlab.lineage import format_lineage
-from cdl_gitlab.registry import open_registry
 
 
 def _looks_like_version(text: str) -> bool:
@@ -28,6 +27,8 @@ def lineage(app: AppContext, model: str | None, version: str | None, as_json: bo
     if model is not None and version is None and _looks_like_version(model):
         model, version = None, model
     name = model or app.settings.config.model.name
+    from cdl_gitlab.registry import open_registry
+
     found = open_registry(app.settings).get_version(name, parse_version(version))
     if as_json:
         record = version_record(found)

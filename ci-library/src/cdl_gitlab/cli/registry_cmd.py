@@ -11,7 +11,7 @@ import yaml
 
 from cdl_gitlab.cli.app import AppContext, pass_app
 from cdl_gitlab.errors import CDLError
-from cdl_gitlab.registry import ModelVersion, in_production, merge_metadata, open_registry
+from cdl_gitlab.registry.base import ModelVersion, in_production, merge_metadata
 
 
 def parse_version(text: str | None) -> int | None:
@@ -73,6 +73,8 @@ def registry() -> None:
 @pass_app
 def list_cmd(app: AppContext, model: str | None) -> None:
     """List models, or the versions of MODEL."""
+    from cdl_gitlab.registry import open_registry
+
     reg = open_registry(app.settings)
     if model is None:
         names = reg.list_models()
@@ -97,6 +99,8 @@ def list_cmd(app: AppContext, model: str | None) -> None:
 @pass_app
 def show(app: AppContext, model: str, version: str | None, as_json: bool) -> None:
     """Show a version of MODEL (default: the latest) with all its metadata."""
+    from cdl_gitlab.registry import open_registry
+
     found = open_registry(app.settings).get_version(model, parse_version(version))
     record = version_record(found)
     if as_json:
@@ -138,6 +142,8 @@ def add_metadata(
     pairs = parse_assignments(assignments)
     if not update and not pairs:
         raise click.UsageError("nothing to add: give KEY=VALUE pairs or --file")
+    from cdl_gitlab.registry import open_registry
+
     update = merge_metadata(update, pairs)  # one update: all of it applies, or none
     open_registry(app.settings).add_metadata(model, number, update, overwrite=overwrite)
     click.echo(f"metadata of {model} v{number} updated")
@@ -154,5 +160,7 @@ def add_metadata(
 @pass_app
 def download(app: AppContext, model: str, version: str | None, dest: Path | None) -> None:
     """Download the checkpoint files of a version of MODEL (default: the latest)."""
+    from cdl_gitlab.registry import open_registry
+
     path = open_registry(app.settings).download(model, parse_version(version), dest)
     click.echo(str(path))

@@ -17,6 +17,7 @@ upgraded like any other.
 from __future__ import annotations
 
 import logging
+import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -69,6 +70,36 @@ def head_revision(schema: Schema) -> str:
     return head
 
 
+_ASSIGNMENT = re.compile(
+    r"""^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(?:"([^"]*)"|'([^']*)'|(None))\s*$""",
+    re.MULTILINE,
+)
+
+
+@cache
+def declared_head(location: Path) -> str | None:
+    """The head revision of a schema whose revision files form one chain, read from their
+    ``revision = "..."`` and ``down_revision = ...`` lines without importing Alembic (about
+    0.25 s of every process that opens a database); None when the files are anything else
+    (a merge, a branch, an assignment this does not read): then Alembic decides."""
+    parents: dict[str, str | None] = {}
+    for path in sorted((location / "versions").glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        values = {
+            match[1]: match[2] or match[3] or None
+            for match in _ASSIGNMENT.finditer(path.read_text(encoding="utf-8"))
+        }
+        if "revision" not in values or "down_revision" not in values or not values["revision"]:
+            return None
+        parents[str(values["revision"])] = values["down_revision"]
+    heads = set(parents) - set(parents.values())
+    roots = [revision for revision, parent in parents.items() if parent is None]
+    if len(heads) != 1 or len(roots) != 1 or len(set(parents.values())) != len(parents):
+        return None
+    return heads.pop()
+
+
 def current_revision(engine: sa.Engine, schema: Schema) -> str | None:
     """The revision the database is at (None: never migrated)."""
     versions = sa.table(schema.version_table, sa.column("version_num"))
@@ -87,8 +118,9 @@ def _lock_key(name: str) -> int:
 
 
 def ensure_schema(engine: sa.Engine, schema: Schema) -> None:
-    """Upgrade the database behind ``engine`` to ``schema``'s head revision if it is not there."""
-    head = head_revision(schema)
+    """Upgrade the database behind ``engine`` to ``schema``'s head revision if it is not there
+    (Alembic is imported only to upgrade, or when :func:`declared_head` cannot tell the head)."""
+    head = declared_head(schema.location) or head_revision(schema)
     try:
         if current_revision(engine, schema) == head:
             return

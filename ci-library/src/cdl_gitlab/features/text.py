@@ -9,19 +9,26 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from itertools import repeat
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from nltk.stem import PorterStemmer
 
+from cdl_gitlab.features.porter import porter_stemmer
 from cdl_gitlab.fsutil import atomic_write_json
 
 _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
-_STEMMER = PorterStemmer()
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    """NLTK's Porter stemmer, loaded on the first stem (processes that never stem, such as
+    ``cdl deploy package``, do not load it)."""
+    return porter_stemmer()
 
 
 @lru_cache(maxsize=200_000)
 def _stem(token: str) -> str:
-    return _STEMMER.stem(token)
+    return _stemmer().stem(token)
 
 
 def tokenize(text: str) -> list[str]:

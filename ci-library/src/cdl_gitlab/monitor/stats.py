@@ -4,7 +4,8 @@ Continuous features are summarised by quantile cut points of the reference (bins
 ``(-inf, c0], (c0, c1], ..., (ck, inf)``), their counts, and a value sample for the KS test.
 The population stability index is computed from the two binned distributions; KS
 (:func:`scipy.stats.ks_2samp`) and chi-square (:func:`scipy.stats.chi2_contingency`) come
-from SciPy.
+from SciPy, imported by the two tests only (the summaries of a package's reference statistics
+need none of it; ``scipy.stats`` costs about a second to import).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 PSI_EPSILON = 1e-4
 """Proportions below this are raised to it, so empty bins do not make the PSI infinite."""
@@ -132,6 +132,8 @@ def compare_continuous(
     thresholds: Thresholds,
 ) -> Comparison:
     """KS test of the reference sample against the live sample; PSI over the reference bins."""
+    from scipy import stats
+
     result = stats.ks_2samp(single(reference["sample"]), single(live_sample))
     value = psi(reference["counts"], live_counts)
     p = float(result.pvalue)
@@ -147,6 +149,8 @@ def compare_counts(
     value = psi(reference, live)
     if table.shape[1] < 2:
         return Comparison("chi2_contingency", 0.0, 1.0, value, "ok")
+    from scipy import stats
+
     result = stats.chi2_contingency(table, correction=False)
     p = float(result.pvalue)
     return Comparison(

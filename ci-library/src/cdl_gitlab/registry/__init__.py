@@ -11,7 +11,8 @@ Example::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from cdl_gitlab.registry.base import (
     Checkpoint,
@@ -21,11 +22,25 @@ from cdl_gitlab.registry.base import (
     in_production,
     merge_metadata,
 )
-from cdl_gitlab.registry.determined_backend import DeterminedRegistry
-from cdl_gitlab.registry.local_backend import LocalRegistry
 
 if TYPE_CHECKING:
     from cdl_gitlab.config import Settings
+    from cdl_gitlab.registry.determined_backend import DeterminedRegistry
+    from cdl_gitlab.registry.local_backend import LocalRegistry
+
+# The backends are imported on first use (PEP 562): the local one imports SQLAlchemy, which
+# commands that only read the registry's base types (the cdl CLI at start-up) do not need.
+_BACKENDS = {
+    "DeterminedRegistry": "cdl_gitlab.registry.determined_backend",
+    "LocalRegistry": "cdl_gitlab.registry.local_backend",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BACKENDS:
+        return getattr(importlib.import_module(_BACKENDS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Checkpoint",
@@ -49,7 +64,11 @@ def open_registry(settings: Settings) -> ModelRegistry:
 
         return MlflowRegistry()
     if settings.profile == "cluster":
+        from cdl_gitlab.registry.determined_backend import DeterminedRegistry
+
         return DeterminedRegistry(master=settings.determined_master)
+    from cdl_gitlab.registry.local_backend import LocalRegistry
+
     return LocalRegistry(settings.state_dir / "registry")
 
 

@@ -29,7 +29,6 @@ import psutil
 
 from cdl_gitlab.errors import CDLError
 from cdl_gitlab.fsutil import atomic_write_json
-from cdl_gitlab.scoring import SCORING_URL_ENV
 
 if TYPE_CHECKING:
     from cdl_gitlab.config import Settings
@@ -96,15 +95,20 @@ def wrapper_dir(settings: Settings) -> Path:
     return folder
 
 
-def microservice_command() -> list[str]:
+def microservice_command(tensorflow: bool = True) -> list[str]:
     """``seldon-core-microservice`` run by this interpreter, so the server imports the same
-    ``cdl_gitlab`` as the command that starts it (not whichever one a script on PATH sees)."""
+    ``cdl_gitlab`` as the command that starts it (not whichever one a script on PATH sees).
+
+    ``tensorflow=False`` (models that do not need it): through
+    :mod:`cdl_gitlab.serving.seldon_launch`, so seldon-core does not import TensorFlow at
+    start-up where it is installed."""
     if importlib.util.find_spec("seldon_core") is None:
         raise ServeError(
             "seldon-core-microservice not found: install the serving extra (pip install "
             "'cdl-gitlab[serve]')"
         )
-    return [sys.executable, "-m", "seldon_core.microservice"]
+    module = "seldon_core.microservice" if tensorflow else "cdl_gitlab.serving.seldon_launch"
+    return [sys.executable, "-m", module]
 
 
 def port_free(port: int) -> bool:
@@ -156,8 +160,11 @@ def start_server(
     workers: int = DEFAULT_WORKERS,
     threads: int = DEFAULT_THREADS,
     grpc_port: int | None = None,
+    tensorflow: bool = True,
 ) -> subprocess.Popen[bytes]:
-    """Start ``seldon-core-microservice`` in a new session (its own process group)."""
+    """Start ``seldon-core-microservice`` in a new session (its own process group);
+    ``tensorflow=False`` for models that do not need TensorFlow (see
+    :func:`microservice_command`)."""
     for wanted in (port, metrics_port, *([grpc_port] if grpc_port else [])):
         if not port_free(wanted):
             raise ServeError(
@@ -165,7 +172,7 @@ def start_server(
                 "or choose --port)"
             )
     command = [
-        *microservice_command(),
+        *microservice_command(tensorflow),
         class_name,
         "--service-type",
         "MODEL",
@@ -184,6 +191,8 @@ def start_server(
         command += ["--grpc-port", str(grpc_port), "--grpc-workers", "1"]
     else:
         command += ["--grpc-workers", "0"]
+    from cdl_gitlab.scoring import SCORING_URL_ENV  # (sqlalchemy: not at every cdl start)
+
     env = {**os.environ, "CDL_ARTIFACT_DIR": str(artifact_dir), "PYTHONUNBUFFERED": "1"}
     env.pop(SCORING_URL_ENV, None)
     if scoring_url:
@@ -241,6 +250,8 @@ def start_mlserver(
         grpc_port=grpc,
         metrics_port=metrics_port,
     )
+    from cdl_gitlab.scoring import SCORING_URL_ENV
+
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop(SCORING_URL_ENV, None)
     if scoring_url:
@@ -298,13 +309,21 @@ def _alive(pid: int) -> bool:
 
 
 def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs. Zombies count as gone: a server whose
+    ``cdl deploy serve`` exited is an orphan, reaped by PID 1, and a container's or VM's init
+    may reap late or never (the stopped leader then stays in the group as a zombie, and a
+    group-wide ``kill(0)`` keeps succeeding)."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                return True
+    return False
 
 
 STOP_GRACE = 0.6
@@ -378,7 +397,7 @@ def serve(
 ) -> tuple[ServerInfo, subprocess.Popen[bytes]]:
     """Package ``version`` if needed, start its server, wait for it, write the pid file."""
     from cdl_gitlab.deploy.package import ensure_packaged
-    from cdl_gitlab.scoring import scoring_url
+    from cdl_gitlab.scoring import SCORING_URL_ENV, scoring_url
 
     running = read_server(settings)
     if running is not None:
@@ -411,6 +430,8 @@ def serve(
             workers=workers,
             threads=threads,
             grpc_port=grpc_port,
+            # PyTorch models never need TensorFlow; others (and artifacts that do not say) may
+            tensorflow=manifest.data.get("framework") != "pytorch",
         )
         ready_path = "/health/ping"
     else:
