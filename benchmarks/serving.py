@@ -11,7 +11,7 @@ project. For each of ``--engines`` it packages and serves the model with the rea
 127.0.0.1 (``seldon-core-microservice``; MLServer 1.7.1 with the CDL runtime, from
 ``$CDL_MLSERVER`` or ``.venv-mlserver``; scoring data into the project's SQLite store, as
 ``cdl deploy serve`` does), then
-sends single-item requests of article-length texts from ``--clients`` keep-alive clients, each
+sends single-item requests of article-length texts from ``--clients`` HTTP/1.1 clients, each
 its own process (one load per count in the list; the clients share the 2 cores with the server)
 until ``--requests`` are done or ``--seconds`` have passed, and prints requests/s, p50/p99
 latency and errors for each; then the same model in-process on the same inputs (p50/p99): the
@@ -54,7 +54,8 @@ from cdl_gitlab.serving.predictions import load_for_serving, predict_items  # no
 
 
 def client(port: int, path: str, bodies: list[bytes], count: int, deadline: float, out) -> None:
-    """One keep-alive client (its own process): ``count`` requests or until ``deadline``;
+    """One client (its own process; keep-alive unless the server closes the connection):
+    ``count`` requests or until ``deadline``;
     sends its latencies and errors back through the pipe ``out``."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     latencies: list[float] = []
@@ -231,7 +232,7 @@ def main() -> None:
             if engine == "seldon"
             else "MLServer 1.7.1 + CDL runtime and guard, 1 process (parallel_workers 0)"
         )
-        print(f"{engine}: {server}; keep-alive clients on 127.0.0.1")
+        print(f"{engine}: {server}; clients on 127.0.0.1 (keep-alive where the server allows)")
         print(
             f"  stop    cdl deploy stop (local_server.stop) took {result['stop_s']:.3f} s; "
             f"processes of the group left: {len(result['left'])}"

@@ -121,7 +121,7 @@ def package(
     type=click.IntRange(min=1),
     default=DEFAULT_THREADS,
     show_default=True,
-    help="Threads per server process.",
+    help="Threads per server process (1: gunicorn's sync workers, one request each).",
 )
 @click.option("--foreground", is_flag=True, help="Stay attached; Ctrl-C stops the server.")
 @pass_app

@@ -67,12 +67,14 @@ class ServerInfo:
         return predictions_url(self.url)
 
 
-# Gunicorn processes, not threads, are what use a second core: the GIL and Seldon's metrics
-# store (inter-process calls on every request) serialise threads. benchmarks/serving.py: on
-# 2 cores, 2 workers x 2 threads serve ~190 requests/s (p99 ~19 ms, 2 clients) where
-# 1 worker x 4 threads serve ~140-165.
+# Gunicorn processes, not threads, are what use a second core (the GIL serialises threads).
+# One thread per worker makes gunicorn's sync workers: a worker takes a connection only when
+# it is idle, so two clients are served by two workers. With threads (gthread) one worker may
+# accept both keep-alive connections while the other idles. benchmarks/serving.py, 2 cores,
+# 2 clients, quiet machine, four runs each: 2 x 1 served 400-521 requests/s, 2 x 2 served
+# 440-487 or, when one worker held both clients, 222-247.
 DEFAULT_WORKERS = 2
-DEFAULT_THREADS = 2
+DEFAULT_THREADS = 1
 
 
 def model_class_name(model_name: str) -> str:
