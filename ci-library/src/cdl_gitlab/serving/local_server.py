@@ -71,8 +71,8 @@ class ServerInfo:
 # One thread per worker makes gunicorn's sync workers: a worker takes a connection only when
 # it is idle, so two clients are served by two workers. With threads (gthread) one worker may
 # accept both keep-alive connections while the other idles. benchmarks/serving.py, 2 cores,
-# 2 clients, quiet machine, four runs each: 2 x 1 served 400-521 requests/s, 2 x 2 served
-# 440-487 or, when one worker held both clients, 222-247.
+# 2 clients, quiet machine: 2 x 1 served 400-521 requests/s (four runs), 2 x 2 served 440-487
+# or, when one worker held both clients, 222-247 (five runs).
 DEFAULT_WORKERS = 2
 DEFAULT_THREADS = 1
 
