@@ -126,30 +126,3 @@ def test_rendered_gate_fails_below_threshold(trained, monkeypatch: pytest.Monkey
     write_config(settings.root, "pytorch", "text", threshold=0.5)
     gate()  # version 1 passes
     assert evaluate_version(load_settings(settings.root / "cdl.yaml")).version == 1
-
-
-def test_tensorboard_writer_of_a_pytorch_trial_does_not_import_tensorflow(tmp_path: Path) -> None:
-    import json
-    import subprocess
-    import sys
-
-    if importlib.util.find_spec("tensorflow") is None:
-        pytest.skip("TensorFlow is not installed: TensorBoard uses its stub anyway")
-    code = (
-        "import json, pathlib, sys\n"
-        "from cdl_gitlab.model.torch_support import tensorboard_without_tensorflow\n"
-        "tensorboard_without_tensorflow()\n"
-        "from torch.utils.tensorboard import SummaryWriter\n"
-        f"writer = SummaryWriter({str(tmp_path)!r})\n"
-        "writer.add_scalar('loss', 0.5, 1)\n"
-        "writer.close()\n"
-        f"events = list(pathlib.Path({str(tmp_path)!r}).glob('events.out.tfevents.*'))\n"
-        "print(json.dumps({'tf_loaded': 'tensorflow' in sys.modules,\n"
-        "    'events': len(events), 'size': sum(p.stat().st_size for p in events)}))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
-    )
-    found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert found["tf_loaded"] is False
-    assert found["events"] == 1 and found["size"] > 0

@@ -156,13 +156,11 @@ def _run_pytorch(
     from cdl_gitlab.model.torch_support import (
         reporting_period,
         seed_everything,
-        tensorboard_without_tensorflow,
         train_unit,
         validation_period,
     )
 
     trial_class = find_trial_class(module)
-    tensorboard_without_tensorflow()
     seed_everything(seed)
     with pytorch.init(hparams=hparams, exp_conf=exp_conf) as context:
         # The PyTorch context keeps its core context private; instrument it in place.

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -63,16 +61,3 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def tensorboard_without_tensorflow() -> None:
-    """Let TensorBoard's writer use its own TensorFlow stub even where TensorFlow is installed.
-
-    ``torch.utils.tensorboard`` resolves TensorBoard's lazy ``tf`` on the first
-    ``get_tensorboard_writer()``: TensorFlow when it can be imported (5-10 s of a PyTorch
-    trial's start in an environment with the Keras extra too), else the stub the PyTorch images
-    use. TensorBoard's own switch to the stub (its ``no_tensorflow`` build) is the module
-    ``tensorboard.compat.notf``; registering it picks the stub, which writes the same event
-    files. No effect once ``tf`` is resolved.
-    """
-    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
