@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -375,6 +376,10 @@ def test_grpc_rejections_are_in_the_scoring_data(mlserver_text_server, grpc_clie
         assert time.monotonic() < deadline, reasons
         time.sleep(0.2)
     assert all(len(error) <= 2000 for error in errors)
+    # one line per refusal in the server's log, no stack trace of MLServer's for a client error
+    log = Path(mlserver_text_server.info.log).read_text(errors="replace")
+    assert "rejected predict request: NOT_TEXT" in log
+    assert "Traceback" not in log, log[-3000:]
 
 
 # -- property-based ---------------------------------------------------------------------------
@@ -489,7 +494,19 @@ for configured in (None, 500, 99999):
     server = types.SimpleNamespace(_grpc_server=GRPCServer(settings, None, None))
     mlserver_grpc.install(server, 1000)  # what it uses of an MLServer: its GRPCServer
     bounds[str(configured)] = settings.grpc_max_message_length
-print(json.dumps({"before": before, "after": codes(), "bounds": bounds}))
+import logging
+records = []
+handler = logging.Handler()
+handler.emit = records.append
+grpc_log = logging.getLogger("mlserver.grpc")
+grpc_log.addHandler(handler)
+for status in (400, 404, 500):
+    try:
+        raise MLServerError(f"status {status}", status)
+    except MLServerError as err:
+        grpc_log.exception(err)
+logged = [record.getMessage() for record in records]
+print(json.dumps({"before": before, "after": codes(), "bounds": bounds, "logged": logged}))
 """
 
 
@@ -530,3 +547,5 @@ def test_install_bounds_messages_and_maps_mlserver_statuses(tmp_path) -> None:
     }
     # twice max_request_bytes, unless a smaller bound is configured
     assert found["bounds"] == {"None": 2000, "500": 500, "99999": 2000}
+    # MLServer's traceback of a client error is dropped (the runtime logs the refusal)
+    assert found["logged"] == ["status 500"]

@@ -18,11 +18,13 @@ and hands MLServer only requests it can read:
   REST (``NOT_TEXT``, ``WRONG_SHAPE``, ``BAD_ENCODING``... as ``INVALID_ARGUMENT``).
 
 gRPC itself refuses a message over :func:`message_limit` (``RESOURCE_EXHAUSTED``, before any
-of this code runs, so not a scoring row); :func:`install` sets it and the interceptor.
+of this code runs, so not a scoring row); :func:`install` sets it and the interceptor, and
+keeps MLServer's gRPC log to one line per refused request (:class:`ClientErrorLogFilter`).
 """
 
 from __future__ import annotations
 
+import logging
 import types
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,9 +32,11 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 from grpc import aio
+from mlserver.errors import MLServerError
 from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.grpc import utils as grpc_utils
 from mlserver.grpc.converters import ModelInferRequestConverter
+from mlserver.grpc.logging import gRPCLoggerName
 
 from cdl_gitlab.serving.common import DEFAULT_LIMITS
 from cdl_gitlab.serving.mlserver_registry import RUNTIMES
@@ -221,6 +225,18 @@ def _guarded_infer(
     return infer
 
 
+class ClientErrorLogFilter(logging.Filter):
+    """Drops the traceback MLServer's gRPC services log for every ``MLServerError`` (its
+    ``handle_mlserver_error`` calls ``logger.exception``) when the error is the client's
+    (a 4xx status): the runtime has logged the refusal in one line already, and a client
+    sending bad requests would otherwise fill the log with stack traces. Server errors keep
+    theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, MLServerError) and 400 <= error.status_code < 500)
+
+
 def _guarded_aio(real: types.ModuleType, guard: GrpcGuard) -> types.SimpleNamespace:
     """``grpc.aio`` as MLServer's gRPC module sees it while it builds its server: the same,
     with :class:`GrpcGuard` first among the server's interceptors."""
@@ -244,6 +260,9 @@ def install(mlserver: Any, max_request_bytes: int) -> None:
 
     for status, code in GRPC_CODES.items():
         grpc_utils.STATUS_CODE_MAPPING.setdefault(status, code)
+    grpc_log = logging.getLogger(gRPCLoggerName)
+    if not any(isinstance(item, ClientErrorLogFilter) for item in grpc_log.filters):
+        grpc_log.addFilter(ClientErrorLogFilter())
     grpc_server = mlserver._grpc_server
     settings = grpc_server._settings
     bound = message_limit(max_request_bytes)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import sys
@@ -247,7 +248,14 @@ async def serve(folder: str) -> None:
     from cdl_gitlab.serving import mlserver_grpc
 
     settings, models = await load_settings(folder)
-    server = MLServer(settings)
+    server = MLServer(settings)  # configures MLServer's logger
+    # CDL's own lines (what is served, where scoring data goes, each refused request) in the
+    # same log and format as MLServer's
+    cdl_log = logging.getLogger("cdl_gitlab")
+    cdl_log.setLevel(logging.INFO)
+    for handler in logging.getLogger("mlserver").handlers:
+        if handler not in cdl_log.handlers:
+            cdl_log.addHandler(handler)
     # MLServer has no hook for REST middleware: its REST server's app, before it starts
     server._rest_server._app.add_middleware(RequestGuard)
     mlserver_grpc.install(server, max_request_bytes(models))

@@ -70,6 +70,7 @@ from cdl_gitlab.serving.predictions import (
     predict_items,
     rejected_record,
     submit_ok_records,
+    warm_up_items,
 )
 from cdl_gitlab.serving.validation import (
     BAD_ENCODING,
@@ -183,12 +184,7 @@ class CDLRuntime(MLModel):
         self._summary = InputSummary.for_model(manifest, predictor)
         self._lock = threading.Lock()
         self._feedback: Any = None
-        warm_up = (
-            ["warm up"]
-            if manifest.task == "text"
-            else [np.zeros(manifest.input_shape, dtype=np.float32)]
-        )
-        self._predict_items(warm_up)
+        self._predict_items(warm_up_items(manifest))
         self.writer: ScoringWriter | None = None
         url = os.environ.get(SCORING_URL_ENV)
         if url:

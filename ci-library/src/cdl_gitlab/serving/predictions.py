@@ -77,6 +77,14 @@ def predict_items(predictor: Predictor, manifest: ArtifactManifest, items: list[
     return Prediction(items, labels, probabilities, stem_lists)
 
 
+def warm_up_items(manifest: ArtifactManifest) -> list[Any]:
+    """One request's items to run once after load (a short text, or an all-zero image), so
+    that the first real request does not pay for the first forward pass."""
+    if manifest.task == "text":
+        return ["warm up"]
+    return [np.zeros(manifest.input_shape, dtype=np.float32)]
+
+
 @dataclass(frozen=True)
 class InputSummary:
     """How a served model summarises an item in its scoring data."""

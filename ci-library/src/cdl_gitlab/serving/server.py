@@ -29,7 +29,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from seldon_core.flask_utils import SeldonMicroserviceException
 from seldon_core.metrics import PREDICT_METRIC_METHOD_TAG
 from seldon_core.user_model import SeldonResponse
@@ -56,6 +55,7 @@ from cdl_gitlab.serving.predictions import (
     predict_items,
     rejected_record,
     submit_ok_records,
+    warm_up_items,
 )
 from cdl_gitlab.serving.validation import (
     InvalidRequest,
@@ -115,7 +115,7 @@ class CDLModel:
         self.manifest = manifest
         self.predictor = predictor
         self._summary = InputSummary.for_model(manifest, predictor)
-        self._predict_items(self._warm_up_inputs())
+        self._predict_items(warm_up_items(manifest))
         url = os.environ.get(SCORING_URL_ENV)
         if url:
             self.writer = ScoringWriter(
@@ -132,11 +132,6 @@ class CDLModel:
             manifest.format,
             self.artifact_dir,
         )
-
-    def _warm_up_inputs(self) -> list[Any]:
-        if self.manifest.task == "text":
-            return ["warm up"]
-        return [np.zeros(self.manifest.input_shape, dtype=np.float32)]
 
     # -- Seldon's interface ----------------------------------------------------------------
 
