@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from deploy_models import IMAGE_CLASSES, KNOWN_TEXTS, images, text_corpus
 
+from cdl_gitlab.deploy import compression
 from cdl_gitlab.deploy.compression import CompressionRejected, compress_version
 from cdl_gitlab.deploy.loading import load_artifact
 from cdl_gitlab.deploy.package import package_version
@@ -171,3 +172,32 @@ def test_on_determined_the_passed_gate_is_recorded_on_the_source_version(
     assert [v.version for v in registry.list_versions("news-demo")] == [1]
     recorded = registry.get_version("news-demo", 1).metadata["compression_gate"]
     assert recorded["passed"] is True and recorded["source_version"] == 1
+
+
+def test_latency_is_measured_on_the_threads_a_server_gives_pytorch(
+    text_checkpoint, monkeypatch
+) -> None:
+    # intra-op threads stall on a machine whose other core is busy (a CI runner's): the
+    # comparison measures what the server runs, one thread unless OMP_NUM_THREADS says more
+    import torch
+
+    from cdl_gitlab.model.predictor import load_predictor
+
+    predictor = load_predictor(text_checkpoint)
+    seen: list[int] = []
+    predictor.model.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    texts, _, _ = _text_test_data()
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    torch.set_num_threads(2)
+    try:
+        latency = compression.latency_ms(predictor, texts, runs=5)
+        assert set(seen) == {1} and len(seen) == 7  # two warm-ups, five timed calls
+        assert torch.get_num_threads() == 2  # the caller's threads afterwards
+        seen.clear()
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        compression.latency_ms(predictor, texts, runs=2)
+        assert set(seen) == {3}
+    finally:
+        torch.set_num_threads(before)
+    assert 0 < latency["p50"] <= latency["p99"]

@@ -8,8 +8,10 @@ Serving (the Seldon wrapper), the evaluation gate and compression all load model
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,29 @@ import numpy as np
 from cdl_gitlab.features.state import FeatureState
 from cdl_gitlab.features.text import TextVectorizer
 from cdl_gitlab.model.checkpoint import ModelSpec, read_spec
+
+
+def serving_threads() -> int:
+    """PyTorch's intra-op threads in a model-server process: ``$OMP_NUM_THREADS``, else 1.
+
+    One request is too small to split across cores: intra-op threads only spin, take CPU from
+    the other server processes, and wait for a core whenever another process holds one (a
+    parallel region per layer, milliseconds each on a busy machine)."""
+    return int(os.environ.get("OMP_NUM_THREADS") or 1)
+
+
+@contextlib.contextmanager
+def threads_as_served() -> Iterator[None]:
+    """PyTorch on :func:`serving_threads` inside the block (the caller's threads after), so
+    that a measurement in a job sees the model as the server runs it."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(serving_threads())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

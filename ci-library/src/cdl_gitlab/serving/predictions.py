@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import uuid
 from collections.abc import Container
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from cdl_gitlab.deploy.artifact import ArtifactManifest
 from cdl_gitlab.deploy.loading import Predictor, load_artifact
 from cdl_gitlab.features.input_stats import vocabulary_set
 from cdl_gitlab.features.text import stems
+from cdl_gitlab.model.predictor import serving_threads
 from cdl_gitlab.scoring import STATUS_OK, STATUS_REJECTED, ScoringRecord, ScoringWriter
 from cdl_gitlab.serving.common import limit, summarize_image, summarize_text
 
@@ -39,9 +39,7 @@ def load_for_serving(artifact_dir: Path) -> tuple[ArtifactManifest, Predictor]:
     if predictor.framework == "pytorch":
         import torch
 
-        # One request is too small to split across cores: intra-op threads only spin and
-        # take CPU from the other server processes (more with $OMP_NUM_THREADS).
-        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 1))
+        torch.set_num_threads(serving_threads())
     if predictor.use_fast_forward():
         log.info("serving with the fast forward pass (checked against the model)")
     # The libraries and the model are loaded for good: keep the collector from walking their
