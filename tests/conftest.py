@@ -22,6 +22,14 @@ def _git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(key, value)
 
 
+@pytest.fixture(autouse=True)
+def _no_cluster_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's kubeconfig never reaches a test (trial submission and ``cdl data deploy``
+    create Secrets when one is configured); tests set their own with a fake kubectl."""
+    for name in ("KUBECONFIG", "KUBECONFIG_B64"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def template_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A git-free snapshot of the template, shared by the session."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ from cdl_gitlab.data.pachyderm.create_pipelines import deploy_pipelines
 from cdl_gitlab.data.pachyderm.spec import lint_spec
 from cdl_gitlab.data.stores import open_store
 from cdl_gitlab.data.stores.pachyderm_store import PachydermStore
+from cdl_gitlab.kubectl import KubeError
+from fakes.kubectl import applied, install_fake_kubectl, kubectl_calls
 from fakes.pachd import FakePachd
 from fakes.pachd_worker import FakeWorkers, image_env
 
@@ -169,6 +172,47 @@ def test_deploy_creates_the_input_repos_then_the_pipelines(
     deploy_pipelines(with_pull_secret(project), pach, image_digest=DIGEST, echo=lines.append)
     assert lines[:4] == [f"{repo}: input repo exists" for repo in INPUT_REPOS]
     assert len(pachd.pipelines) == 8
+
+
+def test_deploy_creates_the_pull_secret_in_pachyderms_namespace(
+    project: Settings,
+    pach: PachydermStore,
+    pachd: FakePachd,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """With kubectl access, the pull secret the specs name is made from the deploy token in
+    Pachyderm's namespace before the pipelines are sent; the token never shows."""
+    monkeypatch.setenv("CDL_IMAGE_TAG", "feedbeef")
+    monkeypatch.setenv("CI_REGISTRY_IMAGE", "registry.example.org/demo")
+    monkeypatch.setenv("CI_DEPLOY_USER", "gitlab+deploy-token-3")
+    monkeypatch.setenv("CI_DEPLOY_PASSWORD", "gldt-pach-pull")
+    log = install_fake_kubectl(tmp_path, monkeypatch)
+    config = project.root / "cdl.yaml"
+    config.write_text(
+        config.read_text() + "cluster: {image_pull_secret: demo-registry, namespace: apps, "
+        "pachyderm_namespace: pach}\n"
+    )
+    settings = load_settings(config, "cluster")
+    pachd.pipelines.clear()
+    lines: list[str] = []
+    deploy_pipelines(settings, pach, image_digest=DIGEST, echo=lines.append)
+    (secret,) = applied(log)
+    assert secret["metadata"]["name"] == "demo-registry"
+    assert secret["metadata"]["namespace"] == "pach"
+    auths = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))["auths"]
+    assert auths["registry.example.org"]["password"] == "gldt-pach-pull"
+    assert lines[0] == "secret/demo-registry configured in namespace pach"
+    assert len(pachd.pipelines) == 4
+    assert not any("gldt-pach-pull" in " ".join(c["argv"]) for c in kubectl_calls(log))
+    assert not any("gldt-pach-pull" in line for line in lines)
+    # without the token it must exist: a clear error before any pipeline is sent
+    monkeypatch.delenv("CI_DEPLOY_PASSWORD")
+    log.unlink()
+    pachd.pipelines.clear()
+    with pytest.raises(KubeError, match="demo-registry does not exist in namespace pach"):
+        deploy_pipelines(settings, pach, image_digest=DIGEST)
+    assert pachd.pipelines == []
 
 
 def test_pachd_refuses_a_pipeline_before_its_input_repos(

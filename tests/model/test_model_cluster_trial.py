@@ -14,8 +14,10 @@ from cdl_gitlab.config import load_settings
 from cdl_gitlab.model.cluster import ClusterError, register_best_checkpoint, submit_experiment
 from cdl_gitlab.model.context_size import ContextTooLargeError, check_context, context_size
 from cdl_gitlab.model.trial_environment import TrialEnvironmentError, without_secrets
+from cdl_gitlab.model.trial_secrets import TrialSecretsError
 from cdl_gitlab.registry.determined_backend import connect
 from fakes.determined_master import TRAIN_IMAGE, TRIAL_DSN, FakeDeterminedMaster, trial_endpoints
+from fakes.kubectl import AppliedSecrets, applied, install_fake_kubectl, secret_values
 
 NEEDS_ENDPOINTS = """\
 import os
@@ -282,19 +284,43 @@ def test_rendered_detignore_keeps_the_ci_job_files_out(project: Path) -> None:
 
 
 def test_secrets_by_reference_to_a_kubernetes_secret(
-    project: Path, det_master: FakeDeterminedMaster, monkeypatch
+    project: Path, det_master: FakeDeterminedMaster, monkeypatch, tmp_path: Path
 ) -> None:
-    """Item 3 with cluster.trial_secret: the DSN reaches the trial from the Kubernetes Secret
-    (pod spec secretKeyRef); no secret value is sent to the master."""
+    """Item 3 with cluster.trial_secret: submission creates the Kubernetes Secret from the
+    job's environment (kubectl's stdin), the DSN reaches the trial from it (pod spec
+    secretKeyRef); no secret value is sent to the master."""
     trial_endpoints(monkeypatch)
-    monkeypatch.delenv("CDL_POSTGRES_DSN")
+    kubectl_log = install_fake_kubectl(tmp_path, monkeypatch)
+    det_master.kube_secrets = AppliedSecrets(kubectl_log)  # the cluster the trials run on
     config_file = project / "cdl.yaml"
-    config_file.write_text(config_file.read_text() + "cluster: {trial_secret: cdl-trial}\n")
+    config_file.write_text(
+        config_file.read_text()
+        + "cluster: {trial_secret: cdl-trial, image_pull_secret: train-pull, namespace: det}\n"
+    )
+    monkeypatch.setenv("CI_DEPLOY_USER", "gitlab+deploy-token-1")
+    monkeypatch.setenv("CI_DEPLOY_PASSWORD", "gldt-deploy-pw")
     (project / "model/needs_endpoints.py").write_text(NEEDS_ENDPOINTS)
     overrides = {"entrypoint": "python3 -m model.needs_endpoints"}
-    det_master.kube_secrets["cdl-trial"] = {"CDL_POSTGRES_DSN": TRIAL_DSN}
+    lines: list[str] = []
 
-    experiment_id = _submit(project, overrides=overrides)
+    experiment_id = submit_experiment(
+        _settings(project),
+        project / "model/const.yaml",
+        project,
+        poll_interval=0.01,
+        echo=lines.append,
+        overrides=overrides,
+        wait=False,
+    )
+    secret, pull = applied(kubectl_log)  # before the experiment was created
+    assert secret["metadata"]["name"] == "cdl-trial" and secret["metadata"]["namespace"] == "det"
+    assert secret_values(secret) == {"CDL_POSTGRES_DSN": TRIAL_DSN}
+    assert pull["metadata"]["name"] == "train-pull" and pull["metadata"]["namespace"] == "det"
+    assert lines[:2] == [
+        "secret/cdl-trial configured in namespace det (keys CDL_POSTGRES_DSN)",
+        "secret/train-pull configured in namespace det",
+    ]
+    assert not any(TRIAL_DSN in line or "gldt-deploy-pw" in line for line in lines)
 
     run = det_master.trial_run(experiment_id)
     assert run.returncode == 0, run.output
@@ -308,11 +334,22 @@ def test_secrets_by_reference_to_a_kubernetes_secret(
         "name": "CDL_POSTGRES_DSN",
         "valueFrom": {"secretKeyRef": {"name": "cdl-trial", "key": "CDL_POSTGRES_DSN"}},
     }
-    # the Secret missing on the cluster: the pod cannot start, the experiment errors
-    det_master.kube_secrets.clear()
-    with pytest.raises(ClusterError, match="ended ERROR"):
+    # without the DSN in the job, the Secret on the cluster serves
+    monkeypatch.delenv("CDL_POSTGRES_DSN")
+    assert _submit(project, overrides=overrides) == experiment_id + 1
+    assert [s["metadata"]["name"] for s in applied(kubectl_log)] == [
+        "cdl-trial",
+        "train-pull",
+        "train-pull",
+    ]
+    # neither the DSN nor the Secret: refused before anything reaches the master
+    kubectl_log.unlink()
+    with pytest.raises(TrialSecretsError, match=r"cdl-trial .* does not exist in namespace det"):
         _submit(project, overrides=overrides)
-    assert "CreateContainerConfigError" in det_master.trial_run(experiment_id + 1).output
+    monkeypatch.delenv("KUBECONFIG_B64")
+    with pytest.raises(TrialSecretsError, match="needs kubectl access"):
+        _submit(project, overrides=overrides)
+    assert len(det_master.calls("POST", "/api/v1/experiments")) == 2
 
 
 def test_the_fake_master_refuses_what_the_determined_container_owns(

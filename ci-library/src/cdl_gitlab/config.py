@@ -207,6 +207,12 @@ class ClusterProfileSection(_Section):
     pipeline_wait_timeout: Annotated[int, Field(ge=1)] = 1800
     """Seconds ``cdl data pipeline`` waits for the cluster's pipelines' output commits."""
     namespace: str = "default"
+    determined_namespace: str = ""
+    """Kubernetes namespace of Determined's trial pods, where trial submission creates or
+    checks ``trial_secret`` and ``image_pull_secret``; empty: ``namespace``."""
+    pachyderm_namespace: str = ""
+    """Kubernetes namespace of Pachyderm's pipeline pods, where ``cdl data deploy`` creates or
+    checks ``image_pull_secret``; empty: ``namespace``."""
     image_prefix: str = ""
     image_pull_secret: str = ""
     """Name of a Kubernetes image pull Secret (kubernetes.io/dockerconfigjson) for the
@@ -221,8 +227,10 @@ class ClusterProfileSection(_Section):
     """Name of a Kubernetes Secret in Determined's namespace holding the trial's secrets under
     keys named like their variables (the one of ``postgres_dsn_env``, optionally
     ``PACH_PYTHON_AUTH_TOKEN``). Set: trials reference it (pod spec ``secretKeyRef``) and no
-    secret value is sent to the master. Empty: the values are sent from the submitting job's
-    environment as ``environment.environment_variables``."""
+    secret value is sent to the master; submission (which then needs kubectl access) creates
+    or updates it from the job's environment, or, without the values there, checks that it
+    exists. Empty: the values are sent from the submitting job's environment as
+    ``environment.environment_variables``."""
     gitlab_token_env: EnvVarName = "CDL_GITLAB_TOKEN"
 
 
@@ -290,6 +298,18 @@ class Settings:
     @property
     def pachyderm_address(self) -> str:
         return os.environ.get("PACHD_ADDRESS") or self.config.cluster.pachyderm_address
+
+    @property
+    def determined_namespace(self) -> str:
+        """Namespace of Determined's trial pods (``cluster.determined_namespace``)."""
+        cluster = self.config.cluster
+        return cluster.determined_namespace or cluster.namespace
+
+    @property
+    def pachyderm_namespace(self) -> str:
+        """Namespace of Pachyderm's pipeline pods (``cluster.pachyderm_namespace``)."""
+        cluster = self.config.cluster
+        return cluster.pachyderm_namespace or cluster.namespace
 
     def deploy_branch(self, environment: str) -> str | None:
         """The branch that deploys to ``environment``: ``$CDL_STAGING_BRANCH`` or

@@ -109,7 +109,8 @@ def lint_cmd(ctx: click.Context, paths: tuple[Path, ...]) -> None:
 @pass_app
 def deploy_cmd(app: AppContext, dry_run: bool, image_digest: str) -> None:
     """Create the pipelines' input repos, then create or update the pipelines on Pachyderm
-    (image tag from $CDL_IMAGE_TAG, pull secret from cluster.image_pull_secret)."""
+    (image tag from $CDL_IMAGE_TAG, pull secret from cluster.image_pull_secret, created in
+    Pachyderm's namespace from the deploy token when kubectl access is configured)."""
     from cdl_gitlab.data.pachyderm.create_pipelines import deploy_pipelines
 
     specs = deploy_pipelines(

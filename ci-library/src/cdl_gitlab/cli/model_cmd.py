@@ -1,4 +1,4 @@
-"""``cdl model train|search|evaluate|predict|report|lint``: the model pipeline."""
+"""``cdl model train|search|register|secrets|evaluate|predict|report|lint``: the model pipeline."""
 
 from __future__ import annotations
 
@@ -130,6 +130,31 @@ def register(app: AppContext, experiment_id: int) -> None:
     click.echo(
         f"registered {version.model} v{version.version} (checkpoint {version.checkpoint_uuid})"
     )
+
+
+@model.command("secrets")
+@click.option(
+    "--image",
+    default="",
+    help="Training image whose registry the pull secret is for (default: $CDL_TRAIN_IMAGE).",
+)
+@pass_app
+def secrets(app: AppContext, image: str) -> None:
+    """Create or check the trials' Kubernetes Secrets in Determined's namespace
+    (cluster.trial_secret, cluster.image_pull_secret), as cluster submission does."""
+    from cdl_gitlab.model.trial_secrets import ensure_trial_secrets
+
+    settings = app.settings
+    if settings.profile != "cluster":
+        raise CDLError(
+            "the trials' Secrets are Kubernetes Secrets: use the cluster profile "
+            "(--profile cluster or CDL_PROFILE=cluster)"
+        )
+    lines = ensure_trial_secrets(settings, image.strip())
+    for line in lines:
+        click.echo(line)
+    if not lines:
+        click.echo("cluster.trial_secret and cluster.image_pull_secret are empty: nothing to do")
 
 
 @model.command()

@@ -1,16 +1,16 @@
 """``cdl deploy apply`` / ``rollback``: the SeldonDeployment (``serving.engine: seldon``) or the
 KServe InferenceService (``serving.engine: mlserver``) on Kubernetes through ``kubectl``.
 
-The kubeconfig comes from ``$KUBECONFIG`` (a path) or ``$KUBECONFIG_B64`` (a masked CI/CD
-variable, decoded into a private temporary file). The scoring DSN goes into a Secret through
-``kubectl``'s standard input, never its arguments. So does the image pull secret
-(``cluster.image_pull_secret``, default ``<model>-registry``, a
+kubectl runs through ``cdl_gitlab.kubectl``: the kubeconfig comes from ``$KUBECONFIG`` (a path)
+or ``$KUBECONFIG_B64`` (a masked CI/CD variable, decoded into a private temporary file). The
+scoring DSN goes into a Secret through ``kubectl``'s standard input, never its arguments. So
+does the image pull secret (``cluster.image_pull_secret``, default ``<model>-registry``, a
 ``kubernetes.io/dockerconfigjson`` Secret for the image's registry), created or updated from
 GitLab's deploy token ``$CI_DEPLOY_USER`` / ``$CI_DEPLOY_PASSWORD`` (a project deploy token
-named ``gitlab-deploy-token`` with ``read_registry``); without it, the Secret must already
-exist in the namespace. The job token (``$CI_REGISTRY_PASSWORD``) is never used: it expires
-with the job, so a pod rescheduled later could not pull. None of these is ever printed: every
-line of ``kubectl`` output shown to the user is scrubbed of them.
+named ``gitlab-deploy-token`` with ``read_registry``); without it, the Secret must already exist
+in the namespace. The job token (``$CI_REGISTRY_PASSWORD``) is never used: it expires with the
+job, so a pod rescheduled later could not pull. None of these is ever printed: every line of
+``kubectl`` output shown to the user is scrubbed of them.
 
 A SeldonDeployment is ready when the Deployments its operator creates have rolled out; an
 InferenceService when KServe sets its ``Ready`` condition (``kubectl wait``), both within
@@ -22,16 +22,11 @@ current record.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import json
 import logging
 import os
-import shutil
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +43,7 @@ from cdl_gitlab.deploy.manifest import (
     seldon_deployment_names,
     serving_memory_of,
 )
-from cdl_gitlab.errors import CDLError
+from cdl_gitlab.kubectl import Kubectl, KubeError, ensure_pull_secret, managed_secret
 from cdl_gitlab.scoring import SCORING_URL_ENV, normalize_url
 
 if TYPE_CHECKING:
@@ -56,12 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KUBECTL_ENV = "CDL_KUBECTL"
 APPEAR_POLL = 2.0
-
-
-class KubeError(CDLError):
-    """kubectl failed, or the deployment did not roll out."""
 
 
 @dataclass
@@ -116,125 +106,9 @@ def check_branch(settings: Settings, environment: str) -> None:
         )
 
 
-class Kubectl:
-    """Runs ``kubectl`` with the kubeconfig from the environment; scrubs secrets from output."""
-
-    def __init__(self, secrets: list[str] | None = None, timeout: float = 900.0) -> None:
-        self.executable = os.environ.get(KUBECTL_ENV) or shutil.which("kubectl")
-        if not self.executable:
-            raise KubeError("kubectl not found on PATH (install it, or set $CDL_KUBECTL)")
-        self.secrets = [s for s in (secrets or []) if s]
-        self.timeout = timeout
-        self._env: dict[str, str] | None = None
-
-    @contextlib.contextmanager
-    def session(self) -> Iterator[Kubectl]:
-        """Provide the kubeconfig for the duration of the block (a private temp file if B64)."""
-        env = dict(os.environ)
-        encoded = env.pop("KUBECONFIG_B64", "")
-        with tempfile.TemporaryDirectory(prefix="cdl-kube-") as folder:
-            if not env.get("KUBECONFIG"):
-                if not encoded:
-                    raise KubeError(
-                        "no cluster credentials: set KUBECONFIG (a path) or KUBECONFIG_B64 "
-                        "(a masked CI/CD variable with the base64 kubeconfig)"
-                    )
-                try:
-                    config = base64.b64decode(encoded, validate=True)
-                except ValueError:
-                    raise KubeError("KUBECONFIG_B64 is not valid base64") from None
-                path = Path(folder) / "kubeconfig"
-                path.touch(mode=0o600)
-                path.write_bytes(config)
-                env["KUBECONFIG"] = str(path)
-                self.secrets.append(encoded)
-            self._env = env
-            try:
-                yield self
-            finally:
-                self._env = None
-
-    def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def run(self, args: list[str], stdin: str | None = None, check: bool = True) -> str:
-        """Run ``kubectl args``; KubeError with scrubbed stderr if it fails (when ``check``)."""
-        if self._env is None:
-            raise RuntimeError("Kubectl.run outside a session()")
-        try:
-            result = subprocess.run(
-                [self.executable, *args],
-                input=stdin,
-                capture_output=True,
-                text=True,
-                env=self._env,
-                timeout=self.timeout,
-            )
-        except subprocess.TimeoutExpired:
-            raise KubeError(f"kubectl {args[0]} timed out after {self.timeout:.0f} s") from None
-        if check and result.returncode != 0:
-            raise KubeError(
-                f"kubectl {args[0]} failed (exit {result.returncode}): "
-                f"{self.scrub(result.stderr.strip() or result.stdout.strip())}"
-            )
-        return self.scrub(result.stdout.strip())
-
-
-def _secret(name: str, namespace: str, secret_type: str, content: dict[str, Any]) -> str:
-    """A Secret managed by cdl (``content``: its ``data`` or ``stringData``), as JSON for
-    ``kubectl apply -f -``."""
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "labels": {"app.kubernetes.io/managed-by": "cdl"},
-            },
-            "type": secret_type,
-            **content,
-        }
-    )
-
-
 def secret_manifest(name: str, namespace: str, scoring_url: str) -> str:
     """The Secret holding the scoring store URL."""
-    return _secret(name, namespace, "Opaque", {"stringData": {SCORING_URL_ENV: scoring_url}})
-
-
-DEPLOY_USER_ENV = "CI_DEPLOY_USER"
-DEPLOY_PASSWORD_ENV = "CI_DEPLOY_PASSWORD"
-
-
-def registry_server(image: str) -> str:
-    """The registry host of ``image`` (``host[:port]``), else ``$CI_REGISTRY``."""
-    first = image.split("/", 1)[0]
-    if "/" in image and ("." in first or ":" in first or first == "localhost"):
-        return first
-    server = os.environ.get("CI_REGISTRY", "")
-    if not server:
-        raise KubeError(
-            f"image {image!r} names no registry host and $CI_REGISTRY is not set: cannot "
-            "tell which registry the pull secret is for"
-        )
-    return server
-
-
-def docker_config(server: str, user: str, password: str) -> str:
-    """The ``.dockerconfigjson`` of one registry login."""
-    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return json.dumps({"auths": {server: {"username": user, "password": password, "auth": auth}}})
-
-
-def pull_secret_manifest(name: str, namespace: str, config: str) -> str:
-    """The image pull Secret of the ``.dockerconfigjson`` ``config``."""
-    encoded = base64.b64encode(config.encode()).decode()
-    return _secret(
-        name, namespace, "kubernetes.io/dockerconfigjson", {"data": {".dockerconfigjson": encoded}}
-    )
+    return managed_secret(name, namespace, "Opaque", {"stringData": {SCORING_URL_ENV: scoring_url}})
 
 
 SELDON_DEPLOYMENT = "SeldonDeployment"
@@ -283,37 +157,19 @@ def pull_secret_names(document: dict[str, Any]) -> list[str]:
 def ensure_pull_secrets(kubectl: Kubectl, settings: Settings, manifest: Manifest) -> list[str]:
     """Create or update the configured pull secret from the deploy token; check the others
     (and the configured one when there is no deploy token) exist."""
-    user = os.environ.get(DEPLOY_USER_ENV, "")
-    password = os.environ.get(DEPLOY_PASSWORD_ENV, "")
     namespace = manifest.namespace
     managed = image_pull_secret_name(settings)
     output = []
     for name in pull_secret_names(manifest.document):
-        if name == managed and user and password:
-            config = docker_config(registry_server(manifest.image), user, password)
-            kubectl.secrets += [
-                password,
-                base64.b64encode(f"{user}:{password}".encode()).decode(),
-                base64.b64encode(config.encode()).decode(),
-            ]
-            stdin = pull_secret_manifest(name, namespace, config)
-            output.append(kubectl.run(["apply", "-f", "-"], stdin=stdin))
-            continue
-        found = kubectl.run(
-            ["get", "secret", name, "-n", namespace, "--ignore-not-found", "-o", "name"]
-        )
-        if not found:
-            hint = (
-                f"set {DEPLOY_USER_ENV}/{DEPLOY_PASSWORD_ENV} (a GitLab deploy token named "
-                "gitlab-deploy-token with read_registry; GitLab passes it to every job) so "
-                "`cdl deploy apply` creates it, or create it yourself (kubectl create secret "
-                "docker-registry)"
-                if name == managed
-                else "create it (kubectl create secret docker-registry) or remove it from "
-                "deployment/seldondeployment.yaml"
+        if name == managed:
+            output.append(
+                ensure_pull_secret(kubectl, name, namespace, manifest.image, "`cdl deploy apply`")
             )
+        elif not kubectl.secret_exists(name, namespace):
             raise KubeError(
-                f"the image pull secret {name} does not exist in namespace {namespace}: {hint}"
+                f"the image pull secret {name} does not exist in namespace {namespace}: "
+                "create it (kubectl create secret docker-registry) or remove it from "
+                "deployment/seldondeployment.yaml"
             )
     return output
 

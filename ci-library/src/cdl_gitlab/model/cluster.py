@@ -2,7 +2,8 @@
 
 ``submit_experiment`` lints the config, sets what the trial needs on the cluster (image pinned
 by digest, endpoints and secrets, pull secret: ``cdl_gitlab.model.trial_environment``, in
-memory), checks the context's size against the SDK's limit, sends it with the context folder
+memory), checks the context's size against the SDK's limit, creates or checks the trials'
+Kubernetes Secrets (``cdl_gitlab.model.trial_secrets``), sends it with the context folder
 through the determined SDK (``Determined.create_experiment``; ``.detignore`` is honoured by the
 SDK), records the id in ``<state_dir>/cluster-experiments.json`` and, by default, polls until the
 experiment ends, printing progress. ``register_best_checkpoint`` then registers the
@@ -30,6 +31,7 @@ from cdl_gitlab.fsutil import atomic_write_json, file_lock
 from cdl_gitlab.model.config_lint import lint_config
 from cdl_gitlab.model.context_size import check_context
 from cdl_gitlab.model.trial_environment import apply_trial_environment, without_secrets
+from cdl_gitlab.model.trial_secrets import ensure_trial_secrets, image_of, trial_secrets_needed
 from cdl_gitlab.registry.base import ModelVersion, merge_metadata
 from cdl_gitlab.registry.determined_backend import DeterminedRegistry, connect, master_errors
 
@@ -183,9 +185,10 @@ def submit_experiment(
 ) -> int:
     """Create the experiment on ``settings.determined_master`` and return its id.
 
-    Lint errors, an image not pinned by digest, a missing endpoint or an oversized context stop
-    the submission before anything is sent. With ``wait``, polls until the experiment ends and
-    raises ClusterError unless it COMPLETED (the id is recorded either way).
+    Lint errors, an image not pinned by digest, a missing endpoint, an oversized context or a
+    trial Secret that cannot be made stop the submission before anything is sent. With
+    ``wait``, polls until the experiment ends and raises ClusterError unless it COMPLETED (the
+    id is recorded either way).
     """
     config = apply_trial_environment(settings, load_experiment_config(config_path, overrides))
     if lint:
@@ -197,6 +200,9 @@ def submit_experiment(
         if errors:
             raise ClusterError("the experiment config has errors:\n" + "\n".join(map(str, errors)))
     check_context(Path(context_dir))
+    if trial_secrets_needed(settings):
+        for line in ensure_trial_secrets(settings, image_of(config["environment"]["image"])):
+            echo(line)
     master = settings.determined_master
     client = connect(master)
     with master_errors(master, f"submit {config_path}"):

@@ -97,18 +97,28 @@ def trial_variables(settings: Settings) -> dict[str, str]:
     return {"CDL_PROFILE": "cluster", "PACHD_ADDRESS": settings.pachyderm_address}
 
 
-def trial_secret_values(settings: Settings) -> dict[str, str]:
-    """The secret variables' values from this process's environment (no ``trial_secret``)."""
+def secret_values_in_environment(settings: Settings) -> dict[str, str]:
+    """The secret variables' values set in this process's environment: the DSN and the
+    Pachyderm tokens that are set; empty when the DSN is not."""
     env_name = settings.config.cluster.postgres_dsn_env
     dsn = os.environ.get(env_name, "")
     if not dsn:
-        raise TrialEnvironmentError(
-            f"the trial reads its labels from PostgreSQL: set {env_name} "
-            "(cluster.postgres_dsn_env) as a masked CI/CD variable, or name a Kubernetes "
-            "Secret holding it in cluster.trial_secret"
-        )
+        return {}
     values = {env_name: dsn}
     values.update({name: os.environ[name] for name in PACH_TOKEN_ENVS if os.environ.get(name)})
+    return values
+
+
+def trial_secret_values(settings: Settings) -> dict[str, str]:
+    """The secret variables' values from this process's environment (no ``trial_secret``)."""
+    values = secret_values_in_environment(settings)
+    if not values:
+        raise TrialEnvironmentError(
+            f"the trial reads its labels from PostgreSQL: set "
+            f"{settings.config.cluster.postgres_dsn_env} (cluster.postgres_dsn_env) as a "
+            "masked CI/CD variable, or name a Kubernetes Secret holding it in "
+            "cluster.trial_secret"
+        )
     return values
 
 

@@ -14,6 +14,11 @@ What is filled in at deploy time, never in the spec file in git:
 - ``transform.image_pull_secrets``: ``cluster.image_pull_secret`` of ``cdl.yaml`` (the
   Kubernetes docker-registry secret that lets the cluster pull the project's registry images),
   unless the spec names its own.
+
+With kubectl access (``$KUBECONFIG`` / ``$KUBECONFIG_B64``), that pull secret is created or
+updated in Pachyderm's namespace (``cluster.pachyderm_namespace``, empty:
+``cluster.namespace``) from GitLab's deploy token before the pipelines are sent, or checked
+to exist there without the token (``cdl_gitlab.kubectl.ensure_pull_secret``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from cdl_gitlab.data.errors import SpecError
 from cdl_gitlab.data.pachyderm.runner import load_pipelines, order, pfs_inputs
 from cdl_gitlab.data.pachyderm.spec import expand_image
+from cdl_gitlab.kubectl import Kubectl, ensure_pull_secret, kube_access_configured
 
 if TYPE_CHECKING:
     from cdl_gitlab.config import Settings
@@ -73,6 +79,26 @@ def input_repos(specs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return sorted(repos - outputs)
 
 
+def ensure_pipelines_pull_secret(
+    settings: Settings, specs: list[tuple[str, dict[str, Any]]]
+) -> str | None:
+    """Create (deploy token) or check ``cluster.image_pull_secret`` in Pachyderm's namespace
+    when a spec pulls with it and kubectl access is configured; kubectl's line, else None."""
+    secret = settings.config.cluster.image_pull_secret
+    images = [
+        spec["transform"]["image"]
+        for _name, spec in specs
+        if secret in (spec["transform"].get("image_pull_secrets") or [])
+    ]
+    if not (secret and images and kube_access_configured()):
+        return None
+    namespace = settings.pachyderm_namespace
+    kubectl = Kubectl(timeout=120.0)
+    with kubectl.session():
+        line = ensure_pull_secret(kubectl, secret, namespace, images[0], "`cdl data deploy`")
+    return f"{line} in namespace {namespace}"
+
+
 def deploy_pipelines(
     settings: Settings,
     store: PachydermStore | None = None,
@@ -88,6 +114,9 @@ def deploy_pipelines(
         from cdl_gitlab.data.stores.pachyderm_store import PachydermStore
 
         store = PachydermStore.from_address(settings.pachyderm_address)
+    pulled = ensure_pipelines_pull_secret(settings, specs)
+    if pulled:
+        echo(pulled)
     existing = set(store.list_repos())
     for repo in input_repos(specs):
         if repo in existing:

@@ -1,0 +1,109 @@
+"""The Kubernetes Secrets the cluster's trial pods read: created before submission, not by hand.
+
+On the cluster profile, in Determined's namespace (``cluster.determined_namespace``, empty:
+``cluster.namespace``), through ``kubectl`` (``cdl_gitlab.kubectl``: ``$KUBECONFIG`` or
+``$KUBECONFIG_B64``; values only through its standard input, never printed):
+
+- ``cluster.trial_secret``: an Opaque Secret with the keys the trial's ``secretKeyRef``\\ s
+  name (``cdl_gitlab.model.trial_environment``): the labels DSN (the variable named by
+  ``cluster.postgres_dsn_env``) and the Pachyderm tokens that are set, applied from the
+  submitting job's environment. Without the DSN there, the Secret must already exist.
+- ``cluster.image_pull_secret``: the docker-registry Secret of the training image's registry,
+  from GitLab's deploy token (``$CI_DEPLOY_USER`` / ``$CI_DEPLOY_PASSWORD``); without it, the
+  Secret must already exist.
+
+Submission does this when ``trial_secret`` is set (and then needs kubectl access), or when
+``image_pull_secret`` is set and kubectl access is configured; ``cdl model secrets`` does only
+this step.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import TYPE_CHECKING, Any
+
+from cdl_gitlab.errors import CDLError
+from cdl_gitlab.kubectl import Kubectl, ensure_pull_secret, kube_access_configured, managed_secret
+from cdl_gitlab.model.trial_environment import IMAGE_ENV, secret_values_in_environment
+
+if TYPE_CHECKING:
+    from cdl_gitlab.config import Settings
+
+
+class TrialSecretsError(CDLError):
+    """The trials' Kubernetes Secrets cannot be created or are missing."""
+
+
+def trial_secrets_needed(settings: Settings) -> bool:
+    """Whether submission manages Secrets: ``trial_secret`` is set, or ``image_pull_secret`` is
+    and kubectl access is configured."""
+    cluster = settings.config.cluster
+    return bool(cluster.trial_secret) or (
+        bool(cluster.image_pull_secret) and kube_access_configured()
+    )
+
+
+def image_of(image: Any) -> str:
+    """One image of an experiment's ``environment.image`` (a string, or per device: cpu's)."""
+    if isinstance(image, dict):
+        return str(image.get("cpu") or next(iter(image.values()), ""))
+    return str(image or "")
+
+
+def trial_secret_manifest(name: str, namespace: str, values: dict[str, str]) -> str:
+    """The Opaque Secret of the trial's secret variables, keys named like the variables
+    (``data``, not ``stringData``: ``kubectl apply`` then drops a key no longer set)."""
+    data = {key: base64.b64encode(value.encode()).decode() for key, value in values.items()}
+    return managed_secret(name, namespace, "Opaque", {"data": data})
+
+
+def _apply_trial_secret(kubectl: Kubectl, settings: Settings, name: str, namespace: str) -> str:
+    values = secret_values_in_environment(settings)
+    if values:
+        kubectl.add_secrets(*values.values())
+        applied = kubectl.run(
+            ["apply", "-f", "-"], stdin=trial_secret_manifest(name, namespace, values)
+        )
+        return f"{applied} in namespace {namespace} (keys {', '.join(values)})"
+    if not kubectl.secret_exists(name, namespace):
+        env_name = settings.config.cluster.postgres_dsn_env
+        raise TrialSecretsError(
+            f"the trial secret {name} (cluster.trial_secret) does not exist in namespace "
+            f"{namespace} (cluster.determined_namespace) and {env_name} is not set to create "
+            f"it: set {env_name} (and PACH_PYTHON_AUTH_TOKEN where Pachyderm needs one) as "
+            "masked CI/CD variables so the submission creates it, or create it yourself: "
+            f"kubectl create secret generic {name} -n {namespace} "
+            f'--from-literal={env_name}="$DSN"'
+        )
+    env_name = settings.config.cluster.postgres_dsn_env
+    return f"secret/{name} exists in namespace {namespace} (kept as it is: {env_name} is not set)"
+
+
+def ensure_trial_secrets(settings: Settings, image: str = "") -> list[str]:
+    """Create or check ``cluster.trial_secret`` and ``cluster.image_pull_secret`` in
+    Determined's namespace; ``image`` (default ``$CDL_TRAIN_IMAGE``) names the registry of the
+    pull secret. Returns what was done, one line each, without any value."""
+    cluster = settings.config.cluster
+    if not (cluster.trial_secret or cluster.image_pull_secret):
+        return []
+    namespace = settings.determined_namespace
+    if cluster.trial_secret and not kube_access_configured():
+        raise TrialSecretsError(
+            f"cluster.trial_secret names the Kubernetes Secret {cluster.trial_secret} the trials "
+            f"read their secrets from: creating or checking it in namespace {namespace} needs "
+            "kubectl access: set KUBECONFIG (a path) or KUBECONFIG_B64 (a masked CI/CD "
+            "variable with the base64 kubeconfig), or empty cluster.trial_secret to send the "
+            "values with the experiment"
+        )
+    image = image or os.environ.get(IMAGE_ENV, "").strip()
+    output = []
+    kubectl = Kubectl(timeout=120.0)
+    with kubectl.session():
+        if cluster.trial_secret:
+            output.append(_apply_trial_secret(kubectl, settings, cluster.trial_secret, namespace))
+        if cluster.image_pull_secret:
+            creator = "trial submission (or `cdl model secrets`)"
+            line = ensure_pull_secret(kubectl, cluster.image_pull_secret, namespace, image, creator)
+            output.append(f"{line} in namespace {namespace}")
+    return output
