@@ -21,7 +21,13 @@ from cdl_gitlab.data.pachyderm.spec import lint_spec
 from cdl_gitlab.data.stores import open_store
 from cdl_gitlab.data.stores.pachyderm_store import PachydermStore
 from cdl_gitlab.kubectl import KubeError
-from fakes.kubectl import applied, install_fake_kubectl, kubectl_calls
+from fakes.kubectl import (
+    AppliedSecrets,
+    applied,
+    install_fake_kubectl,
+    kubectl_calls,
+    secret_values,
+)
 from fakes.pachd import FakePachd
 from fakes.pachd_worker import FakeWorkers, image_env
 
@@ -174,19 +180,23 @@ def test_deploy_creates_the_input_repos_then_the_pipelines(
     assert len(pachd.pipelines) == 8
 
 
-def test_deploy_creates_the_pull_secret_in_pachyderms_namespace(
+def test_deploy_creates_the_specs_secrets_in_pachyderms_namespace(
     project: Settings,
     pach: PachydermStore,
     pachd: FakePachd,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    """With kubectl access, the pull secret the specs name is made from the deploy token in
-    Pachyderm's namespace before the pipelines are sent; the token never shows."""
+    """With kubectl access, the Secrets the specs use are made in Pachyderm's namespace before
+    the pipelines are sent: the pull secret from the deploy token, the labels Secret
+    (``transform.secrets``: key dsn into CDL_POSTGRES_DSN) from the job's CDL_POSTGRES_DSN;
+    the pipelines then find them (the fake pachd checks), and no value ever shows."""
+    dsn = "postgresql://labeller:pa55@db.example.org/labels"
     monkeypatch.setenv("CDL_IMAGE_TAG", "feedbeef")
     monkeypatch.setenv("CI_REGISTRY_IMAGE", "registry.example.org/demo")
     monkeypatch.setenv("CI_DEPLOY_USER", "gitlab+deploy-token-3")
     monkeypatch.setenv("CI_DEPLOY_PASSWORD", "gldt-pach-pull")
+    monkeypatch.setenv("CDL_POSTGRES_DSN", dsn)
     log = install_fake_kubectl(tmp_path, monkeypatch)
     config = project.root / "cdl.yaml"
     config.write_text(
@@ -195,24 +205,60 @@ def test_deploy_creates_the_pull_secret_in_pachyderms_namespace(
     )
     settings = load_settings(config, "cluster")
     pachd.pipelines.clear()
+    monkeypatch.setattr(pachd, "kube_secrets", AppliedSecrets(log))
     lines: list[str] = []
     deploy_pipelines(settings, pach, image_digest=DIGEST, echo=lines.append)
-    (secret,) = applied(log)
-    assert secret["metadata"]["name"] == "demo-registry"
-    assert secret["metadata"]["namespace"] == "pach"
-    auths = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))["auths"]
+    pull, labels = applied(log)
+    assert pull["metadata"]["name"] == "demo-registry"
+    assert pull["metadata"]["namespace"] == "pach"
+    auths = json.loads(base64.b64decode(pull["data"][".dockerconfigjson"]))["auths"]
     assert auths["registry.example.org"]["password"] == "gldt-pach-pull"
-    assert lines[0] == "secret/demo-registry configured in namespace pach"
+    assert labels["metadata"]["namespace"] == "pach" and labels["type"] == "Opaque"
+    assert secret_values(labels) == {"dsn": dsn}
+    assert lines[:2] == [
+        "secret/demo-registry configured in namespace pach",
+        "secret/demo-postgres configured in namespace pach",
+    ]
     assert len(pachd.pipelines) == 4
-    assert not any("gldt-pach-pull" in " ".join(c["argv"]) for c in kubectl_calls(log))
-    assert not any("gldt-pach-pull" in line for line in lines)
-    # without the token it must exist: a clear error before any pipeline is sent
+    shown = [" ".join(c["argv"]) for c in kubectl_calls(log)] + lines
+    assert not any(value in text for value in ("gldt-pach-pull", "pa55") for text in shown)
+    # without the values each must exist: a clear error before any pipeline is sent
     monkeypatch.delenv("CI_DEPLOY_PASSWORD")
+    monkeypatch.delenv("CDL_POSTGRES_DSN")
     log.unlink()
     pachd.pipelines.clear()
     with pytest.raises(KubeError, match="demo-registry does not exist in namespace pach"):
         deploy_pipelines(settings, pach, image_digest=DIGEST)
+    monkeypatch.setenv("FAKE_KUBECTL_SECRETS", "demo-registry")
+    missing = "demo-postgres does not exist in namespace pach: set "
+    with pytest.raises(KubeError, match=missing) as err:
+        deploy_pipelines(settings, pach, image_digest=DIGEST)
+    assert "CDL_POSTGRES_DSN (a masked CI/CD variable)" in str(err.value)
+    assert "--from-literal=dsn=" in str(err.value)
     assert pachd.pipelines == []
+    # existing Secrets are kept as they are
+    monkeypatch.setenv("FAKE_KUBECTL_SECRETS", "demo-registry,demo-postgres")
+    monkeypatch.setattr(pachd, "kube_secrets", None)
+    lines.clear()
+    deploy_pipelines(settings, pach, image_digest=DIGEST, echo=lines.append)
+    assert lines[:2] == [
+        "secret/demo-registry exists in namespace pach",
+        "secret/demo-postgres exists in namespace pach",
+    ]
+    assert applied(log) == [] and len(pachd.pipelines) == 4
+
+
+def test_spec_secret_variables_group_keys_by_secret() -> None:
+    specs = [
+        ("a", {"transform": {"secrets": [{"name": "s", "key": "dsn", "env_var": "DSN"}]}}),
+        ("b", {"transform": {"secrets": [{"name": "s", "key": "token", "env_var": "TOKEN"}]}}),
+        ("c", {"transform": {"secrets": [{"name": "files", "mount_path": "/secrets"}]}}),
+        ("d", {"transform": {}}),
+    ]
+    assert create_pipelines.spec_secret_variables(specs) == {
+        "s": {"dsn": "DSN", "token": "TOKEN"},
+        "files": {},
+    }
 
 
 def test_pachd_refuses_a_pipeline_before_its_input_repos(

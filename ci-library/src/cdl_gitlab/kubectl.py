@@ -138,6 +138,37 @@ def managed_secret(name: str, namespace: str, secret_type: str, content: dict[st
     )
 
 
+def opaque_secret_manifest(name: str, namespace: str, values: dict[str, str]) -> str:
+    """An Opaque Secret of ``values`` (``data``, not ``stringData``: ``kubectl apply`` then
+    drops a key that is no longer given)."""
+    data = {key: base64.b64encode(value.encode()).decode() for key, value in values.items()}
+    return managed_secret(name, namespace, "Opaque", {"data": data})
+
+
+def ensure_secret_from_environment(
+    kubectl: Kubectl, name: str, namespace: str, variables: dict[str, str], creator: str
+) -> str:
+    """Create or update the Opaque Secret ``name`` whose keys are ``variables``' keys, each
+    value from the environment variable it maps to, when all of them are set; otherwise
+    check that the Secret exists. Returns kubectl's line (no values)."""
+    values = {key: os.environ.get(env, "") for key, env in variables.items()}
+    if variables and all(values.values()):
+        kubectl.add_secrets(*values.values())
+        return kubectl.run(
+            ["apply", "-f", "-"], stdin=opaque_secret_manifest(name, namespace, values)
+        )
+    if not kubectl.secret_exists(name, namespace):
+        missing = sorted({env for key, env in variables.items() if not values[key]})
+        kind = "a masked CI/CD variable" if len(missing) == 1 else "masked CI/CD variables"
+        how = f"set {', '.join(missing)} ({kind}) so {creator} creates it, or " if missing else ""
+        literals = " ".join(f'--from-literal={key}="${env}"' for key, env in variables.items())
+        raise KubeError(
+            f"the Secret {name} does not exist in namespace {namespace}: {how}create it "
+            f"yourself (kubectl create secret generic {name} -n {namespace} {literals})".rstrip()
+        )
+    return f"secret/{name} exists"
+
+
 def registry_server(image: str) -> str:
     """The registry host of ``image`` (``host[:port]``), else ``$CI_REGISTRY``."""
     first = image.split("/", 1)[0]

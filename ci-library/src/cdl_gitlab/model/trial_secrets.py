@@ -19,12 +19,16 @@ this step.
 
 from __future__ import annotations
 
-import base64
 import os
 from typing import TYPE_CHECKING, Any
 
 from cdl_gitlab.errors import CDLError
-from cdl_gitlab.kubectl import Kubectl, ensure_pull_secret, kube_access_configured, managed_secret
+from cdl_gitlab.kubectl import (
+    Kubectl,
+    ensure_pull_secret,
+    kube_access_configured,
+    opaque_secret_manifest,
+)
 from cdl_gitlab.model.trial_environment import IMAGE_ENV, secret_values_in_environment
 
 if TYPE_CHECKING:
@@ -51,19 +55,12 @@ def image_of(image: Any) -> str:
     return str(image or "")
 
 
-def trial_secret_manifest(name: str, namespace: str, values: dict[str, str]) -> str:
-    """The Opaque Secret of the trial's secret variables, keys named like the variables
-    (``data``, not ``stringData``: ``kubectl apply`` then drops a key no longer set)."""
-    data = {key: base64.b64encode(value.encode()).decode() for key, value in values.items()}
-    return managed_secret(name, namespace, "Opaque", {"data": data})
-
-
 def _apply_trial_secret(kubectl: Kubectl, settings: Settings, name: str, namespace: str) -> str:
     values = secret_values_in_environment(settings)
     if values:
         kubectl.add_secrets(*values.values())
         applied = kubectl.run(
-            ["apply", "-f", "-"], stdin=trial_secret_manifest(name, namespace, values)
+            ["apply", "-f", "-"], stdin=opaque_secret_manifest(name, namespace, values)
         )
         return f"{applied} in namespace {namespace} (keys {', '.join(values)})"
     if not kubectl.secret_exists(name, namespace):

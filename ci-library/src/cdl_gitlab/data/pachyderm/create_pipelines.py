@@ -15,10 +15,13 @@ What is filled in at deploy time, never in the spec file in git:
   Kubernetes docker-registry secret that lets the cluster pull the project's registry images),
   unless the spec names its own.
 
-With kubectl access (``$KUBECONFIG`` / ``$KUBECONFIG_B64``), that pull secret is created or
-updated in Pachyderm's namespace (``cluster.pachyderm_namespace``, empty:
-``cluster.namespace``) from GitLab's deploy token before the pipelines are sent, or checked
-to exist there without the token (``cdl_gitlab.kubectl.ensure_pull_secret``).
+With kubectl access (``$KUBECONFIG`` / ``$KUBECONFIG_B64``), the Kubernetes Secrets the specs
+use are made in Pachyderm's namespace (``cluster.pachyderm_namespace``, empty:
+``cluster.namespace``) before the pipelines are sent (:func:`ensure_pipelines_secrets`): the
+pull secret from GitLab's deploy token, and each Secret of ``transform.secrets`` whose keys
+are read into environment variables (``key`` + ``env_var``, e.g. the labels DSN) from the
+job's variables of the same names; without those values (or for a mounted Secret) each must
+exist there already.
 """
 
 from __future__ import annotations
@@ -34,7 +37,12 @@ from typing import TYPE_CHECKING, Any
 from cdl_gitlab.data.errors import SpecError
 from cdl_gitlab.data.pachyderm.runner import load_pipelines, order, pfs_inputs
 from cdl_gitlab.data.pachyderm.spec import expand_image
-from cdl_gitlab.kubectl import Kubectl, ensure_pull_secret, kube_access_configured
+from cdl_gitlab.kubectl import (
+    Kubectl,
+    ensure_pull_secret,
+    ensure_secret_from_environment,
+    kube_access_configured,
+)
 
 if TYPE_CHECKING:
     from cdl_gitlab.config import Settings
@@ -79,24 +87,48 @@ def input_repos(specs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return sorted(repos - outputs)
 
 
-def ensure_pipelines_pull_secret(
+def spec_secret_variables(specs: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, str]]:
+    """The Kubernetes Secrets of the specs' ``transform.secrets``: name -> {key: env_var} of
+    the keys read into environment variables (empty for a Secret only mounted as files)."""
+    secrets: dict[str, dict[str, str]] = {}
+    for _name, spec in specs:
+        for entry in spec["transform"].get("secrets") or []:
+            keys = secrets.setdefault(str(entry["name"]), {})
+            if entry.get("key") and entry.get("env_var"):
+                keys[str(entry["key"])] = str(entry["env_var"])
+    return secrets
+
+
+def ensure_pipelines_secrets(
     settings: Settings, specs: list[tuple[str, dict[str, Any]]]
-) -> str | None:
-    """Create (deploy token) or check ``cluster.image_pull_secret`` in Pachyderm's namespace
-    when a spec pulls with it and kubectl access is configured; kubectl's line, else None."""
-    secret = settings.config.cluster.image_pull_secret
+) -> list[str]:
+    """With kubectl access: the pull secret the specs use, from the deploy token, and every
+    Secret of their ``transform.secrets``, from the job's variables of the keys' ``env_var``
+    names, created or updated in Pachyderm's namespace, or checked to exist there. One line
+    each (no value); nothing without kubectl access."""
+    if not kube_access_configured():
+        return []
+    pull = settings.config.cluster.image_pull_secret
     images = [
         spec["transform"]["image"]
         for _name, spec in specs
-        if secret in (spec["transform"].get("image_pull_secrets") or [])
+        if pull and pull in (spec["transform"].get("image_pull_secrets") or [])
     ]
-    if not (secret and images and kube_access_configured()):
-        return None
+    secrets = spec_secret_variables(specs)
+    if not (images or secrets):
+        return []
     namespace = settings.pachyderm_namespace
+    creator = "`cdl data deploy`"
+    lines = []
     kubectl = Kubectl(timeout=120.0)
     with kubectl.session():
-        line = ensure_pull_secret(kubectl, secret, namespace, images[0], "`cdl data deploy`")
-    return f"{line} in namespace {namespace}"
+        if images:
+            lines.append(ensure_pull_secret(kubectl, pull, namespace, images[0], creator))
+        for name, variables in secrets.items():
+            lines.append(
+                ensure_secret_from_environment(kubectl, name, namespace, variables, creator)
+            )
+    return [f"{line} in namespace {namespace}" for line in lines]
 
 
 def deploy_pipelines(
@@ -114,9 +146,8 @@ def deploy_pipelines(
         from cdl_gitlab.data.stores.pachyderm_store import PachydermStore
 
         store = PachydermStore.from_address(settings.pachyderm_address)
-    pulled = ensure_pipelines_pull_secret(settings, specs)
-    if pulled:
-        echo(pulled)
+    for line in ensure_pipelines_secrets(settings, specs):
+        echo(line)
     existing = set(store.list_repos())
     for repo in input_repos(specs):
         if repo in existing:
