@@ -113,3 +113,17 @@ def test_bearer_token() -> None:
         with pytest.raises(v.InvalidRequest) as info:
             v.check_bearer(header, "s3cret")
         assert info.value.status == 401 and info.value.reason == v.UNAUTHORIZED
+
+
+def test_feedback_token_from_the_named_variable(monkeypatch) -> None:
+    v.check_feedback_token(None, None)  # no token variable named: feedback is open
+    monkeypatch.delenv("CDL_TEST_FEEDBACK_TOKEN", raising=False)
+    with pytest.raises(v.InvalidRequest) as info:
+        v.check_feedback_token("CDL_TEST_FEEDBACK_TOKEN", "Bearer anything")
+    assert info.value.status == 503 and info.value.reason == v.NO_FEEDBACK_TOKEN
+    assert "CDL_TEST_FEEDBACK_TOKEN" in info.value.message
+    monkeypatch.setenv("CDL_TEST_FEEDBACK_TOKEN", "s3cret")
+    v.check_feedback_token("CDL_TEST_FEEDBACK_TOKEN", "Bearer s3cret")
+    with pytest.raises(v.InvalidRequest) as info:
+        v.check_feedback_token("CDL_TEST_FEEDBACK_TOKEN", "Bearer wrong")
+    assert info.value.status == 401

@@ -167,12 +167,7 @@ def start_server(
     """Start ``seldon-core-microservice`` in a new session (its own process group);
     ``tensorflow=False`` for models that do not need TensorFlow (see
     :func:`microservice_command`)."""
-    for wanted in (port, metrics_port, *([grpc_port] if grpc_port else [])):
-        if not port_free(wanted):
-            raise ServeError(
-                f"port {wanted} is in use (another model server? try `cdl deploy stop`, "
-                "or choose --port)"
-            )
+    check_ports_free(port, metrics_port, *([grpc_port] if grpc_port else []))
     command = [
         *microservice_command(tensorflow),
         class_name,
@@ -193,23 +188,7 @@ def start_server(
         command += ["--grpc-port", str(grpc_port), "--grpc-workers", "1"]
     else:
         command += ["--grpc-workers", "0"]
-    from cdl_gitlab.scoring import SCORING_URL_ENV  # (sqlalchemy: not at every cdl start)
-
-    env = {**os.environ, "CDL_ARTIFACT_DIR": str(artifact_dir), "PYTHONUNBUFFERED": "1"}
-    env.pop(SCORING_URL_ENV, None)
-    if scoring_url:
-        env[SCORING_URL_ENV] = scoring_url
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    return launch(command, cwd, log_path, scoring_url, {"CDL_ARTIFACT_DIR": str(artifact_dir)})
 
 
 def start_mlserver(
@@ -230,12 +209,7 @@ def start_mlserver(
     from cdl_gitlab.serving import mlserver_local
 
     grpc = grpc_port or free_port()
-    for wanted in (port, metrics_port, grpc):
-        if not port_free(wanted):
-            raise ServeError(
-                f"port {wanted} is in use (another model server? try `cdl deploy stop`, "
-                "or choose --port)"
-            )
+    check_ports_free(port, metrics_port, grpc)
     try:
         command_line = mlserver_local.server_command(
             mlserver_local.find_mlserver(settings.root), settings.state_dir / "mlserver"
@@ -252,17 +226,40 @@ def start_mlserver(
         grpc_port=grpc,
         metrics_port=metrics_port,
     )
-    from cdl_gitlab.scoring import SCORING_URL_ENV
+    return launch(command_line, folder, log_path, scoring_url)
 
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+def check_ports_free(*ports: int) -> None:
+    """ServeError naming the first of ``ports`` that is taken."""
+    for wanted in ports:
+        if not port_free(wanted):
+            raise ServeError(
+                f"port {wanted} is in use (another model server? try `cdl deploy stop`, "
+                "or choose --port)"
+            )
+
+
+def launch(
+    command: list[str],
+    cwd: Path,
+    log_path: Path,
+    scoring_url: str | None,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a model server's ``command`` in a new session (its own process group, so that
+    :func:`stop_group` ends all its workers), output appended to ``log_path``; the scoring
+    store is ``scoring_url`` (none: the server stores no scoring data)."""
+    from cdl_gitlab.scoring import SCORING_URL_ENV  # (sqlalchemy: not at every cdl start)
+
+    env = {**os.environ, **(extra_env or {}), "PYTHONUNBUFFERED": "1"}
     env.pop(SCORING_URL_ENV, None)
     if scoring_url:
         env[SCORING_URL_ENV] = scoring_url
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            command_line,
-            cwd=folder,
+            command,
+            cwd=cwd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

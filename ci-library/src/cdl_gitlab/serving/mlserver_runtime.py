@@ -80,7 +80,7 @@ from cdl_gitlab.serving.validation import (
     WRONG_SHAPE,
     WRONG_TYPE,
     InvalidRequest,
-    check_bearer,
+    check_feedback_token,
     parse_images,
     parse_texts,
 )
@@ -89,7 +89,6 @@ log = logging.getLogger(__name__)
 
 PREDICT = "predict"
 FEEDBACK = "feedback"
-NO_FEEDBACK_TOKEN = "NO_FEEDBACK_TOKEN"
 NOT_LOADED = "MODEL_NOT_LOADED"
 MAX_ID_CHARS = 256  # a request's ``id``: MLServer sends it back as a header / gRPC metadata
 TEXT_INPUT = "text"
@@ -292,19 +291,9 @@ class CDLRuntime(MLModel):
     # -- feedback ----------------------------------------------------------------------------
 
     def authorize(self, kind: str, authorization: str | None) -> None:
-        """Feedback needs ``Authorization: Bearer <token>`` when the artifact names the
-        token's environment variable; unset variable: 503 (as the Seldon component)."""
-        if kind != FEEDBACK or self.feedback_token_env is None:
-            return
-        token = os.environ.get(self.feedback_token_env, "")
-        if not token:
-            raise InvalidRequest(
-                NO_FEEDBACK_TOKEN,
-                f"feedback is closed: the token variable {self.feedback_token_env} is not set "
-                "on the model server",
-                503,
-            )
-        check_bearer(authorization, token)
+        """Feedback needs the token the artifact names (:func:`check_feedback_token`)."""
+        if kind == FEEDBACK:
+            check_feedback_token(self.feedback_token_env, authorization)
 
     @custom_handler(rest_path="/v2/models/{model_name}/feedback", rest_method="POST")
     async def feedback(self, request: Request, model_name: str) -> dict[str, Any]:

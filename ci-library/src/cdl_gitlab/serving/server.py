@@ -59,8 +59,8 @@ from cdl_gitlab.serving.predictions import (
 )
 from cdl_gitlab.serving.validation import (
     InvalidRequest,
-    check_bearer,
     check_feedback,
+    check_feedback_token,
     check_message,
     parse_images,
     parse_texts,
@@ -74,7 +74,6 @@ LATENCY = "cdl_prediction_latency"
 PREDICTED = "cdl_predicted_class"
 REJECTED = "cdl_rejected_requests"
 SCORING_FAILURES = "cdl_scoring_failures"
-NO_FEEDBACK_TOKEN = "NO_FEEDBACK_TOKEN"
 
 
 class CDLModel:
@@ -214,19 +213,9 @@ class CDLModel:
         return json_to_seldon_message({"meta": {"tags": {"feedback_stored": stored}}})
 
     def authorize(self, kind: str, authorization: str | None) -> None:
-        """Feedback needs ``Authorization: Bearer <token>`` when the artifact names the
-        token's environment variable (``serving.feedback_token_env``); unset variable: 503."""
-        if kind != FEEDBACK or self.feedback_token_env is None:
-            return
-        token = os.environ.get(self.feedback_token_env, "")
-        if not token:
-            raise InvalidRequest(
-                NO_FEEDBACK_TOKEN,
-                f"feedback is closed: the token variable {self.feedback_token_env} is not set "
-                "on the model server",
-                503,
-            )
-        check_bearer(authorization, token)
+        """Feedback needs the token the artifact names (:func:`check_feedback_token`)."""
+        if kind == FEEDBACK:
+            check_feedback_token(self.feedback_token_env, authorization)
 
     def check_request(self, kind: str, payload: Any) -> None:
         """The guard's check of a decoded request (see :mod:`cdl_gitlab.serving.guard`)."""

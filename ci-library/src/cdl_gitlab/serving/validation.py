@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ TOO_DEEP = "TOO_DEEP"
 TOO_LARGE = "TOO_LARGE"
 UNSUPPORTED_MEDIA = "UNSUPPORTED_MEDIA_TYPE"
 UNAUTHORIZED = "UNAUTHORIZED"
+NO_FEEDBACK_TOKEN = "NO_FEEDBACK_TOKEN"
 
 
 class InvalidRequest(CDLError):
@@ -282,3 +284,19 @@ def check_bearer(authorization: str | None, token: str) -> None:
         )
     if not hmac.compare_digest(given.strip().encode("utf-8"), token.encode("utf-8")):
         raise InvalidRequest(UNAUTHORIZED, "the feedback token is not valid", 401)
+
+
+def check_feedback_token(token_env: str | None, authorization: str | None) -> None:
+    """Feedback needs ``Authorization: Bearer <token>`` when the artifact names the token's
+    environment variable (``serving.feedback_token_env``): 401 without the right token, 503
+    when the variable is not set on the server (feedback is then closed to everyone)."""
+    if token_env is None:
+        return
+    token = os.environ.get(token_env, "")
+    if not token:
+        raise InvalidRequest(
+            NO_FEEDBACK_TOKEN,
+            f"feedback is closed: the token variable {token_env} is not set on the model server",
+            503,
+        )
+    check_bearer(authorization, token)
