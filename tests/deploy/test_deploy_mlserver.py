@@ -287,27 +287,8 @@ V2_TEXT_CASES = [
 def _request(server, method, path, body, content_type) -> tuple[int, dict | str]:
     path = path.replace(V2, f"/v2/models/{server.info.model}")
     if content_type == "gzip":
-        return _raw_with_headers(
-            server.url, method, path, body, {"Content-Type": JSON, "Content-Encoding": "gzip"}
-        )
+        return _raw(server.url, method, path, body, JSON, {"Content-Encoding": "gzip"})
     return _raw(server.url, method, path, body, content_type)
-
-
-def _raw_with_headers(base, method, path, body, headers) -> tuple[int, dict | str]:
-    import http.client
-
-    parsed = urllib.parse.urlsplit(base)
-    connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
-    try:
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        raw = response.read()
-    finally:
-        connection.close()
-    try:
-        return response.status, json.loads(raw)
-    except ValueError:
-        return response.status, raw.decode("utf-8", errors="replace")
 
 
 @pytest.mark.parametrize(

@@ -274,12 +274,18 @@ def test_image_bad_requests_get_400(image_server, payload, reason, says) -> None
 
 
 def _raw(
-    base: str, method: str, path: str, body: bytes | None = None, content_type: str | None = None
+    base: str,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    content_type: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict | str]:
-    """One raw HTTP request (any method, body and content type); the status and the answer."""
+    """One raw HTTP request (any method, body, content type and other headers); the status
+    and the answer."""
     parsed = urllib.parse.urlsplit(base)
     connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
-    headers = {"Content-Type": content_type} if content_type else {}
+    headers = {**({"Content-Type": content_type} if content_type else {}), **(headers or {})}
     try:
         connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()
