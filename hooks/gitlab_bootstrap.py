@@ -5,7 +5,8 @@ namespace, push `main` and `dev`, protect `main` (push and merge: maintainers) a
 `dev` (developers), make `dev` the default branch, create CI/CD variables, create
 the `staging` and `production` environments, protect `production` (deploys:
 maintainers), create the project access token that posts merge-request notes and
-issues. Every step is idempotent, so a failed run can simply be repeated. Nothing
+issues, and the deploy token the clusters pull the project's images with. Every step
+is idempotent, so a failed run can simply be repeated. Nothing
 local is ever deleted.
 
 CI/CD variables are protected (only pipelines of protected branches, `main` and
@@ -22,6 +23,11 @@ The merge-request notes and the monitoring issues never use the bootstrap's own
 token: the bootstrap creates a project access token with the Reporter role (the
 least role that can comment on merge requests and file and label issues) and
 `api` scope, and stores it as the masked variable `CDL_REPORT_TOKEN`.
+
+The clusters pull the project's registry images with the project deploy token named
+`gitlab-deploy-token` (scope `read_registry` only), which GitLab hands to every CI job as
+`CI_DEPLOY_USER` / `CI_DEPLOY_PASSWORD`; `cdl` makes the image pull Secrets of the serving,
+trial and Pachyderm namespaces from it. The bootstrap creates it when no active one exists.
 
 The token is read from an environment variable (`--token-env`, default
 GITLAB_TOKEN), never from a flag; it is sent to git as an HTTP header through
@@ -73,6 +79,9 @@ VARIABLE_SPEC = re.compile(r"(?P<key>[A-Za-z0-9_]{1,255})(?:@(?P<scope>[a-z][a-z
 REPORT_TOKEN_NAME = "cdl-report"
 REPORT_TOKEN_VARIABLE = "CDL_REPORT_TOKEN"
 REPORT_TOKEN_DAYS = 365  # GitLab's longest access-token lifetime by default
+# GitLab passes the project deploy token of this name to every job (CI_DEPLOY_USER/PASSWORD)
+DEPLOY_TOKEN_NAME = "gitlab-deploy-token"
+DEPLOY_TOKEN_SCOPES = ["read_registry"]
 HTTP_HINTS = {
     401: "the token is invalid, expired or revoked",
     403: "the token lacks the 'api' scope or its user lacks the permission (Maintainer role, "
@@ -362,7 +371,46 @@ def bootstrap(
 
     _protect_environment(gitlab, project, result, secrets)
     _report_token(gitlab, gl, project, result, secrets)
+    _deploy_token(gitlab, project, result, secrets)
     return result
+
+
+def _deploy_token(gitlab: Any, project: Any, result: Result, secrets: list[str]) -> None:
+    """The deploy token GitLab passes to every job as CI_DEPLOY_USER / CI_DEPLOY_PASSWORD
+    (read_registry: pulling the project's images, nothing else). Kept while an active one
+    exists; its value is never stored anywhere else."""
+    with _step("create deploy token", secrets):
+        active = [
+            token
+            for token in project.deploytokens.list(get_all=True)
+            if token.name == DEPLOY_TOKEN_NAME
+            and not getattr(token, "revoked", False)
+            and not getattr(token, "expired", False)
+        ]
+        if active:
+            _log(f"deploy token {DEPLOY_TOKEN_NAME} exists")
+            return
+        try:
+            token = project.deploytokens.create(
+                {"name": DEPLOY_TOKEN_NAME, "scopes": DEPLOY_TOKEN_SCOPES}
+            )
+        except gitlab.exceptions.GitlabCreateError as exc:
+            if getattr(exc, "response_code", None) not in (403, 404):
+                raise
+            message = (
+                f"the deploy token {DEPLOY_TOKEN_NAME} could not be created (the token's user "
+                "needs the Maintainer role): create it by hand (Settings > Repository > Deploy "
+                f"tokens, name {DEPLOY_TOKEN_NAME}, scope read_registry), or the clusters' image "
+                "pull Secrets must be created by hand"
+            )
+            _warn(message)
+            result.warnings.append(message)
+            return
+        secrets.append(getattr(token, "token", ""))
+        _log(
+            f"deploy token {DEPLOY_TOKEN_NAME} created (read_registry): GitLab passes it to "
+            "every job as CI_DEPLOY_USER / CI_DEPLOY_PASSWORD"
+        )
 
 
 def _protect_branch(gitlab: Any, project: Any, branch: str, level: int, secrets: list[str]) -> None:

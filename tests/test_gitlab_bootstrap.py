@@ -146,6 +146,8 @@ def test_full_bootstrap(
         ("GET", f"{p}/variables"),
         ("POST", f"{p}/access_tokens"),
         ("POST", f"{p}/variables"),
+        ("GET", f"{p}/deploy_tokens"),
+        ("POST", f"{p}/deploy_tokens"),
     ]
     assert all(r.headers.get("private-token") == TOKEN for r in fake.requests)
     created = fake.find("POST", "/api/v4/projects")[0].json
@@ -203,6 +205,13 @@ def test_full_bootstrap(
     assert all(v["value"] != TOKEN for v in fake.state.variables[pid].values())
     assert token["token"] not in out + err
 
+    # the deploy token GitLab passes to every job (CI_DEPLOY_USER/PASSWORD): registry read only
+    (deploy,) = fake.state.deploy_tokens[pid]
+    assert (deploy["name"], deploy["scopes"]) == ("gitlab-deploy-token", ["read_registry"])
+    assert deploy["token"] not in out + err
+    assert all(v["value"] != deploy["token"] for v in fake.state.variables[pid].values())
+    assert "deploy token gitlab-deploy-token created (read_registry)" in out
+
     # main and dev pushed, origin set to the clean URL with upstreams, no token anywhere
     for branch in ("main", "dev"):
         assert git(bare, "rev-parse", branch) == git(project_dir, "rev-parse", branch)
@@ -254,6 +263,8 @@ def test_rerun_is_idempotent(
     assert variables_now["KUBECONFIG_B64@production"]["value"] == "cm90YXRlZC1wcm9kdWN0aW9u"
     assert variables_now["CDL_REPORT_TOKEN"]["value"] == report_token  # kept, not rotated
     assert len(fake.state.access_tokens[pid]) == 1
+    assert len(fake.state.deploy_tokens[pid]) == 1
+    assert "deploy token gitlab-deploy-token exists" in out
     assert sorted(fake.state.environments[pid]) == ["production", "staging"]
     assert f"project {PROJECT} exists (id {pid}): reused" in out
     assert git(project_dir, "remote").split() == ["origin"]
@@ -305,6 +316,7 @@ def test_without_premium_features_the_run_goes_on_with_warnings(
     """GitLab Free: no protected environments; GitLab.com Free: no project access tokens."""
     fake.fail("GET", "/api/v4/projects/{id}/protected_environments", 404, {"message": "404"})
     fake.fail("POST", "/api/v4/projects/{id}/access_tokens", 403, {"message": "403 Forbidden"})
+    fake.fail("POST", "/api/v4/projects/{id}/deploy_tokens", 403, {"message": "403 Forbidden"})
 
     assert boot.main(args(fake, project_dir)) == 0
 
@@ -313,6 +325,8 @@ def test_without_premium_features_the_run_goes_on_with_warnings(
     assert "environment production not protected" in err
     assert "create one with the Reporter role and api scope by hand" in err
     assert "CDL_REPORT_TOKEN" not in fake.state.variables[pid]
+    assert "name gitlab-deploy-token, scope read_registry" in err
+    assert fake.state.deploy_tokens[pid] == []
     assert_no_secret(err)
 
 

@@ -104,6 +104,7 @@ class _State:
     environments: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
     protected_environments: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
     access_tokens: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    deploy_tokens: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     issues: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     merge_requests: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     issue_notes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
@@ -296,6 +297,8 @@ class FakeGitLab(LoopbackHTTPFake):
             ("POST", f"{project}/protected_environments", self._post_protected_environment),
             ("GET", f"{project}/access_tokens", self._list_access_tokens),
             ("POST", f"{project}/access_tokens", self._post_access_token),
+            ("GET", f"{project}/deploy_tokens", self._list_deploy_tokens),
+            ("POST", f"{project}/deploy_tokens", self._post_deploy_token),
             ("GET", f"{project}/environments", self._list_environments),
             ("POST", f"{project}/environments", self._post_environment),
             ("GET", f"{project}/issues", self._list_issues),
@@ -349,6 +352,7 @@ class FakeGitLab(LoopbackHTTPFake):
         ):
             table[project_id] = {}
         self.state.access_tokens[project_id] = []
+        self.state.deploy_tokens[project_id] = []
         self.state.issues[project_id] = []
         self.state.merge_requests[project_id] = []
         self.state.issue_notes[project_id] = []
@@ -577,6 +581,47 @@ class FakeGitLab(LoopbackHTTPFake):
             "active": True,
             "revoked": False,
             "token": f"glpat-project{len(tokens) + 1:04d}-Rep0rtT0ken",
+        }
+        tokens.append(token)
+        return 201, token
+
+    def _list_deploy_tokens(self, request: RecordedRequest, project: str) -> Response:
+        found, missing = self._with_project(project)
+        if not found:
+            return missing
+        return 200, [
+            {k: v for k, v in t.items() if k != "token"}
+            for t in self.state.deploy_tokens[found["id"]]
+        ]
+
+    def _post_deploy_token(self, request: RecordedRequest, project: str) -> Response:
+        """Project deploy tokens: a name and at least one known scope are required."""
+        found, missing = self._with_project(project)
+        if not found:
+            return missing
+        data = request.json or {}
+        scopes = list(data.get("scopes") or [])
+        known = {
+            "read_repository",
+            "read_registry",
+            "write_registry",
+            "read_package_registry",
+            "write_package_registry",
+        }
+        if not data.get("name"):
+            return 400, {"error": "name is missing"}
+        if not scopes or not set(scopes) <= known:
+            return 400, {"message": {"scopes": ["can't be blank or unknown"]}}
+        tokens = self.state.deploy_tokens[found["id"]]
+        token = {
+            "id": next(self._ids),
+            "name": data["name"],
+            "username": data.get("username") or f"gitlab+deploy-token-{len(tokens) + 1}",
+            "expires_at": data.get("expires_at"),
+            "scopes": scopes,
+            "revoked": False,
+            "expired": False,
+            "token": f"gldt-fake{len(tokens) + 1:04d}-Depl0yT0ken",
         }
         tokens.append(token)
         return 201, token
