@@ -159,6 +159,12 @@ def test_deploy_creates_the_input_repos_then_the_pipelines(
     pachd.pipelines.clear()
     lines: list[str] = []
     sent = deploy_pipelines(with_pull_secret(project), pach, image_digest=DIGEST, echo=lines.append)
+    # no kubectl access here: the Secrets are left as they are, and the first line says so
+    assert lines.pop(0) == (
+        "the pipelines' Secrets demo-registry, demo-postgres in namespace default are neither "
+        "created nor checked (no kubectl access: KUBECONFIG or KUBECONFIG_B64 is not set): "
+        "they must exist there"
+    )
     assert {name for name, _ in sent} == PIPELINES
     assert lines[:4] == [f"{repo}: input repo created" for repo in INPUT_REPOS]
     assert sorted(lines[4:]) == sorted(f"{name}: created or updated" for name in PIPELINES)
@@ -176,7 +182,7 @@ def test_deploy_creates_the_input_repos_then_the_pipelines(
 
     lines.clear()  # a second deploy (the next pipeline) updates; the repos are kept
     deploy_pipelines(with_pull_secret(project), pach, image_digest=DIGEST, echo=lines.append)
-    assert lines[:4] == [f"{repo}: input repo exists" for repo in INPUT_REPOS]
+    assert lines[1:5] == [f"{repo}: input repo exists" for repo in INPUT_REPOS]
     assert len(pachd.pipelines) == 8
 
 

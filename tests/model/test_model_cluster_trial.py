@@ -17,7 +17,13 @@ from cdl_gitlab.model.trial_environment import TrialEnvironmentError, without_se
 from cdl_gitlab.model.trial_secrets import TrialSecretsError
 from cdl_gitlab.registry.determined_backend import connect
 from fakes.determined_master import TRAIN_IMAGE, TRIAL_DSN, FakeDeterminedMaster, trial_endpoints
-from fakes.kubectl import AppliedSecrets, applied, install_fake_kubectl, secret_values
+from fakes.kubectl import (
+    AppliedSecrets,
+    applied,
+    install_fake_kubectl,
+    kubectl_calls,
+    secret_values,
+)
 
 NEEDS_ENDPOINTS = """\
 import os
@@ -346,10 +352,27 @@ def test_secrets_by_reference_to_a_kubernetes_secret(
     kubectl_log.unlink()
     with pytest.raises(TrialSecretsError, match=r"cdl-trial .* does not exist in namespace det"):
         _submit(project, overrides=overrides)
-    monkeypatch.delenv("KUBECONFIG_B64")
-    with pytest.raises(TrialSecretsError, match="needs kubectl access"):
-        _submit(project, overrides=overrides)
     assert len(det_master.calls("POST", "/api/v1/experiments")) == 2
+    # without kubectl access the Secrets are neither made nor checked: the submission says so,
+    # and the trial, whose Secret is missing, cannot start (the master's verdict)
+    monkeypatch.delenv("KUBECONFIG_B64")
+    kubectl_log.unlink()
+    lines: list[str] = []
+    with pytest.raises(ClusterError, match="ended ERROR"):
+        submit_experiment(
+            _settings(project),
+            project / "model/const.yaml",
+            project,
+            poll_interval=0.01,
+            echo=lines.append,
+            overrides=overrides,
+        )
+    assert lines[0] == (
+        "the trials' Secrets cdl-trial, train-pull in namespace det are neither created nor "
+        "checked (no kubectl access: KUBECONFIG or KUBECONFIG_B64 is not set): they must "
+        "exist there"
+    )
+    assert kubectl_calls(kubectl_log) == []
 
 
 def test_the_fake_master_refuses_what_the_determined_container_owns(

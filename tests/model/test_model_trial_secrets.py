@@ -175,23 +175,29 @@ def test_without_the_deploy_token_the_pull_secret_must_exist(
     assert [s["metadata"]["name"] for s in applied(kubectl_log)] == ["cdl-trial", "cdl-trial"]
 
 
-def test_a_trial_secret_needs_kubectl_access(
+def test_without_kubectl_access_the_secrets_are_left_as_they_are(
     tmp_path: Path, kubectl_log: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("KUBECONFIG_B64")
+    """No kubeconfig, or no kubectl in the job's image (the CDL role images have none): the
+    submission goes on and says the Secrets must exist; `cdl model secrets` refuses."""
     settings = _settings(tmp_path)
     assert trial_secrets_needed(settings)
-    with pytest.raises(TrialSecretsError, match=r"cdl-trial .* namespace det needs kubectl access"):
-        ensure_trial_secrets(settings)
-    assert kubectl_calls(kubectl_log) == []
-    # a pull secret alone is managed only when kubectl access is configured
-    only_pull = _settings(tmp_path, "cluster: {image_pull_secret: train-registry}\n")
-    assert not trial_secrets_needed(only_pull)
+    monkeypatch.delenv("KUBECONFIG_B64")
+    (line,) = ensure_trial_secrets(settings)
+    assert line == (
+        "the trials' Secrets cdl-trial, train-registry in namespace det are neither created "
+        "nor checked (no kubectl access: KUBECONFIG or KUBECONFIG_B64 is not set): they must "
+        "exist there"
+    )
+    with pytest.raises(TrialSecretsError, match="no kubectl access"):
+        ensure_trial_secrets(settings, required=True)
     monkeypatch.setenv("KUBECONFIG_B64", base64.b64encode(KUBECONFIG.encode()).decode())
-    assert trial_secrets_needed(only_pull)
-    assert ensure_trial_secrets(only_pull) == [
-        "secret/train-registry configured in namespace default"
-    ]
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))  # kubectl not installed
+    (line,) = ensure_trial_secrets(settings)
+    assert "(kubectl is not installed in this job's image (or set $CDL_KUBECTL))" in line
+    assert kubectl_calls(kubectl_log) == []
+    (tmp_path / "none").mkdir()
+    assert not trial_secrets_needed(_settings(tmp_path / "none", "cluster: {}\n"))
 
 
 def test_cli_secrets_prints_what_it_did_and_no_value(tmp_path: Path, kubectl_log: Path) -> None:

@@ -38,6 +38,16 @@ def kube_access_configured() -> bool:
     return any(os.environ.get(name) for name in KUBECONFIG_ENVS)
 
 
+def missing_kube_access() -> str:
+    """Why this job cannot manage Kubernetes objects ('' if it can): no kubeconfig named, or
+    no kubectl (the CDL role images of the data and training jobs have none)."""
+    if not kube_access_configured():
+        return "no kubectl access: KUBECONFIG or KUBECONFIG_B64 is not set"
+    if not (os.environ.get(KUBECTL_ENV) or shutil.which("kubectl")):
+        return "kubectl is not installed in this job's image (or set $CDL_KUBECTL)"
+    return ""
+
+
 class Kubectl:
     """Runs ``kubectl`` with the kubeconfig from the environment; scrubs secrets from output."""
 

@@ -150,7 +150,7 @@ def secrets(app: AppContext, image: str) -> None:
             "the trials' Secrets are Kubernetes Secrets: use the cluster profile "
             "(--profile cluster or CDL_PROFILE=cluster)"
         )
-    lines = ensure_trial_secrets(settings, image.strip())
+    lines = ensure_trial_secrets(settings, image.strip(), required=True)
     for line in lines:
         click.echo(line)
     if not lines:

@@ -12,9 +12,10 @@ On the cluster profile, in Determined's namespace (``cluster.determined_namespac
   from GitLab's deploy token (``$CI_DEPLOY_USER`` / ``$CI_DEPLOY_PASSWORD``); without it, the
   Secret must already exist.
 
-Submission does this when ``trial_secret`` is set (and then needs kubectl access), or when
-``image_pull_secret`` is set and kubectl access is configured; ``cdl model secrets`` does only
-this step.
+Submission does this when either is set and the job has kubectl access (a kubeconfig and
+``kubectl``; the CDL role images have no kubectl); without it the Secrets are left as they
+are and submission says so in one line. ``cdl model secrets`` does only this step, and
+without kubectl access it is an error.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from cdl_gitlab.errors import CDLError
 from cdl_gitlab.kubectl import (
     Kubectl,
     ensure_pull_secret,
-    kube_access_configured,
+    missing_kube_access,
     opaque_secret_manifest,
 )
 from cdl_gitlab.model.trial_environment import IMAGE_ENV, secret_values_in_environment
@@ -40,12 +41,9 @@ class TrialSecretsError(CDLError):
 
 
 def trial_secrets_needed(settings: Settings) -> bool:
-    """Whether submission manages Secrets: ``trial_secret`` is set, or ``image_pull_secret`` is
-    and kubectl access is configured."""
+    """Whether the trials name Secrets (``trial_secret`` or ``image_pull_secret`` is set)."""
     cluster = settings.config.cluster
-    return bool(cluster.trial_secret) or (
-        bool(cluster.image_pull_secret) and kube_access_configured()
-    )
+    return bool(cluster.trial_secret or cluster.image_pull_secret)
 
 
 def image_of(image: Any) -> str:
@@ -77,22 +75,26 @@ def _apply_trial_secret(kubectl: Kubectl, settings: Settings, name: str, namespa
     return f"secret/{name} exists in namespace {namespace} (kept as it is: {env_name} is not set)"
 
 
-def ensure_trial_secrets(settings: Settings, image: str = "") -> list[str]:
+def ensure_trial_secrets(settings: Settings, image: str = "", required: bool = False) -> list[str]:
     """Create or check ``cluster.trial_secret`` and ``cluster.image_pull_secret`` in
     Determined's namespace; ``image`` (default ``$CDL_TRAIN_IMAGE``) names the registry of the
-    pull secret. Returns what was done, one line each, without any value."""
+    pull secret. Returns what was done, one line each, without any value. Without kubectl
+    access (kubeconfig and kubectl) the Secrets are left as they are, and the line says so;
+    with ``required`` that is an error."""
     cluster = settings.config.cluster
-    if not (cluster.trial_secret or cluster.image_pull_secret):
+    names = [name for name in (cluster.trial_secret, cluster.image_pull_secret) if name]
+    if not names:
         return []
     namespace = settings.determined_namespace
-    if cluster.trial_secret and not kube_access_configured():
-        raise TrialSecretsError(
-            f"cluster.trial_secret names the Kubernetes Secret {cluster.trial_secret} the trials "
-            f"read their secrets from: creating or checking it in namespace {namespace} needs "
-            "kubectl access: set KUBECONFIG (a path) or KUBECONFIG_B64 (a masked CI/CD "
-            "variable with the base64 kubeconfig), or empty cluster.trial_secret to send the "
-            "values with the experiment"
+    missing = missing_kube_access()
+    if missing:
+        message = (
+            f"the trials' Secrets {', '.join(names)} in namespace {namespace} are neither "
+            f"created nor checked ({missing}): they must exist there"
         )
+        if required:
+            raise TrialSecretsError(message)
+        return [message]
     image = image or os.environ.get(IMAGE_ENV, "").strip()
     output = []
     kubectl = Kubectl(timeout=120.0)

@@ -41,7 +41,7 @@ from cdl_gitlab.kubectl import (
     Kubectl,
     ensure_pull_secret,
     ensure_secret_from_environment,
-    kube_access_configured,
+    missing_kube_access,
 )
 
 if TYPE_CHECKING:
@@ -105,9 +105,7 @@ def ensure_pipelines_secrets(
     """With kubectl access: the pull secret the specs use, from the deploy token, and every
     Secret of their ``transform.secrets``, from the job's variables of the keys' ``env_var``
     names, created or updated in Pachyderm's namespace, or checked to exist there. One line
-    each (no value); nothing without kubectl access."""
-    if not kube_access_configured():
-        return []
+    each (no value); without kubectl access one line saying they are left as they are."""
     pull = settings.config.cluster.image_pull_secret
     images = [
         spec["transform"]["image"]
@@ -118,6 +116,13 @@ def ensure_pipelines_secrets(
     if not (images or secrets):
         return []
     namespace = settings.pachyderm_namespace
+    missing = missing_kube_access()
+    if missing:
+        names = [*([pull] if images else []), *secrets]
+        return [
+            f"the pipelines' Secrets {', '.join(names)} in namespace {namespace} are neither "
+            f"created nor checked ({missing}): they must exist there"
+        ]
     creator = "`cdl data deploy`"
     lines = []
     kubectl = Kubectl(timeout=120.0)
