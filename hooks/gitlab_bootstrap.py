@@ -375,6 +375,15 @@ def bootstrap(
     return result
 
 
+def _warn_unavailable(exc: Exception, result: Result, message: str) -> None:
+    """A feature this GitLab, tier or role does not offer (HTTP 403/404): ``message`` as a
+    warning and the run goes on; any other failure is raised again."""
+    if getattr(exc, "response_code", None) not in (403, 404):
+        raise exc
+    _warn(message)
+    result.warnings.append(message)
+
+
 def _deploy_token(gitlab: Any, project: Any, result: Result, secrets: list[str]) -> None:
     """The deploy token GitLab passes to every job as CI_DEPLOY_USER / CI_DEPLOY_PASSWORD
     (read_registry: pulling the project's images, nothing else). Kept while an active one
@@ -395,16 +404,13 @@ def _deploy_token(gitlab: Any, project: Any, result: Result, secrets: list[str])
                 {"name": DEPLOY_TOKEN_NAME, "scopes": DEPLOY_TOKEN_SCOPES}
             )
         except gitlab.exceptions.GitlabCreateError as exc:
-            if getattr(exc, "response_code", None) not in (403, 404):
-                raise
             message = (
                 f"the deploy token {DEPLOY_TOKEN_NAME} could not be created (the token's user "
                 "needs the Maintainer role): create it by hand (Settings > Repository > Deploy "
                 f"tokens, name {DEPLOY_TOKEN_NAME}, scope read_registry), or the clusters' image "
                 "pull Secrets must be created by hand"
             )
-            _warn(message)
-            result.warnings.append(message)
+            _warn_unavailable(exc, result, message)
             return
         secrets.append(getattr(token, "token", ""))
         _log(
@@ -447,15 +453,12 @@ def _protect_environment(gitlab: Any, project: Any, result: Result, secrets: lis
         try:
             protected = {env.name for env in project.protected_environments.list(get_all=True)}
         except gitlab.exceptions.GitlabListError as exc:
-            if getattr(exc, "response_code", None) not in (403, 404):
-                raise
             message = (
                 f"environment {name} not protected: this GitLab offers no protected "
                 "environments (GitLab Premium); only maintainers can push or merge to main, "
                 "the branch that deploys to production"
             )
-            _warn(message)
-            result.warnings.append(message)
+            _warn_unavailable(exc, result, message)
             return
         if name in protected:
             _log(f"environment {name} already protected")
@@ -494,15 +497,12 @@ def _report_token(gitlab: Any, gl: Any, project: Any, result: Result, secrets: l
                 }
             )
         except gitlab.exceptions.GitlabCreateError as exc:
-            if getattr(exc, "response_code", None) not in (403, 404):
-                raise
             message = (
                 "no project access token could be created (GitLab.com Free offers none): "
                 f"create one with the Reporter role and api scope by hand and store it as the "
                 f"masked CI/CD variable {REPORT_TOKEN_VARIABLE}"
             )
-            _warn(message)
-            result.warnings.append(message)
+            _warn_unavailable(exc, result, message)
             return
         secrets.append(token.token)
         data = {

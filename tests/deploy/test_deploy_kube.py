@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import stat
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,39 +15,26 @@ from cdl_gitlab.cli.app import AppContext
 from cdl_gitlab.cli.deploy_cmd import deploy
 from cdl_gitlab.deploy import kube
 from cdl_gitlab.registry import LocalRegistry, production_version
+from fakes.kubectl import KUBECONFIG, install_fake_kubectl, kubectl_calls
 
 SHA1 = "1111111111111111111111111111111111111111"
 SHA2 = "2222222222222222222222222222222222222222"
 DSN = "postgresql://scorer:hunter2@db.example.org:5432/scoring"
 DEPLOY_USER = "gitlab+deploy-token-7"
 DEPLOY_PASSWORD = "gldt-pullS3cret"
-KUBECONFIG = "apiVersion: v1\nclusters: [{name: c, cluster: {server: https://k8s}}]\n# s3cr3t\n"
-HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture
 def kubectl_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Put a fake kubectl first on PATH; returns the file its calls are recorded in."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "kubectl"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{HERE / "fake_kubectl.py"}" "$@"\n')
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    log = tmp_path / "kubectl.jsonl"
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_KUBECTL_LOG", str(log))
+    log = install_fake_kubectl(tmp_path, monkeypatch)
     monkeypatch.setenv("CDL_TEST_POSTGRES_DSN", DSN)
-    monkeypatch.setenv("KUBECONFIG_B64", base64.b64encode(KUBECONFIG.encode()).decode())
     monkeypatch.setenv("CI_COMMIT_BRANCH", "release")
     monkeypatch.setenv("CDL_PRODUCTION_BRANCH", "release")  # the component's input, any name
     monkeypatch.setenv("CI_DEPLOY_USER", DEPLOY_USER)  # GitLab's gitlab-deploy-token
     monkeypatch.setenv("CI_DEPLOY_PASSWORD", DEPLOY_PASSWORD)
     monkeypatch.setattr(kube, "APPEAR_POLL", 0.01)
     return log
-
-
-def _calls(log: Path) -> list[dict]:
-    return [json.loads(line) for line in log.read_text().splitlines()]
 
 
 def _registry(settings) -> LocalRegistry:
@@ -61,7 +45,7 @@ def test_apply_applies_waits_and_records(text_project, kubectl_log: Path) -> Non
     registry = _registry(text_project)
     image = f"registry.example.org/group/demo/news-demo:{SHA1}"
     result = kube.apply(text_project, registry, "production", image)
-    calls = _calls(kubectl_log)
+    calls = kubectl_calls(kubectl_log)
     verbs = [call["argv"][0] for call in calls]
     assert verbs == ["apply", "apply", "apply", "get", "rollout"]
     secret = json.loads(calls[0]["stdin"])
@@ -111,7 +95,7 @@ def test_rollback_reapplies_the_previous_version(
     kubectl_log.unlink()
     result = kube.rollback(text_project, registry, "production")
     assert result.version == 1 and result.image == image1
-    applied = _calls(kubectl_log)[2]["stdin"]
+    applied = kubectl_calls(kubectl_log)[2]["stdin"]
     assert image1 in applied and image2 not in applied
     assert production_version(registry, "news-demo").version == 1
     retired = registry.get_version("news-demo", 2).metadata["deployments"]
@@ -146,7 +130,7 @@ def test_pull_secret_without_deploy_token_must_exist(
     kubectl_log.unlink()
     monkeypatch.setenv("FAKE_KUBECTL_SECRETS", "news-demo-registry")  # made by an admin
     kube.apply(text_project, registry, "staging", image)
-    calls = _calls(kubectl_log)
+    calls = kubectl_calls(kubectl_log)
     assert [c["argv"][:2] for c in calls[:3]] == [
         ["apply", "-f"],
         ["get", "secret"],
@@ -189,7 +173,7 @@ def test_missing_credentials(text_project, kubectl_log: Path, monkeypatch) -> No
     monkeypatch.setenv("KUBECONFIG", str(text_project.root / "my-kubeconfig"))
     (text_project.root / "my-kubeconfig").write_text(KUBECONFIG)
     kube.apply(text_project, _registry(text_project), "staging", image)
-    assert _calls(kubectl_log)[-1]["kubeconfig"] == str(text_project.root / "my-kubeconfig")
+    assert kubectl_calls(kubectl_log)[-1]["kubeconfig"] == str(text_project.root / "my-kubeconfig")
 
 
 def test_cli_apply_needs_cluster_profile_and_prints_no_secret(
@@ -229,7 +213,7 @@ def test_mlserver_apply_applies_the_inference_service_and_waits_until_ready(
     registry = _registry(mlserver_project)
     image = f"registry.example.org/group/demo/news-demo:{SHA1}"
     result = kube.apply(mlserver_project, registry, "production", image)
-    calls = _calls(kubectl_log)
+    calls = kubectl_calls(kubectl_log)
     assert [call["argv"][0] for call in calls] == ["apply", "apply", "apply", "wait"]
     secret = json.loads(calls[0]["stdin"])
     assert secret["kind"] == "Secret" and secret["metadata"]["name"] == "news-demo-scoring"
@@ -280,7 +264,7 @@ def test_mlserver_apply_without_kserve_is_refused_and_not_recorded(
     with pytest.raises(kube.KubeError, match=r"kind InferenceService: is KServe .* installed"):
         kube.apply(mlserver_project, registry, "staging", image)
     assert "deployments" not in registry.get_version("news-demo", 1).metadata
-    assert [call["argv"][0] for call in _calls(kubectl_log)] == ["apply", "apply", "apply"]
+    assert [call["argv"][0] for call in kubectl_calls(kubectl_log)] == ["apply", "apply", "apply"]
 
 
 def test_mlserver_apply_not_ready_in_time_fails_unrecorded(
@@ -307,7 +291,7 @@ def test_mlserver_rollback_reapplies_the_previous_inference_service(
     kubectl_log.unlink()
     result = kube.rollback(mlserver_project, registry, "production")
     assert result.version == 1 and result.image == image1
-    calls = _calls(kubectl_log)
+    calls = kubectl_calls(kubectl_log)
     assert [call["argv"][0] for call in calls] == ["apply", "apply", "apply", "wait"]
     service = yaml.safe_load(calls[2]["stdin"])
     assert service["kind"] == "InferenceService"

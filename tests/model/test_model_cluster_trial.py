@@ -67,9 +67,9 @@ def _settings(root: Path):
     return load_settings(root / "cdl.yaml", profile="cluster")
 
 
-def _submit(root: Path, config: str = "model/const.yaml", **kwargs):
+def _submit(root: Path, config: str = "model/const.yaml", echo=lambda line: None, **kwargs):
     return submit_experiment(
-        _settings(root), root / config, root, poll_interval=0.01, echo=lambda line: None, **kwargs
+        _settings(root), root / config, root, poll_interval=0.01, echo=echo, **kwargs
     )
 
 
@@ -309,15 +309,7 @@ def test_secrets_by_reference_to_a_kubernetes_secret(
     overrides = {"entrypoint": "python3 -m model.needs_endpoints"}
     lines: list[str] = []
 
-    experiment_id = submit_experiment(
-        _settings(project),
-        project / "model/const.yaml",
-        project,
-        poll_interval=0.01,
-        echo=lines.append,
-        overrides=overrides,
-        wait=False,
-    )
+    experiment_id = _submit(project, echo=lines.append, overrides=overrides, wait=False)
     secret, pull = applied(kubectl_log)  # before the experiment was created
     assert secret["metadata"]["name"] == "cdl-trial" and secret["metadata"]["namespace"] == "det"
     assert secret_values(secret) == {"CDL_POSTGRES_DSN": TRIAL_DSN}
@@ -357,16 +349,9 @@ def test_secrets_by_reference_to_a_kubernetes_secret(
     # and the trial, whose Secret is missing, cannot start (the master's verdict)
     monkeypatch.delenv("KUBECONFIG_B64")
     kubectl_log.unlink()
-    lines: list[str] = []
+    lines.clear()
     with pytest.raises(ClusterError, match="ended ERROR"):
-        submit_experiment(
-            _settings(project),
-            project / "model/const.yaml",
-            project,
-            poll_interval=0.01,
-            echo=lines.append,
-            overrides=overrides,
-        )
+        _submit(project, echo=lines.append, overrides=overrides)
     assert lines[0] == (
         "the trials' Secrets cdl-trial, train-pull in namespace det are neither created nor "
         "checked (no kubectl access: KUBECONFIG or KUBECONFIG_B64 is not set): they must "

@@ -212,7 +212,8 @@ class ClusterProfileSection(_Section):
     checks ``trial_secret`` and ``image_pull_secret``; empty: ``namespace``."""
     pachyderm_namespace: str = ""
     """Kubernetes namespace of Pachyderm's pipeline pods, where ``cdl data deploy`` creates or
-    checks ``image_pull_secret``; empty: ``namespace``."""
+    checks ``image_pull_secret`` and the Secrets of the specs' ``transform.secrets``; empty:
+    ``namespace``."""
     image_prefix: str = ""
     image_pull_secret: str = ""
     """Name of a Kubernetes image pull Secret (kubernetes.io/dockerconfigjson) for the
@@ -227,10 +228,10 @@ class ClusterProfileSection(_Section):
     """Name of a Kubernetes Secret in Determined's namespace holding the trial's secrets under
     keys named like their variables (the one of ``postgres_dsn_env``, optionally
     ``PACH_PYTHON_AUTH_TOKEN``). Set: trials reference it (pod spec ``secretKeyRef``) and no
-    secret value is sent to the master; submission (which then needs kubectl access) creates
-    or updates it from the job's environment, or, without the values there, checks that it
-    exists. Empty: the values are sent from the submitting job's environment as
-    ``environment.environment_variables``."""
+    secret value is sent to the master; submission with kubectl access creates or updates it
+    from the job's environment, or, without the values there, checks that it exists (without
+    kubectl access it must exist). Empty: the values are sent from the submitting job's
+    environment as ``environment.environment_variables``."""
     gitlab_token_env: EnvVarName = "CDL_GITLAB_TOKEN"
 
 

@@ -43,18 +43,33 @@ def missing_kube_access() -> str:
     no kubectl (the CDL role images of the data and training jobs have none)."""
     if not kube_access_configured():
         return "no kubectl access: KUBECONFIG or KUBECONFIG_B64 is not set"
-    if not (os.environ.get(KUBECTL_ENV) or shutil.which("kubectl")):
+    if not kubectl_executable():
         return "kubectl is not installed in this job's image (or set $CDL_KUBECTL)"
     return ""
+
+
+def kubectl_executable() -> str | None:
+    """``$CDL_KUBECTL``, else ``kubectl`` on PATH (None if neither)."""
+    return os.environ.get(KUBECTL_ENV) or shutil.which("kubectl")
+
+
+def unmanaged_secrets_line(owner: str, names: list[str], namespace: str, missing: str) -> str:
+    """The one line a job prints when it cannot manage ``owner``'s Secrets (``missing``: why,
+    from :func:`missing_kube_access`)."""
+    return (
+        f"the {owner} Secrets {', '.join(names)} in namespace {namespace} are neither created "
+        f"nor checked ({missing}): they must exist there"
+    )
 
 
 class Kubectl:
     """Runs ``kubectl`` with the kubeconfig from the environment; scrubs secrets from output."""
 
     def __init__(self, secrets: list[str] | None = None, timeout: float = 900.0) -> None:
-        self.executable = os.environ.get(KUBECTL_ENV) or shutil.which("kubectl")
-        if not self.executable:
+        executable = kubectl_executable()
+        if not executable:
             raise KubeError("kubectl not found on PATH (install it, or set $CDL_KUBECTL)")
+        self.executable = executable
         self.secrets = [s for s in (secrets or []) if s]
         self.timeout = timeout
         self._env: dict[str, str] | None = None
@@ -155,6 +170,13 @@ def opaque_secret_manifest(name: str, namespace: str, values: dict[str, str]) ->
     return managed_secret(name, namespace, "Opaque", {"data": data})
 
 
+def apply_opaque_secret(kubectl: Kubectl, name: str, namespace: str, values: dict[str, str]) -> str:
+    """Create or update the Opaque Secret ``name`` holding ``values`` (scrubbed from all
+    output); kubectl's line."""
+    kubectl.add_secrets(*values.values())
+    return kubectl.run(["apply", "-f", "-"], stdin=opaque_secret_manifest(name, namespace, values))
+
+
 def ensure_secret_from_environment(
     kubectl: Kubectl, name: str, namespace: str, variables: dict[str, str], creator: str
 ) -> str:
@@ -163,10 +185,7 @@ def ensure_secret_from_environment(
     check that the Secret exists. Returns kubectl's line (no values)."""
     values = {key: os.environ.get(env, "") for key, env in variables.items()}
     if variables and all(values.values()):
-        kubectl.add_secrets(*values.values())
-        return kubectl.run(
-            ["apply", "-f", "-"], stdin=opaque_secret_manifest(name, namespace, values)
-        )
+        return apply_opaque_secret(kubectl, name, namespace, values)
     if not kubectl.secret_exists(name, namespace):
         missing = sorted({env for key, env in variables.items() if not values[key]})
         kind = "a masked CI/CD variable" if len(missing) == 1 else "masked CI/CD variables"

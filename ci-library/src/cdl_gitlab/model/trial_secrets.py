@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 from cdl_gitlab.errors import CDLError
 from cdl_gitlab.kubectl import (
     Kubectl,
+    apply_opaque_secret,
     ensure_pull_secret,
     missing_kube_access,
-    opaque_secret_manifest,
+    unmanaged_secrets_line,
 )
 from cdl_gitlab.model.trial_environment import IMAGE_ENV, secret_values_in_environment
 
@@ -56,10 +57,7 @@ def image_of(image: Any) -> str:
 def _apply_trial_secret(kubectl: Kubectl, settings: Settings, name: str, namespace: str) -> str:
     values = secret_values_in_environment(settings)
     if values:
-        kubectl.add_secrets(*values.values())
-        applied = kubectl.run(
-            ["apply", "-f", "-"], stdin=opaque_secret_manifest(name, namespace, values)
-        )
+        applied = apply_opaque_secret(kubectl, name, namespace, values)
         return f"{applied} in namespace {namespace} (keys {', '.join(values)})"
     if not kubectl.secret_exists(name, namespace):
         env_name = settings.config.cluster.postgres_dsn_env
@@ -88,10 +86,7 @@ def ensure_trial_secrets(settings: Settings, image: str = "", required: bool = F
     namespace = settings.determined_namespace
     missing = missing_kube_access()
     if missing:
-        message = (
-            f"the trials' Secrets {', '.join(names)} in namespace {namespace} are neither "
-            f"created nor checked ({missing}): they must exist there"
-        )
+        message = unmanaged_secrets_line("trials'", names, namespace, missing)
         if required:
             raise TrialSecretsError(message)
         return [message]

@@ -42,6 +42,7 @@ from cdl_gitlab.kubectl import (
     ensure_pull_secret,
     ensure_secret_from_environment,
     missing_kube_access,
+    unmanaged_secrets_line,
 )
 
 if TYPE_CHECKING:
@@ -119,10 +120,7 @@ def ensure_pipelines_secrets(
     missing = missing_kube_access()
     if missing:
         names = [*([pull] if images else []), *secrets]
-        return [
-            f"the pipelines' Secrets {', '.join(names)} in namespace {namespace} are neither "
-            f"created nor checked ({missing}): they must exist there"
-        ]
+        return [unmanaged_secrets_line("pipelines'", names, namespace, missing)]
     creator = "`cdl data deploy`"
     lines = []
     kubectl = Kubectl(timeout=120.0)
