@@ -807,24 +807,31 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
     def _run_pod(env: dict[str, str], storage: str) -> TrialRun:
         """The trial container: its own mount namespace with a tmpfs over ``/run`` (the SDK's
         info files, the working dir and the image's ``python3`` launcher live there) and over
-        ``/tmp`` (the pod's own; the SDK links its TensorBoard folder there), the directory
-        checkpoint storage mounted at its path as a volume, then the master's entrypoint
-        steps (prep_container, rendezvous, launch)."""
+        ``/tmp`` (the pod's own; the SDK links its TensorBoard folder there), then the master's
+        entrypoint steps (prep_container, rendezvous, launch). Mounted back at their own paths
+        over the tmpfs, as volumes: the directory checkpoint storage, and the image's Python
+        where it lies under ``/tmp`` (this interpreter's environment and the ``PYTHONPATH``
+        entries of a checkout in ``/tmp``)."""
+        image = [sys.prefix, *env["PYTHONPATH"].split(os.pathsep)]
+        hidden = [path for path in image if path.startswith("/tmp/") and Path(path).is_dir()]
+        volumes = list(dict.fromkeys([*([storage] if Path(storage).is_dir() else []), *hidden]))
         script = "\n".join(
             [
                 "set -e",
-                'storage="$1"; python="$2"',
+                'python="$1"; shift',
                 "mount -t tmpfs fake-det-run /run",
                 "mkdir -p /run/determined/info /run/determined/workdir /run/determined/image",
-                'if [ -d "$storage" ]; then',
-                "  mkdir /run/determined/storage",
-                '  mount --bind "$storage" /run/determined/storage',
-                "fi",
+                "mkdir /run/determined/volumes",
+                "i=0",
+                'for path in "$@"; do',
+                "  i=$((i + 1)); mkdir /run/determined/volumes/$i",
+                '  mount --bind "$path" /run/determined/volumes/$i',
+                "done",
                 "mount -t tmpfs fake-det-tmp /tmp",
-                "if [ -d /run/determined/storage ]; then",
-                '  mkdir -p "$storage"',
-                '  mount --bind /run/determined/storage "$storage"',
-                "fi",
+                "i=0",
+                'for path in "$@"; do',
+                '  i=$((i + 1)); mkdir -p "$path"; mount --bind /run/determined/volumes/$i "$path"',
+                "done",
                 "for name in python3 python; do",
                 '  printf \'#!/bin/sh\\nexec "%s" -S "$@"\\n\' "$python"'
                 " > /run/determined/image/$name",
@@ -839,7 +846,7 @@ class FakeDeterminedMaster(LoopbackHTTPFake):
         )
         command = [
             *("unshare", "--mount", "--map-root-user", "bash", "-c", script),
-            *("fake-det-pod", storage, sys.executable),
+            *("fake-det-pod", sys.executable, *volumes),
         ]
         env = {**env, "PATH": f"/run/determined/image:{env['PATH']}"}
         try:
